@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Install the Debian packages JiveX-Py needs when they are missing.
+#   install-system-deps.sh run    Qt's xcb libraries for a real window
+#   install-system-deps.sh test   DCMTK and dicom3tools (real peers for tests)
+#   install-system-deps.sh bench  DCMTK and Orthanc (benchmark peers)
+set -euo pipefail
+
+want=()
+need() {  # need COMMAND-OR-FILE PACKAGE
+    if [[ "$1" == /* ]]; then [[ -e "$1" ]] || want+=("$2")
+    else command -v "$1" >/dev/null 2>&1 || want+=("$2"); fi
+}
+
+for role in "$@"; do
+    case "$role" in
+        run)
+            need /usr/lib/x86_64-linux-gnu/libxcb-cursor.so.0 libxcb-cursor0
+            need /usr/lib/x86_64-linux-gnu/libxcb-icccm.so.4 libxcb-icccm4
+            need /usr/lib/x86_64-linux-gnu/libxcb-keysyms.so.1 libxcb-keysyms1
+            need /usr/lib/x86_64-linux-gnu/libEGL.so.1 libegl1
+            need /usr/lib/x86_64-linux-gnu/libxkbcommon-x11.so.0 libxkbcommon-x11-0
+            ;;
+        test)
+            need storescu dcmtk
+            need dciodvfy dicom3tools
+            need xvfb-run xvfb
+            ;;
+        bench)
+            need storescu dcmtk
+            need Orthanc orthanc
+            ;;
+        *) echo "unknown role '$role' (run, test, bench)" >&2; exit 2 ;;
+    esac
+done
+
+if [[ "$(uname -m)" != "x86_64" ]]; then
+    # Library paths above are for x86_64; elsewhere ask dpkg instead.
+    filtered=()
+    for pkg in "${want[@]}"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || filtered+=("$pkg")
+    done
+    want=("${filtered[@]}")
+fi
+
+(( ${#want[@]} )) || exit 0
+mapfile -t want < <(printf '%s\n' "${want[@]}" | sort -u)
+echo "Installing Debian packages: ${want[*]}" >&2
+sudo_cmd=()
+[[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null

@@ -1,0 +1,314 @@
+"""The ``jivex`` command: the workstation, the headless server and tools.
+
+Subcommands write their results to standard output and their diagnostics to
+standard error. Exit codes: 0 success, 1 partial failure (some inputs were
+not processed), 2 failure (nothing done: bad arguments or configuration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from jivex_core import __version__
+from jivex_core.config import RemoteNode, Settings, load_settings
+from jivex_core.errors import CannotUnderstandError, ConfigError, JivexError
+
+logger = logging.getLogger("jivex_core.cli")
+
+EXIT_OK, EXIT_PARTIAL, EXIT_FAILURE = 0, 1, 2
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    # pynetdicom logs every PDU at INFO; our services log the events that
+    # matter, so its own lines are only wanted when debugging.
+    if level != "DEBUG":
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # pydicom both logs and warns about non-conformant values; one line each.
+    logging.getLogger("py.warnings").setLevel(logging.ERROR)
+    logging.captureWarnings(True)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        "storage.data_dir": getattr(args, "data", None),
+        "network.bind_address": getattr(args, "bind", None),
+        "network.ae_title": getattr(args, "ae_title", None),
+        "network.storage_port": getattr(args, "storage_port", None),
+        "network.query_port": getattr(args, "query_port", None),
+        "network.web_port": getattr(args, "web_port", None),
+    }
+    remotes = getattr(args, "remote", None)
+    if remotes:
+        overrides["remote"] = [RemoteNode.parse(text).model_dump() for text in remotes]
+    config = getattr(args, "config", None)
+    return load_settings(Path(config) if config else None, overrides)
+
+
+def _common(parser: argparse.ArgumentParser, config: bool = True) -> None:
+    if config:
+        parser.add_argument("--config", metavar="FILE", help="TOML settings file")
+    parser.add_argument("--data", metavar="DIR", help="data folder (overrides config)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``jivex``."""
+    parser = argparse.ArgumentParser(
+        prog="jivex", description="JiveX-Py PACS workstation and archive"
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command")
+
+    gui = sub.add_parser("gui", help="the workstation (default)")
+    _common(gui)
+
+    server = sub.add_parser("server", help="run the core alone, headless")
+    _common(server)
+    server.add_argument("--bind", metavar="ADDR", help="address to listen on")
+    server.add_argument("--ae-title", metavar="AET", help="local AE title")
+    server.add_argument("--storage-port", type=int, metavar="N")
+    server.add_argument("--query-port", type=int, metavar="N")
+    server.add_argument("--web-port", type=int, metavar="N")
+    server.add_argument(
+        "--remote",
+        action="append",
+        metavar="AET@HOST:PORT",
+        help="add a remote AE (repeatable)",
+    )
+    server.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="override logging.level",
+    )
+    server.add_argument(
+        "--exit-with-parent", action="store_true", help=argparse.SUPPRESS
+    )
+
+    ls = sub.add_parser("ls", help="list what the local archive holds")
+    _common(ls)
+    ls.add_argument("--json", action="store_true", help="JSON array of objects")
+    ls.add_argument(
+        "--level", choices=["patient", "study", "series", "instance"], default="study"
+    )
+
+    imp = sub.add_parser("import", help="import DICOM files or folders")
+    _common(imp)
+    imp.add_argument("paths", nargs="+", metavar="PATH")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``jivex`` command."""
+    args = build_parser().parse_args(argv)
+    command = args.command or "gui"
+    try:
+        if command == "gui":
+            # The client is a separate package on top of the core; only this
+            # subcommand needs it (and Qt), so it is looked up by name.
+            client = importlib.import_module("jivex_client.app")
+            return int(client.main(args))
+        if command == "server":
+            return _server(args)
+        if command == "ls":
+            return _ls(args)
+        if command == "import":
+            return _import(args)
+    except ConfigError as exc:
+        print(f"jivex {command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+    raise AssertionError(command)
+
+
+# -- server ---------------------------------------------------------------
+
+
+def _server(args: argparse.Namespace) -> int:
+    from jivex_core.engine import Engine
+
+    settings = _settings(args)
+    _setup_logging(args.log_level or settings.logging.level)
+    net = settings.network
+    logger.warning(
+        "JiveX-Py %s starting: AE '%s', storage port %s, data folder '%s'",
+        __version__,
+        net.ae_title,
+        net.storage_port,
+        settings.data_dir,
+    )
+    engine = Engine(settings)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if args.exit_with_parent:
+            parent = os.getppid()
+
+            async def watch_parent() -> None:
+                while os.getppid() == parent:
+                    await asyncio.sleep(1.0)
+                logger.warning("The workstation exited; stopping the core")
+                stop.set()
+
+            watcher = asyncio.create_task(watch_parent())
+        await engine.run(stop)
+        if args.exit_with_parent:
+            watcher.cancel()
+
+    asyncio.run(run())
+    return EXIT_OK
+
+
+# -- ls -------------------------------------------------------------------
+
+_TABLE_COLUMNS = {
+    "patient": ["PatientID", "PatientName", "PatientBirthDate", "PatientSex"],
+    "study": [
+        "PatientID",
+        "PatientName",
+        "StudyDate",
+        "AccessionNumber",
+        "StudyDescription",
+        "StudyInstanceUID",
+    ],
+    "series": [
+        "PatientID",
+        "StudyInstanceUID",
+        "SeriesNumber",
+        "Modality",
+        "SeriesDescription",
+        "SeriesInstanceUID",
+    ],
+    "instance": [
+        "PatientID",
+        "Modality",
+        "InstanceNumber",
+        "SOPClassUID",
+        "SOPInstanceUID",
+        "path",
+    ],
+}
+
+
+def _ls(args: argparse.Namespace) -> int:
+    from jivex_core.store.index import Index, database_url
+
+    settings = _settings(args)
+    _setup_logging("WARNING")
+    data_dir = settings.data_dir
+    if not (data_dir / "index.sqlite").exists():
+        raise ConfigError(f"data folder '{data_dir}' holds no archive (no index)")
+    index = Index(database_url(data_dir))
+    try:
+        rows = index.listing(args.level, data_dir)
+    finally:
+        index.close()
+    if args.json:
+        json.dump(rows, sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    columns = _TABLE_COLUMNS[args.level]
+    table = [columns] + [
+        ["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows
+    ]
+    widths = [min(max(len(row[i]) for row in table), 64) for i in range(len(columns))]
+    for row in table:
+        print(
+            "  ".join(
+                cell[:64].ljust(w) for cell, w in zip(row, widths, strict=True)
+            ).rstrip()
+        )
+    return EXIT_OK
+
+
+# -- import ---------------------------------------------------------------
+
+
+def _walk(paths: Sequence[str]) -> Iterator[Path]:
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    yield Path(root) / name
+        else:
+            yield path
+
+
+def _import(args: argparse.Namespace) -> int:
+    from jivex_core.engine import open_store
+    from jivex_core.store.dicomfile import MEDIA_DIRECTORY_SOP_CLASS, split_file
+
+    settings = _settings(args)
+    _setup_logging("WARNING")
+    store = open_store(settings)
+    stored = kept = skipped = failed = 0
+    try:
+        for path in _walk(args.paths):
+            try:
+                raw = path.read_bytes()
+            except OSError as exc:
+                print(
+                    f"failed: {path}: cannot be read: {exc.strerror}", file=sys.stderr
+                )
+                failed += 1
+                continue
+            try:
+                parts = split_file(raw)
+            except CannotUnderstandError as exc:
+                print(f"skipped: {path}: {exc}", file=sys.stderr)
+                skipped += 1
+                continue
+            if parts.media_sop_class == MEDIA_DIRECTORY_SOP_CLASS:
+                print(
+                    f"skipped: {path}: a DICOMDIR (media directory), not an "
+                    "object to store",
+                    file=sys.stderr,
+                )
+                skipped += 1
+                continue
+            try:
+                result = store.ingest(parts.data, parts.transfer_syntax, "")
+            except CannotUnderstandError as exc:
+                print(
+                    f"skipped: {path}: not a storable DICOM object: {exc}",
+                    file=sys.stderr,
+                )
+                skipped += 1
+                continue
+            except JivexError as exc:
+                print(f"failed: {path}: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            if result.stored:
+                stored += 1
+                print(f"stored: {path} -> {result.record.SOPInstanceUID}")
+            else:
+                kept += 1
+                print(f"already stored: {path} -> {result.record.SOPInstanceUID}")
+    finally:
+        store.close()
+    print(
+        f"{stored} stored, {kept} already stored, {skipped} skipped, {failed} failed",
+        file=sys.stderr,
+    )
+    return EXIT_PARTIAL if failed else EXIT_OK

@@ -1,0 +1,247 @@
+"""Typed settings of the core, loaded from one TOML file.
+
+The reference file ``resources/jivex.toml`` documents every key.
+Loading validates the whole file first: a malformed or contradictory value
+stops the start with one :class:`~jivex_core.errors.ConfigError` whose message
+names the key, so an administrator never has to guess which line is wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+import platformdirs
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from jivex_core.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(gt=0, le=86400)]
+
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+
+
+def check_ae_title(value: str) -> str:
+    """Validate an AE title as PS3.5 6.2 defines it (AE value representation).
+
+    At most 16 characters of the default repertoire, no backslash, no control
+    characters and not only spaces. Leading and trailing spaces are not
+    significant and are removed.
+    """
+    if not _AE_TITLE.match(value) or not value.strip():
+        raise ValueError(
+            f"'{value}' is not a valid AE title: 1 to 16 printable ASCII "
+            "characters, no backslash, not only spaces"
+        )
+    return value.strip()
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RemoteNode(_Section):
+    """A remote application entity (move destination, send target, archive)."""
+
+    ae_title: str
+    host: str
+    port: Port
+    max_pdu: Annotated[int, Field(ge=0)] = 32768
+
+    _check_ae = field_validator("ae_title")(check_ae_title)
+
+    @classmethod
+    def parse(cls, text: str) -> RemoteNode:
+        """Parse ``AET@HOST:PORT`` as given to ``jivex server --remote``."""
+        match = re.fullmatch(r"(.+)@(.+):(\d+)", text)
+        if not match:
+            raise ConfigError(f"--remote '{text}' is not of the form AET@HOST:PORT")
+        try:
+            return cls(ae_title=match[1], host=match[2], port=int(match[3]))
+        except ValidationError as exc:
+            raise ConfigError(f"--remote '{text}': {_first_error(exc)}") from exc
+
+
+class NetworkSettings(_Section):
+    """Association settings shared by every DICOM service (table 42)."""
+
+    ae_title: str = "JIVEX"
+    bind_address: str = "0.0.0.0"
+    storage_port: Port = 4499
+    query_port: Port = 4498
+    web_port: Port = 8080
+    max_pdu: Annotated[int, Field(ge=0, le=2**32 - 1)] = 32768
+    acse_timeout: Seconds = 60
+    connection_timeout: Seconds = 60
+    network_timeout: Seconds = 60
+    dimse_timeout: Seconds = 60
+    max_associations: Annotated[int, Field(ge=0)] = 0
+    shutdown_timeout: Annotated[float, Field(ge=0, le=3600)] = 10
+    accepted_calling_aets: list[str] = []
+
+    _check_ae = field_validator("ae_title")(check_ae_title)
+
+    @field_validator("accepted_calling_aets")
+    @classmethod
+    def _check_calling(cls, value: list[str]) -> list[str]:
+        return [check_ae_title(v) for v in value]
+
+    @field_validator("max_pdu")
+    @classmethod
+    def _check_pdu(cls, value: int) -> int:
+        # PS3.8 D.1: 0 means unlimited; a real limit must hold a PDV header.
+        if 0 < value < 4096:
+            raise ValueError(f"{value} is below 4096 bytes (0 means no limit)")
+        return value
+
+
+class StorageSettings(_Section):
+    """The Storage SCP and the file store."""
+
+    data_dir: Path | None = None
+    min_free_space_mb: Annotated[float, Field(ge=0)] = 500
+    fsync: bool = True
+    sop_classes: list[str] = []
+    transfer_syntaxes: list[str] = []
+
+
+class LoggingSettings(_Section):
+    """Where and how much the core logs."""
+
+    level: str = "INFO"
+    dump_datasets: bool = False
+
+    @field_validator("level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        allowed = ("DEBUG", "INFO", "WARNING", "ERROR")
+        if value.upper() not in allowed:
+            raise ValueError(f"'{value}' is not one of {', '.join(allowed)}")
+        return value.upper()
+
+
+class Settings(_Section):
+    """Everything the core needs to run, one section per concern."""
+
+    schema_version: int = SCHEMA_VERSION
+    network: NetworkSettings = NetworkSettings()
+    storage: StorageSettings = StorageSettings()
+    logging: LoggingSettings = LoggingSettings()
+    remote: list[RemoteNode] = []
+
+    @field_validator("schema_version")
+    @classmethod
+    def _check_version(cls, value: int) -> int:
+        if value != SCHEMA_VERSION:
+            raise ValueError(
+                f"{value} is not supported; this version reads {SCHEMA_VERSION}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        net = self.network
+        if net.storage_port == net.query_port:
+            raise ValueError(
+                f"network.storage_port and network.query_port are both "
+                f"{net.storage_port}; each service needs its own port"
+            )
+        seen: set[str] = set()
+        for node in self.remote:
+            if node.ae_title in seen:
+                raise ValueError(
+                    f"remote: AE title '{node.ae_title}' is configured twice"
+                )
+            seen.add(node.ae_title)
+        return self
+
+    @property
+    def data_dir(self) -> Path:
+        """The data folder: configured, else the user's data directory."""
+        if self.storage.data_dir is not None:
+            return self.storage.data_dir.expanduser()
+        return Path(platformdirs.user_data_dir("jivex", appauthor=False))
+
+    def remote_node(self, ae_title: str) -> RemoteNode | None:
+        """Look up a remote AE by title (AE titles compare without padding)."""
+        for node in self.remote:
+            if node.ae_title == ae_title.strip():
+                return node
+        return None
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    msg = err["msg"].removeprefix("Value error, ")
+    if not err["loc"]:
+        return msg  # a consistency rule: its message names the keys
+    key = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    if err["type"] == "value_error":
+        return f"{key}: {msg}"
+    return f"{key}: {msg} (got {err['input']!r})"
+
+
+def build_settings(data: dict[str, Any], source: str = "settings") -> Settings:
+    """Validate a settings mapping; raise ConfigError naming the first bad key."""
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_first_error(exc)}") from exc
+
+
+def load_settings(
+    path: Path | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Load the TOML file at *path* (defaults when None) and apply overrides.
+
+    *overrides* maps dotted keys (``network.storage_port``) to values, as the
+    command line gives them; they win over the file.
+    """
+    data: dict[str, Any] = {}
+    source = "settings"
+    if path is not None:
+        source = str(path)
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"configuration file '{path}' does not exist") from exc
+        except OSError as exc:
+            raise ConfigError(
+                f"configuration file '{path}' cannot be read: {exc.strerror}"
+            ) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        if leaf == "remote" and isinstance(value, list):
+            node.setdefault("remote", [])
+            node["remote"] = list(node["remote"]) + value
+        else:
+            node[leaf] = value
+    settings = build_settings(data, source)
+    if path is not None:
+        logger.warning("Configuration read from '%s'", path)
+    return settings

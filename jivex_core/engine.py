@@ -1,0 +1,168 @@
+"""The engine: opens the store, starts and stops every service.
+
+One engine runs per data folder, in the foreground of ``jivex server`` or as
+the child process of the workstation. It owns every socket, the index and
+every write to the data folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import asdict
+from typing import Any
+
+from jivex_core import __version__
+from jivex_core.config import Settings
+from jivex_core.errors import ConfigError
+from jivex_core.link import LinkServer
+from jivex_core.services.storage_scp import StorageSCP
+from jivex_core.store import InstanceRecord, Store
+
+logger = logging.getLogger(__name__)
+
+
+def open_store(settings: Settings) -> Store:
+    """Open the data folder, with a clear error when it cannot be used."""
+    data_dir = settings.data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"data folder '{data_dir}' cannot be used: {exc.strerror}"
+        ) from exc
+    return Store(
+        data_dir,
+        min_free_bytes=int(settings.storage.min_free_space_mb * 2**20),
+        fsync=settings.storage.fsync,
+    )
+
+
+class Engine:
+    """Runs the services of one data folder until asked to stop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store: Store | None = None
+        self.storage_scp: StorageSCP | None = None
+        self.link: LinkServer | None = None
+
+    def _methods(self) -> dict[str, Any]:
+        assert self.store is not None
+        store = self.store
+        net = self.settings.network
+
+        def status(_params: dict) -> dict:
+            return {
+                "ae_title": net.ae_title,
+                "storage_port": self.storage_scp.port if self.storage_scp else 0,
+                "query_port": net.query_port,
+                **store.status(),
+            }
+
+        return {
+            "ping": lambda _p: {"pid": os.getpid(), "version": __version__},
+            "status": status,
+            "list_studies": lambda p: store.index.studies(p.get("limit")),
+            "list_series": lambda p: store.index.series_of(str(p["StudyInstanceUID"])),
+            "list_instances": lambda p: store.index.instances_of(
+                str(p["SeriesInstanceUID"]), store.data_dir
+            ),
+        }
+
+    def start(self) -> None:
+        """Open the store and start the DICOM services (not the link)."""
+        net = self.settings.network
+        self.store = open_store(self.settings)
+        logger.info(
+            "Data folder '%s' holds %d objects",
+            self.store.data_dir,
+            self.store.index.count_instances(),
+        )
+        self.storage_scp = StorageSCP(self.settings, self.store)
+        try:
+            self.storage_scp.start()
+        except OSError as exc:
+            self.store.close()
+            raise ConfigError(
+                f"network.storage_port: cannot listen on {net.bind_address}:"
+                f"{net.storage_port}: {exc.strerror or exc}"
+            ) from exc
+        logger.warning(
+            "Query/Retrieve SCP is not part of this version; query port %s is "
+            "noted but not opened",
+            net.query_port,
+        )
+        logger.info(
+            "Web service is not part of this version; web port %s noted", net.web_port
+        )
+
+    async def start_link(self) -> None:
+        """Start the client link and forward store events to it."""
+        assert self.store is not None
+        self.link = LinkServer(
+            self.store.data_dir,
+            self._methods(),
+            {
+                "version": 1,
+                "pid": os.getpid(),
+                "ae_title": self.settings.network.ae_title,
+            },
+        )
+        await self.link.start()
+        link = self.link
+
+        def on_stored(rec: InstanceRecord, calling_ae: str) -> None:
+            data = asdict(rec)
+            link.publish(
+                "instance_stored",
+                {
+                    key: data[key]
+                    for key in (
+                        "PatientID",
+                        "PatientName",
+                        "StudyInstanceUID",
+                        "SeriesInstanceUID",
+                        "SOPInstanceUID",
+                        "SOPClassUID",
+                        "Modality",
+                    )
+                }
+                | {"calling_ae": calling_ae},
+            )
+
+        self.store.add_listener(on_stored)
+        link.broadcast(
+            "service_state",
+            {
+                "service": "storage_scp",
+                "state": "running",
+                "port": self.storage_scp.port if self.storage_scp else 0,
+            },
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start everything, wait for *stop*, then shut down gracefully."""
+        self.start()
+        try:
+            await self.start_link()
+            await stop.wait()
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, let associations finish, close the store."""
+        logger.info("Shutting down")
+        if self.link is not None:
+            await self.link.stop()
+        if self.storage_scp is not None:
+            await asyncio.to_thread(
+                self.storage_scp.stop, self.settings.network.shutdown_timeout
+            )
+        if self.store is not None:
+            self.store.close()
+        logger.info("Stopped")

@@ -1,0 +1,127 @@
+"""The message protocol between the core process and its clients.
+
+The core listens on a loopback TCP port of its own choosing and writes where
+to find it to ``<data folder>/core-link.json`` (:class:`LinkInfo`, readable
+only by the user). A client connects and exchanges messages, one JSON object
+per line, UTF-8:
+
+``{"type": "hello", "token": T, "version": 1}``
+    First message from the client; *T* is the token of the link file. The core
+    answers ``{"type": "welcome", "version": 1, "pid": P, "ae_title": A}`` or
+    closes the connection.
+``{"type": "request", "id": N, "method": M, "params": {...}}``
+    A request; *N* is chosen by the client and echoed in the reply.
+``{"type": "reply", "id": N, "result": ...}``
+``{"type": "reply", "id": N, "error": {"code": C, "message": S}}``
+    The answer to request *N*, in any order relative to other replies.
+``{"type": "event", "name": E, "data": {...}}``
+    Sent by the core to every connected client, unasked.
+
+Methods (``params`` → ``result``):
+
+``ping`` → ``{"pid": int, "version": str}``
+``status`` → ``{"ae_title", "storage_port", "query_port", "data_dir",
+    "instances": int}``
+``list_studies`` ``{"limit": int?}`` → list of study rows: PatientName,
+    PatientID, PatientBirthDate, PatientSex, StudyInstanceUID, StudyDate,
+    StudyTime, StudyDescription, AccessionNumber, ModalitiesInStudy (list),
+    NumberOfStudyRelatedSeries, NumberOfStudyRelatedInstances, LastReceived
+    (ISO date-time)
+``list_series`` ``{"StudyInstanceUID": str}`` → series rows: SeriesInstanceUID,
+    Modality, SeriesNumber, SeriesDescription, NumberOfSeriesRelatedInstances
+``list_instances`` ``{"SeriesInstanceUID": str}`` → instance rows:
+    SOPInstanceUID, SOPClassUID, InstanceNumber, NumberOfFrames, path
+    (absolute), in display order (Instance Number, then receive order)
+
+Events:
+
+``instance_stored`` ``{PatientID, PatientName, StudyInstanceUID,
+    SeriesInstanceUID, SOPInstanceUID, SOPClassUID, Modality, calling_ae}``
+``service_state`` ``{"service": str, "state": "running"|"stopped",
+    "port": int?, "error": str?}``
+``core_stopping`` ``{}``
+
+Dates are DICOM strings (``YYYYMMDD``) so that rows read the same as
+``jivex ls --json``. Names are Unicode, already decoded from the object's
+Specific Character Set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+PROTOCOL_VERSION = 1
+LINK_FILE_NAME = "core-link.json"
+
+#: Error codes of replies.
+ERR_UNKNOWN_METHOD = "unknown_method"
+ERR_BAD_PARAMS = "bad_params"
+ERR_INTERNAL = "internal"
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """Encode one message as a line of JSON."""
+    return (
+        json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        + b"\n"
+    )
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    """Decode one line; raise ValueError when it is not a JSON object."""
+    message = json.loads(line.decode("utf-8"))
+    if not isinstance(message, dict) or "type" not in message:
+        raise ValueError("a protocol message is a JSON object with a 'type'")
+    return message
+
+
+def request(msg_id: int, method: str, params: dict[str, Any] | None = None) -> dict:
+    """Build a request message."""
+    return {"type": "request", "id": msg_id, "method": method, "params": params or {}}
+
+
+def event(name: str, data: dict[str, Any]) -> dict:
+    """Build an event message."""
+    return {"type": "event", "name": name, "data": data}
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    """Where a running core listens for clients, as written to the link file."""
+
+    host: str
+    port: int
+    token: str
+    pid: int
+
+    @staticmethod
+    def new_token() -> str:
+        """Return a fresh random token for a core's link."""
+        return secrets.token_urlsafe(24)
+
+    def write(self, data_dir: Path) -> Path:
+        """Write the link file atomically, readable by the owner only."""
+        path = data_dir / LINK_FILE_NAME
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(asdict(self), fh)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def read(cls, data_dir: Path) -> LinkInfo | None:
+        """Read the link file of *data_dir*, or None when there is none."""
+        try:
+            with open(data_dir / LINK_FILE_NAME, encoding="utf-8") as fh:
+                raw = json.load(fh)
+            return cls(
+                str(raw["host"]), int(raw["port"]), str(raw["token"]), int(raw["pid"])
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None

@@ -1,0 +1,1 @@
+"""One module per DICOM service of the conformance statement."""

@@ -1,0 +1,166 @@
+"""What every DICOM service of ours does to its associations.
+
+TCP_NODELAY on each socket, the timeouts and PDU size of table 42, and one
+INFO line per association event with the peer's AE title and address.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from pynetdicom import AE, _config, acse, evt
+from pynetdicom.association import Association
+from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
+
+from jivex_core.config import Settings
+from jivex_core.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+
+logger = logging.getLogger(__name__)
+
+#: pynetdicom needs a number; the statement's default is "unlimited".
+UNLIMITED_ASSOCIATIONS = 10_000
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who is on the other end of an association, for handlers and logs."""
+
+    calling_ae: str
+    called_ae: str
+    host: str
+    port: int
+
+    @classmethod
+    def of(cls, assoc: Association) -> Peer:
+        """The peer of *assoc* as seen from our side."""
+        req = assoc.requestor
+        return cls(
+            str(req.ae_title).strip(),
+            str(assoc.acceptor.ae_title).strip(),
+            str(req.address),
+            int(req.port or 0),
+        )
+
+    def __str__(self) -> str:
+        return f"'{self.calling_ae}' at {self.host}:{self.port}"
+
+
+def set_nodelay(assoc: Association) -> None:
+    """Switch Nagle's algorithm off on the association's socket.
+
+    Without it, a DIMSE exchange of small PDUs waits for the peer's delayed
+    ACK (about 40 ms per message on Linux).
+    """
+    sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            logger.debug("TCP_NODELAY could not be set: %s", exc)
+
+
+def _on_conn_open(event: evt.Event) -> None:
+    set_nodelay(event.assoc)
+
+
+def _on_accepted(event: evt.Event) -> None:
+    peer = Peer.of(event.assoc)
+    accepted = event.assoc.accepted_contexts
+    logger.info(
+        "Association accepted from %s to '%s': %d of %d presentation contexts, "
+        "peer max PDU %s",
+        peer,
+        peer.called_ae,
+        len(accepted),
+        len(accepted) + len(event.assoc.rejected_contexts),
+        event.assoc.requestor.maximum_length,
+    )
+    if logger.isEnabledFor(logging.DEBUG):
+        for cx in accepted:
+            logger.debug(
+                "  context %s: %s with %s",
+                cx.context_id,
+                cx.abstract_syntax.name,
+                cx.transfer_syntax[0].name,
+            )
+
+
+def _on_rejected(event: evt.Event) -> None:
+    logger.info("Association rejected from %s", Peer.of(event.assoc))
+
+
+def _on_released(event: evt.Event) -> None:
+    logger.info("Association released by %s", Peer.of(event.assoc))
+
+
+def _on_aborted(event: evt.Event) -> None:
+    logger.info("Association aborted with %s", Peer.of(event.assoc))
+
+
+ASSOCIATION_HANDLERS: list[tuple[Any, Any]] = [
+    (evt.EVT_CONN_OPEN, _on_conn_open),
+    (evt.EVT_ACCEPTED, _on_accepted),
+    (evt.EVT_REJECTED, _on_rejected),
+    (evt.EVT_RELEASED, _on_released),
+    (evt.EVT_ABORTED, _on_aborted),
+]
+
+
+def _negotiate_in_requestor_order(
+    rq_contexts: list[PresentationContext],
+    ac_contexts: list[PresentationContext],
+    roles: Any = None,
+) -> tuple[list[PresentationContext], list[Any]]:
+    """Accept, per proposed context, the first proposed syntax we support.
+
+    The statement (3.2.1.3) chooses "the first supported transfer syntax for
+    each presentation context", i.e. the requestor's preference; pynetdicom
+    would choose by the order of our own list. Each proposed context is
+    negotiated on its own, so two contexts with the same abstract syntax and
+    different syntaxes are each answered in their own order.
+    """
+    ours = {cx.abstract_syntax: cx for cx in ac_contexts}
+    results: list[PresentationContext] = []
+    reply_roles: dict[str, Any] = {}
+    for rq in rq_contexts:
+        supported = ours.get(rq.abstract_syntax)
+        candidates: list[PresentationContext] = []
+        if supported is not None:
+            cx = PresentationContext()
+            cx.abstract_syntax = supported.abstract_syntax
+            cx.transfer_syntax = [
+                ts for ts in rq.transfer_syntax if ts in supported.transfer_syntax
+            ] or list(supported.transfer_syntax)
+            cx.scu_role = supported.scu_role
+            cx.scp_role = supported.scp_role
+            candidates.append(cx)
+        accepted, role_items = negotiate_as_acceptor([rq], candidates, roles)
+        results.extend(accepted)
+        for item in role_items:
+            reply_roles[item.sop_class_uid] = item
+    return sorted(results, key=lambda cx: cx.context_id), list(reply_roles.values())
+
+
+# pynetdicom's ACSE looks the negotiation function up in its own namespace.
+acse.negotiate_as_acceptor = _negotiate_in_requestor_order
+
+
+def make_ae(settings: Settings) -> AE:
+    """An AE with our identity and the network settings of table 42."""
+    net = settings.network
+    _config.LOG_REQUEST_IDENTIFIERS = settings.logging.dump_datasets
+    _config.LOG_RESPONSE_IDENTIFIERS = settings.logging.dump_datasets
+    ae = AE(ae_title=net.ae_title)
+    ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
+    ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+    ae.maximum_pdu_size = net.max_pdu
+    ae.acse_timeout = net.acse_timeout
+    ae.dimse_timeout = net.dimse_timeout
+    ae.network_timeout = net.network_timeout
+    ae.connection_timeout = net.connection_timeout
+    ae.maximum_associations = net.max_associations or UNLIMITED_ASSOCIATIONS
+    ae.require_calling_aet = list(net.accepted_calling_aets)
+    return ae

@@ -1,0 +1,296 @@
+"""Reading and writing the DICOM File Format (PS3.10) around raw data sets.
+
+The Storage SCP keeps every data set byte for byte as it arrived; only the
+File Meta Information is ours. Building it with pydicom element by element
+costs more than receiving a CT slice, so it is encoded here directly; the
+data set itself is parsed with pydicom, only to index it and to refuse bytes
+that are not DICOM.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+
+from jivex_core.errors import CannotUnderstandError
+from jivex_core.sopclasses import UNCOMPRESSED_BY_ENCODING, transfer_syntax_encoding
+from jivex_core.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+
+logger = logging.getLogger(__name__)
+
+_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+# VRs whose explicit encoding has a 2-byte reserved field and a 4-byte length.
+_LONG_VRS = {
+    b"OB",
+    b"OD",
+    b"OF",
+    b"OL",
+    b"OV",
+    b"OW",
+    b"SQ",
+    b"SV",
+    b"UC",
+    b"UN",
+    b"UR",
+    b"UT",
+    b"UV",
+}
+_PREAMBLE = b"\x00" * 128 + b"DICM"
+
+MEDIA_DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
+
+
+def is_valid_uid(value: str) -> bool:
+    """Whether *value* is a UID as PS3.5 9.1 defines it (syntax and length)."""
+    return 0 < len(value) <= 64 and _UID_RE.match(value) is not None
+
+
+def _element(group_elem: int, vr: bytes, value: bytes, pad: bytes) -> bytes:
+    if len(value) % 2:
+        value += pad
+    head = struct.pack("<HH", 0x0002, group_elem) + vr
+    if vr in _LONG_VRS:
+        return head + struct.pack("<HI", 0, len(value)) + value
+    return head + struct.pack("<H", len(value)) + value
+
+
+def encode_file_meta(
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    transfer_syntax_uid: str,
+    source_ae_title: str = "",
+) -> bytes:
+    """Return the preamble, prefix and File Meta Information (PS3.10 7.1)."""
+    body = b"".join(
+        (
+            _element(0x0001, b"OB", b"\x00\x01", b"\x00"),
+            _element(0x0002, b"UI", sop_class_uid.encode("ascii"), b"\x00"),
+            _element(0x0003, b"UI", sop_instance_uid.encode("ascii"), b"\x00"),
+            _element(0x0010, b"UI", transfer_syntax_uid.encode("ascii"), b"\x00"),
+            _element(0x0012, b"UI", IMPLEMENTATION_CLASS_UID.encode(), b"\x00"),
+            _element(0x0013, b"SH", IMPLEMENTATION_VERSION_NAME.encode(), b" "),
+        )
+    )
+    if source_ae_title.strip():
+        body += _element(0x0016, b"AE", source_ae_title.strip().encode(), b" ")
+    length = (
+        struct.pack("<HH", 0x0002, 0x0000) + b"UL" + struct.pack("<HI", 4, len(body))
+    )
+    return _PREAMBLE + length + body
+
+
+def parse_dataset(data: bytes, transfer_syntax: str) -> Dataset:
+    """Parse a received data set; raise CannotUnderstandError if it is not one.
+
+    Every top-level element and every sequence is walked (values stay raw
+    until read), so a truncated or garbled object is refused before anything
+    is written. An element with VR UN and undefined length is parsed as the
+    implicit VR sequence it is (PS3.5 6.2.2), and what follows it stays in
+    step.
+    """
+    implicit, little = transfer_syntax_encoding(transfer_syntax)
+    if transfer_syntax == DeflatedExplicitVRLittleEndian:
+        try:
+            data = zlib.decompress(data, -zlib.MAX_WBITS)
+        except zlib.error as exc:
+            raise CannotUnderstandError(
+                f"the Deflated data set does not inflate: {exc}"
+            ) from exc
+    try:
+        ds = read_dataset(BytesIO(data), implicit, little)
+        if not len(ds) and data:
+            ds = _read_truncated(data, implicit, little)
+        _open_sequences(ds)
+    except Exception as exc:  # any parser failure means "cannot understand"
+        raise CannotUnderstandError(
+            f"the data set cannot be parsed ({type(exc).__name__}: {exc})"
+        ) from exc
+    for keyword in ("SOPClassUID", "SOPInstanceUID"):
+        try:
+            value = str(ds.get(keyword, "") or "").strip("\x00 ")
+        except Exception as exc:
+            raise CannotUnderstandError(
+                f"the data set's {keyword} cannot be read: {exc}"
+            ) from exc
+        if not value:
+            raise CannotUnderstandError(f"the data set has no {keyword}")
+        printable = value.isascii() and value.isprintable()
+        if len(value) > 64 or not printable or "\\" in value:
+            raise CannotUnderstandError(
+                f"the data set's {keyword} {value[:80]!r} is not a UID"
+            )
+        if not is_valid_uid(value):
+            # Tolerated (warn and store): some systems write hashes or names
+            # as UIDs; the object stays retrievable by exactly that value.
+            logger.warning("The data set's %s '%s' is not a valid UID", keyword, value)
+    ds.set_original_encoding(implicit, little)
+    return ds
+
+
+def _read_truncated(data: bytes, implicit: bool, little: bool) -> Dataset:
+    """Read a data set whose Pixel Data ends early, up to the Pixel Data.
+
+    pydicom gives up on the whole data set when encapsulated Pixel Data lacks
+    its delimiter. Such objects come from real modalities; they are kept as
+    received (the header is sound, so they can be found and reported).
+    """
+
+    def at_pixels(tag: Any, _vr: Any, _length: Any) -> bool:
+        return int(tag) == _PIXEL_DATA
+
+    ds = read_dataset(BytesIO(data), implicit, little, stop_when=at_pixels)
+    if len(ds):
+        logger.warning(
+            "The data set ends inside Pixel Data (truncated); stored as received"
+        )
+    return ds
+
+
+_UNDEFINED = 0xFFFFFFFF
+_PIXEL_DATA = 0x7FE00010
+
+
+def _open_sequences(ds: Dataset) -> None:
+    """Decode every sequence, recursively, leaving other values raw.
+
+    Garbled nested items only show when a sequence is decoded; other values
+    are cheap to leave undecoded until the index reads the few it needs.
+    """
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        vr = getattr(raw, "VR", None)
+        length = getattr(raw, "length", 0)
+        if tag == _PIXEL_DATA:
+            continue
+        if vr == "SQ" or length == _UNDEFINED or (vr is None and _is_sq(tag)):
+            elem = ds[tag]
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    _open_sequences(item)
+
+
+def _is_sq(tag: int) -> bool:
+    try:
+        return dictionary_VR(tag) == "SQ"
+    except KeyError:
+        return False
+
+
+@dataclass(frozen=True)
+class SplitFile:
+    """A DICOM file split into its data set bytes and their transfer syntax."""
+
+    data: bytes
+    transfer_syntax: str
+    had_meta: bool
+    media_sop_class: str = ""
+
+
+def _meta_end(raw: bytes, start: int) -> int:
+    """Return the offset after the group 0002 elements that begin at *start*.
+
+    Written by hand because broken files encode group 2 in implicit VR or
+    give a wrong group length; both are tolerated here, as DCMTK does.
+    """
+    pos = start
+    while pos + 8 <= len(raw):
+        group, _elem = struct.unpack_from("<HH", raw, pos)
+        if group != 0x0002:
+            break
+        vr = raw[pos + 4 : pos + 6]
+        if vr.isalpha() and vr.isupper():
+            if vr in _LONG_VRS:
+                (length,) = struct.unpack_from("<I", raw, pos + 8)
+                pos += 12 + length
+            else:
+                (length,) = struct.unpack_from("<H", raw, pos + 6)
+                pos += 8 + length
+        else:
+            (length,) = struct.unpack_from("<I", raw, pos + 4)
+            pos += 8 + length
+    return min(pos, len(raw))
+
+
+def split_file(raw: bytes) -> SplitFile:
+    """Split a file's bytes as ``jivex import`` needs them.
+
+    A file without File Meta Information (no preamble, no group 0002) is
+    accepted: its encoding is inferred from its first elements, implicit VR
+    little endian first, as DCMTK does for such files.
+    """
+    if raw[128:132] == b"DICM":
+        start = 132
+    elif raw[:4] == b"DICM":
+        start = 4
+    elif raw[:2] == b"\x02\x00":
+        start = 0
+    else:
+        start = -1
+    if start >= 0:
+        end = _meta_end(raw, start)
+        try:
+            meta = read_dataset(BytesIO(raw[start:end]), False, True)
+            ts = str(meta.get("TransferSyntaxUID", "") or "").strip("\x00 ")
+            media = str(meta.get("MediaStorageSOPClassUID", "") or "").strip("\x00 ")
+        except Exception:
+            ts = media = ""
+        if not (ts and UID(ts).is_transfer_syntax):
+            ts = _sniff_syntax(raw[end:])
+        return SplitFile(raw[end:], ts, True, media)
+    return SplitFile(raw, _sniff_syntax(raw), False)
+
+
+def _sniff_syntax(data: bytes) -> str:
+    try:
+        ds = dcmread(BytesIO(data), force=True, stop_before_pixels=True)
+    except (InvalidDicomError, Exception) as exc:
+        raise CannotUnderstandError(f"not a DICOM file ({exc})") from exc
+    encoding = ds.original_encoding
+    if encoding[0] is None:
+        raise CannotUnderstandError("not a DICOM file (no recognisable elements)")
+    return UNCOMPRESSED_BY_ENCODING.get(
+        (bool(encoding[0]), bool(encoding[1])), UNCOMPRESSED_BY_ENCODING[(True, True)]
+    )
+
+
+def text(ds: Dataset, keyword: str) -> str:
+    """Return an attribute as one string ('' when absent or unreadable).
+
+    Multi-valued attributes are joined with a backslash as on the wire.
+    """
+    try:
+        value: Any = ds.get(keyword)
+    except Exception as exc:
+        logger.warning("Attribute %s cannot be decoded: %s", keyword, exc)
+        return ""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value).strip("\x00 ")
+
+
+def integer(ds: Dataset, keyword: str) -> int | None:
+    """Return an IS/US attribute as int, None when absent or malformed."""
+    try:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            return None
+        if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+            value = value[0]
+        return int(value)
+    except Exception:
+        logger.warning("Attribute %s is not an integer; not indexed", keyword)
+        return None

@@ -1,0 +1,532 @@
+"""The index database: the only code that reads or writes it.
+
+SQLAlchemy Core on SQLite (WAL mode) by default. Writers are serialised by
+one lock per process; SQLite's busy timeout covers a second process (an
+import while the server runs). The schema is brought up to date with Alembic
+when the index is opened.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from pydicom.dataset import Dataset
+
+from jivex_core.store import schema
+from jivex_core.store.dicomfile import integer, text
+
+logger = logging.getLogger(__name__)
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """What the index keeps of one object, read from its data set."""
+
+    PatientID: str
+    IssuerOfPatientID: str
+    PatientName: str
+    PatientBirthDate: str
+    PatientBirthTime: str
+    PatientSex: str
+    OtherPatientIDs: str
+    OtherPatientNames: str
+    SpecificCharacterSet: str
+    StudyInstanceUID: str
+    StudyDate: str
+    StudyTime: str
+    AccessionNumber: str
+    StudyID: str
+    ReferringPhysicianName: str
+    StudyDescription: str
+    SeriesInstanceUID: str
+    Modality: str
+    SeriesNumber: int | None
+    SeriesDescription: str
+    BodyPartExamined: str
+    PerformedProcedureStepStartDate: str
+    PerformedProcedureStepStartTime: str
+    RequestedProcedureID: str
+    ScheduledProcedureStepID: str
+    SOPInstanceUID: str
+    SOPClassUID: str
+    InstanceNumber: int | None
+    Rows: int | None
+    Columns: int | None
+    BitsAllocated: int | None
+    NumberOfFrames: int | None
+    ContentDate: str
+    ContentTime: str
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset) -> InstanceRecord:
+        """Read the indexed attributes; malformed values index as empty."""
+        request = _first_item(ds, "RequestAttributesSequence")
+        fields: dict[str, Any] = {}
+        for name, kind in _FIELD_KINDS.items():
+            if name in ("RequestedProcedureID", "ScheduledProcedureStepID"):
+                fields[name] = text(request, name) if request is not None else ""
+            elif kind is int:
+                fields[name] = integer(ds, name)
+            else:
+                fields[name] = text(ds, name)
+        return cls(**fields)
+
+    def patient_key(self) -> str:
+        """Identity of the patient within this archive.
+
+        Patient ID with its issuer; an object without an ID is grouped by
+        name and birth date instead, never merged with every other such one.
+        """
+        if self.PatientID:
+            return f"id\\{self.PatientID}\\{self.IssuerOfPatientID}"
+        return f"noid\\{self.PatientName}\\{self.PatientBirthDate}"
+
+
+_FIELD_KINDS = {
+    name: (int if "int" in str(f.type) else str)
+    for name, f in InstanceRecord.__dataclass_fields__.items()
+}
+
+
+def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
+    try:
+        seq = ds.get(keyword)
+        return seq[0] if seq else None
+    except Exception:
+        return None
+
+
+def _norm(name: str) -> str:
+    return name.upper()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode survives a crash of the process; the files
+    # themselves are fsynced, so a lost tail after power loss is re-indexable.
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def database_url(data_dir: Path) -> str:
+    """The default index: an SQLite file in the data folder."""
+    return f"sqlite:///{data_dir / 'index.sqlite'}"
+
+
+def upgrade_schema(engine: sa.Engine) -> None:
+    """Apply pending Alembic revisions, logging each upgrade at WARNING."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    with engine.begin() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current == head:
+            return
+        if current is None:
+            logger.warning("Creating the index schema at revision %s", head)
+        else:
+            logger.warning(
+                "Upgrading the index schema from revision %s to %s", current, head
+            )
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+class Index:
+    """Patient, study, series and instance rows of the archive."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = sa.create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        upgrade_schema(self.engine)
+        self._write_lock = threading.Lock()
+        self._series_cache: OrderedDict[str, int] = OrderedDict()
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    @property
+    def write_lock(self) -> threading.Lock:
+        """Held around every write so that check-then-insert is atomic."""
+        return self._write_lock
+
+    def has_instance(self, sop_instance_uid: str) -> bool:
+        """Whether an object with this SOP Instance UID is already stored."""
+        t = schema.instance
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(t.c.pk).where(t.c.SOPInstanceUID == sop_instance_uid)
+            ).first()
+        return row is not None
+
+    def add_instance(
+        self,
+        rec: InstanceRecord,
+        path: str,
+        size: int,
+        transfer_syntax: str,
+        calling_ae: str,
+    ) -> None:
+        """Insert one object and whatever patient, study, series it needs.
+
+        Call with :attr:`write_lock` held, after :meth:`has_instance`.
+        """
+        now = dt.datetime.now()
+        with self.engine.begin() as conn:
+            series_pk = self._series_cache.get(rec.SeriesInstanceUID)
+            if series_pk is None:
+                series_pk = self._ensure_series(conn, rec, now)
+            else:
+                self._series_cache.move_to_end(rec.SeriesInstanceUID)
+                conn.execute(
+                    sa.update(schema.study)
+                    .where(
+                        schema.study.c.pk
+                        == sa.select(schema.series.c.study_pk)
+                        .where(schema.series.c.pk == series_pk)
+                        .scalar_subquery()
+                    )
+                    .values(last_received=now)
+                )
+            conn.execute(
+                sa.insert(schema.instance).values(
+                    series_pk=series_pk,
+                    SOPInstanceUID=rec.SOPInstanceUID,
+                    SOPClassUID=rec.SOPClassUID,
+                    InstanceNumber=rec.InstanceNumber,
+                    Rows=rec.Rows,
+                    Columns=rec.Columns,
+                    BitsAllocated=rec.BitsAllocated,
+                    NumberOfFrames=rec.NumberOfFrames,
+                    ContentDate=rec.ContentDate,
+                    ContentTime=rec.ContentTime,
+                    path=path,
+                    size=size,
+                    TransferSyntaxUID=transfer_syntax,
+                    calling_ae=calling_ae,
+                    received_at=now,
+                )
+            )
+
+    def _ensure_series(
+        self, conn: sa.Connection, rec: InstanceRecord, now: dt.datetime
+    ) -> int:
+        patient_pk = self._ensure(
+            conn,
+            schema.patient,
+            schema.patient.c.patient_key,
+            rec.patient_key(),
+            {
+                "PatientID": rec.PatientID,
+                "IssuerOfPatientID": rec.IssuerOfPatientID,
+                "PatientName": rec.PatientName,
+                "PatientName_norm": _norm(rec.PatientName),
+                "PatientBirthDate": rec.PatientBirthDate,
+                "PatientBirthTime": rec.PatientBirthTime,
+                "PatientSex": rec.PatientSex,
+                "OtherPatientIDs": rec.OtherPatientIDs,
+                "OtherPatientNames": rec.OtherPatientNames,
+                "SpecificCharacterSet": rec.SpecificCharacterSet,
+            },
+        )
+        study_pk = self._ensure(
+            conn,
+            schema.study,
+            schema.study.c.StudyInstanceUID,
+            rec.StudyInstanceUID,
+            {
+                "patient_pk": patient_pk,
+                "StudyDate": rec.StudyDate,
+                "StudyTime": rec.StudyTime,
+                "AccessionNumber": rec.AccessionNumber,
+                "StudyID": rec.StudyID,
+                "ReferringPhysicianName": rec.ReferringPhysicianName,
+                "ReferringPhysicianName_norm": _norm(rec.ReferringPhysicianName),
+                "StudyDescription": rec.StudyDescription,
+                "SpecificCharacterSet": rec.SpecificCharacterSet,
+                "last_received": now,
+            },
+        )
+        conn.execute(
+            sa.update(schema.study)
+            .where(schema.study.c.pk == study_pk)
+            .values(last_received=now)
+        )
+        series_pk = self._ensure(
+            conn,
+            schema.series,
+            schema.series.c.SeriesInstanceUID,
+            rec.SeriesInstanceUID,
+            {
+                "study_pk": study_pk,
+                "Modality": rec.Modality,
+                "SeriesNumber": rec.SeriesNumber,
+                "SeriesDescription": rec.SeriesDescription,
+                "BodyPartExamined": rec.BodyPartExamined,
+                "PerformedProcedureStepStartDate": rec.PerformedProcedureStepStartDate,
+                "PerformedProcedureStepStartTime": rec.PerformedProcedureStepStartTime,
+                "RequestedProcedureID": rec.RequestedProcedureID,
+                "ScheduledProcedureStepID": rec.ScheduledProcedureStepID,
+            },
+        )
+        self._series_cache[rec.SeriesInstanceUID] = series_pk
+        if len(self._series_cache) > 4096:
+            self._series_cache.popitem(last=False)
+        return series_pk
+
+    @staticmethod
+    def _ensure(
+        conn: sa.Connection,
+        table: sa.Table,
+        key_col: sa.Column,
+        key: str,
+        values: dict[str, Any],
+    ) -> int:
+        row = conn.execute(sa.select(table.c.pk).where(key_col == key)).first()
+        if row is not None:
+            return int(row[0])
+        result = conn.execute(sa.insert(table).values({key_col.name: key, **values}))
+        return int(result.inserted_primary_key[0])
+
+    # -- reading -----------------------------------------------------------
+
+    def count_instances(self) -> int:
+        """How many objects the archive holds."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(schema.instance)
+                ).scalar_one()
+            )
+
+    def studies(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Study rows for the browser, most recently received first."""
+        p, st, se, i = schema.patient, schema.study, schema.series, schema.instance
+        counts = (
+            sa.select(
+                se.c.study_pk,
+                sa.func.count(sa.distinct(se.c.pk)).label("n_series"),
+                sa.func.count(i.c.pk).label("n_instances"),
+            )
+            .select_from(se.join(i, i.c.series_pk == se.c.pk))
+            .group_by(se.c.study_pk)
+            .subquery()
+        )
+        query = (
+            sa.select(
+                p.c.PatientName,
+                p.c.PatientID,
+                p.c.PatientBirthDate,
+                p.c.PatientSex,
+                st.c.pk,
+                st.c.StudyInstanceUID,
+                st.c.StudyDate,
+                st.c.StudyTime,
+                st.c.StudyDescription,
+                st.c.AccessionNumber,
+                st.c.last_received,
+                counts.c.n_series,
+                counts.c.n_instances,
+            )
+            .select_from(
+                st.join(p, p.c.pk == st.c.patient_pk).outerjoin(
+                    counts, counts.c.study_pk == st.c.pk
+                )
+            )
+            .order_by(st.c.last_received.desc())
+        )
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+            modalities: dict[int, list[str]] = {}
+            for study_pk, modality in conn.execute(
+                sa.select(se.c.study_pk, se.c.Modality).distinct()
+            ):
+                if modality:
+                    modalities.setdefault(study_pk, []).append(modality)
+        return [
+            {
+                "PatientName": r["PatientName"],
+                "PatientID": r["PatientID"],
+                "PatientBirthDate": r["PatientBirthDate"],
+                "PatientSex": r["PatientSex"],
+                "StudyInstanceUID": r["StudyInstanceUID"],
+                "StudyDate": r["StudyDate"],
+                "StudyTime": r["StudyTime"],
+                "StudyDescription": r["StudyDescription"],
+                "AccessionNumber": r["AccessionNumber"],
+                "ModalitiesInStudy": sorted(modalities.get(r["pk"], [])),
+                "NumberOfStudyRelatedSeries": int(r["n_series"] or 0),
+                "NumberOfStudyRelatedInstances": int(r["n_instances"] or 0),
+                "LastReceived": r["last_received"].isoformat(timespec="seconds"),
+            }
+            for r in rows
+        ]
+
+    def series_of(self, study_uid: str) -> list[dict[str, Any]]:
+        """Series rows of one study, in series number order."""
+        st, se, i = schema.study, schema.series, schema.instance
+        query = (
+            sa.select(
+                se.c.SeriesInstanceUID,
+                se.c.Modality,
+                se.c.SeriesNumber,
+                se.c.SeriesDescription,
+                sa.func.count(i.c.pk).label("n"),
+            )
+            .select_from(
+                se.join(st, st.c.pk == se.c.study_pk).outerjoin(
+                    i, i.c.series_pk == se.c.pk
+                )
+            )
+            .where(st.c.StudyInstanceUID == study_uid)
+            .group_by(se.c.pk)
+            .order_by(se.c.SeriesNumber, se.c.pk)
+        )
+        with self.engine.connect() as conn:
+            return [
+                {
+                    "SeriesInstanceUID": r.SeriesInstanceUID,
+                    "Modality": r.Modality,
+                    "SeriesNumber": r.SeriesNumber,
+                    "SeriesDescription": r.SeriesDescription,
+                    "NumberOfSeriesRelatedInstances": int(r.n),
+                }
+                for r in conn.execute(query)
+            ]
+
+    def instances_of(self, series_uid: str, data_dir: Path) -> list[dict[str, Any]]:
+        """Instance rows of one series in display order, with absolute paths."""
+        se, i = schema.series, schema.instance
+        query = (
+            sa.select(
+                i.c.SOPInstanceUID,
+                i.c.SOPClassUID,
+                i.c.InstanceNumber,
+                i.c.NumberOfFrames,
+                i.c.path,
+            )
+            .select_from(i.join(se, se.c.pk == i.c.series_pk))
+            .where(se.c.SeriesInstanceUID == series_uid)
+            .order_by(i.c.InstanceNumber, i.c.pk)
+        )
+        with self.engine.connect() as conn:
+            return [
+                {
+                    "SOPInstanceUID": r.SOPInstanceUID,
+                    "SOPClassUID": r.SOPClassUID,
+                    "InstanceNumber": r.InstanceNumber,
+                    "NumberOfFrames": r.NumberOfFrames,
+                    "path": str(data_dir / r.path),
+                }
+                for r in conn.execute(query)
+            ]
+
+    def listing(self, level: str, data_dir: Path) -> list[dict[str, Any]]:
+        """Rows of ``jivex ls`` at one level, keyed by DICOM keywords.
+
+        Each row carries the keys of the levels above it, so a script reading
+        instance rows needs no join.
+        """
+        p, st, se, i = schema.patient, schema.study, schema.series, schema.instance
+        patient_cols = [
+            p.c.PatientID,
+            p.c.IssuerOfPatientID,
+            p.c.PatientName,
+            p.c.PatientBirthDate,
+            p.c.PatientSex,
+        ]
+        study_cols = [
+            st.c.StudyInstanceUID,
+            st.c.StudyDate,
+            st.c.StudyTime,
+            st.c.AccessionNumber,
+            st.c.StudyID,
+            st.c.StudyDescription,
+            st.c.ReferringPhysicianName,
+        ]
+        series_cols = [
+            se.c.SeriesInstanceUID,
+            se.c.Modality,
+            se.c.SeriesNumber,
+            se.c.SeriesDescription,
+        ]
+        instance_cols = [
+            i.c.SOPInstanceUID,
+            i.c.SOPClassUID,
+            i.c.InstanceNumber,
+            i.c.Rows,
+            i.c.Columns,
+            i.c.NumberOfFrames,
+            i.c.TransferSyntaxUID,
+            i.c.size,
+            i.c.calling_ae,
+            i.c.received_at,
+            i.c.path,
+        ]
+        if level == "patient":
+            query = sa.select(*patient_cols).order_by(p.c.PatientName, p.c.pk)
+        elif level == "study":
+            query = (
+                sa.select(*patient_cols, *study_cols)
+                .select_from(st.join(p, p.c.pk == st.c.patient_pk))
+                .order_by(st.c.StudyDate, st.c.pk)
+            )
+        elif level == "series":
+            query = (
+                sa.select(*patient_cols, *study_cols, *series_cols)
+                .select_from(
+                    se.join(st, st.c.pk == se.c.study_pk).join(
+                        p, p.c.pk == st.c.patient_pk
+                    )
+                )
+                .order_by(st.c.pk, se.c.SeriesNumber, se.c.pk)
+            )
+        elif level == "instance":
+            query = (
+                sa.select(*patient_cols, *study_cols, *series_cols, *instance_cols)
+                .select_from(
+                    i.join(se, se.c.pk == i.c.series_pk)
+                    .join(st, st.c.pk == se.c.study_pk)
+                    .join(p, p.c.pk == st.c.patient_pk)
+                )
+                .order_by(i.c.pk)
+            )
+        else:
+            raise ValueError(
+                f"level '{level}' is not one of patient, study, series, instance"
+            )
+        out = []
+        with self.engine.connect() as conn:
+            for row in conn.execute(query).mappings():
+                item = dict(row)
+                if "path" in item:
+                    item["path"] = str(data_dir / item["path"])
+                if "received_at" in item:
+                    item["received_at"] = item["received_at"].isoformat()
+                out.append(item)
+        return out
+
+
+def record_dict(rec: InstanceRecord) -> dict[str, Any]:
+    """The record as plain data (for events)."""
+    return asdict(rec)

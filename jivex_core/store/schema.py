@@ -1,0 +1,106 @@
+"""Tables of the index database (SQLAlchemy Core).
+
+The index holds what the query tables 11-13 of the conformance statement
+need, plus where each object's file is. Files stay the truth: the index can
+be rebuilt from them. Column names are the DICOM keywords of the attribute
+they hold; ``*_norm`` columns hold the upper-cased form used for
+case-insensitive matching of person names. Change the schema only through a
+new Alembic revision in ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+patient = sa.Table(
+    "patient",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    # PatientID + Issuer, or name + birth date when the object has no ID.
+    sa.Column("patient_key", sa.String(256), nullable=False, unique=True),
+    sa.Column("PatientID", sa.String(64), nullable=False, index=True),
+    sa.Column("IssuerOfPatientID", sa.String(64), nullable=False),
+    sa.Column("PatientName", sa.String(324), nullable=False),
+    sa.Column("PatientName_norm", sa.String(324), nullable=False, index=True),
+    sa.Column("PatientBirthDate", sa.String(8), nullable=False),
+    sa.Column("PatientBirthTime", sa.String(16), nullable=False),
+    sa.Column("PatientSex", sa.String(16), nullable=False),
+    sa.Column("OtherPatientIDs", sa.String(1024), nullable=False),
+    sa.Column("OtherPatientNames", sa.String(1024), nullable=False),
+    sa.Column("SpecificCharacterSet", sa.String(256), nullable=False),
+)
+
+study = sa.Table(
+    "study",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    sa.Column(
+        "patient_pk",
+        sa.Integer,
+        sa.ForeignKey("patient.pk", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("StudyInstanceUID", sa.String(64), nullable=False, unique=True),
+    sa.Column("StudyDate", sa.String(8), nullable=False, index=True),
+    sa.Column("StudyTime", sa.String(16), nullable=False),
+    sa.Column("AccessionNumber", sa.String(64), nullable=False, index=True),
+    sa.Column("StudyID", sa.String(16), nullable=False),
+    sa.Column("ReferringPhysicianName", sa.String(324), nullable=False),
+    sa.Column("ReferringPhysicianName_norm", sa.String(324), nullable=False),
+    sa.Column("StudyDescription", sa.String(1024), nullable=False),
+    sa.Column("SpecificCharacterSet", sa.String(256), nullable=False),
+    sa.Column("last_received", sa.DateTime, nullable=False),
+)
+
+series = sa.Table(
+    "series",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    sa.Column(
+        "study_pk",
+        sa.Integer,
+        sa.ForeignKey("study.pk", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("SeriesInstanceUID", sa.String(64), nullable=False, unique=True),
+    sa.Column("Modality", sa.String(16), nullable=False, index=True),
+    sa.Column("SeriesNumber", sa.Integer, nullable=True),
+    sa.Column("SeriesDescription", sa.String(1024), nullable=False),
+    sa.Column("BodyPartExamined", sa.String(16), nullable=False),
+    sa.Column("PerformedProcedureStepStartDate", sa.String(8), nullable=False),
+    sa.Column("PerformedProcedureStepStartTime", sa.String(16), nullable=False),
+    sa.Column("RequestedProcedureID", sa.String(16), nullable=False),
+    sa.Column("ScheduledProcedureStepID", sa.String(16), nullable=False),
+)
+
+instance = sa.Table(
+    "instance",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    sa.Column(
+        "series_pk",
+        sa.Integer,
+        sa.ForeignKey("series.pk", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("SOPInstanceUID", sa.String(64), nullable=False, unique=True),
+    sa.Column("SOPClassUID", sa.String(64), nullable=False, index=True),
+    sa.Column("InstanceNumber", sa.Integer, nullable=True),
+    sa.Column("Rows", sa.Integer, nullable=True),
+    sa.Column("Columns", sa.Integer, nullable=True),
+    sa.Column("BitsAllocated", sa.Integer, nullable=True),
+    sa.Column("NumberOfFrames", sa.Integer, nullable=True),
+    sa.Column("ContentDate", sa.String(8), nullable=False),
+    sa.Column("ContentTime", sa.String(16), nullable=False),
+    # Relative to the data folder, with forward slashes.
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("TransferSyntaxUID", sa.String(64), nullable=False),
+    sa.Column("calling_ae", sa.String(16), nullable=False),
+    sa.Column("received_at", sa.DateTime, nullable=False),
+)

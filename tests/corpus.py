@@ -1,0 +1,76 @@
+"""The real DICOM files the tests send: shared data plus pydicom's packages."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+import pydicom.data
+
+from tests.helpers import SHARED_DATA
+
+
+def corpus_roots() -> list[Path]:
+    """Folders of real files: ../shared/data, pydicom's and pydicom-data's."""
+    package = Path(pydicom.data.__file__).parent
+    roots = [SHARED_DATA, package / "test_files", package / "charset_files"]
+    try:
+        import data_store  # the pydicom-data package
+
+        roots.append(Path(data_store.__file__).parent / "data")
+    except ImportError:
+        pass
+    return [r for r in roots if r.is_dir()]
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    """One readable DICOM file with what the tests need to know of it."""
+
+    path: Path
+    sop_instance_uid: str
+    transfer_syntax: str
+    has_meta: bool
+    occurrence: int  # how many earlier files share its SOP Instance UID
+
+
+@functools.cache
+def readable_files() -> tuple[CorpusFile, ...]:
+    """Every file pydicom reads (with or without File Meta) that has a SOP
+    Instance UID, i.e. every file that is a storable object."""
+    seen: Counter[str] = Counter()
+    out: list[CorpusFile] = []
+    for root in corpus_roots():
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            if path.suffix in (".py", ".pyc", ".txt", ".tsv", ".md", ".json"):
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    ds = pydicom.dcmread(path, stop_before_pixels=True)
+                    has_meta = True
+                except pydicom.errors.InvalidDicomError:
+                    try:
+                        ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+                    except Exception:
+                        continue
+                    has_meta = False
+                except Exception:
+                    continue
+                try:
+                    sop = str(ds.get("SOPInstanceUID", "") or "")
+                    sop_class = str(ds.get("SOPClassUID", "") or "")
+                except Exception:
+                    continue
+            if not sop or not sop_class:
+                continue
+            ts = ""
+            if has_meta:
+                ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
+            out.append(CorpusFile(path, sop, ts, has_meta and bool(ts), seen[sop]))
+            seen[sop] += 1
+    return tuple(out)

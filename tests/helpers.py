@@ -1,0 +1,137 @@
+"""Shared test helpers: free ports, DCMTK tools, a `jivex server` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+JIVEX = [sys.executable, "-m", "jivex_core"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def dcmtk(tool: str) -> str:
+    """Absolute path of a DCMTK tool.
+
+    The venv also holds pynetdicom's apps under the same names (storescu,
+    findscu, ...), so PATH alone could pick ours instead of DCMTK's.
+    """
+    for folder in ("/usr/bin", "/usr/local/bin"):
+        candidate = Path(folder) / tool
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which(tool)
+    if not found or Path(found).parent == Path(sys.executable).parent:
+        raise RuntimeError(f"DCMTK's '{tool}' is not installed (make test installs it)")
+    return found
+
+
+def peer_env() -> dict[str, str]:
+    """Environment for DCMTK peers: Nagle off, as PEERS.md explains."""
+    return {**os.environ, "TCP_NODELAY": "1"}
+
+
+def wait_for_port(
+    port: int, proc: subprocess.Popen | None = None, timeout=30.0
+) -> None:
+    """Wait until something accepts connections on 127.0.0.1:*port*."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(
+                f"process exited with {proc.returncode} before listening"
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+@dataclass
+class JivexServer:
+    """A `jivex server` subprocess on free loopback ports."""
+
+    data_dir: Path
+    extra: list[str] = field(default_factory=list)
+    config: Path | None = None
+    port: int = 0
+    query_port: int = 0
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    def start(self) -> JivexServer:
+        self.port = self.port or free_port()
+        self.query_port = self.query_port or free_port()
+        args = [
+            *JIVEX,
+            "server",
+            "--data",
+            str(self.data_dir),
+            "--bind",
+            "127.0.0.1",
+            "--storage-port",
+            str(self.port),
+            "--query-port",
+            str(self.query_port),
+        ]
+        if self.config is not None:
+            args += ["--config", str(self.config)]
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [*args, *self.extra], stdout=log, stderr=log, cwd=REPO
+        )
+        wait_for_port(self.port, self.proc)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def ls(self, level: str = "instance") -> list[dict]:
+        return jivex_ls(self.data_dir, level)
+
+
+def jivex_ls(data_dir: Path, level: str = "instance") -> list[dict]:
+    """Rows of `jivex ls --json` for *data_dir*."""
+    out = subprocess.run(
+        [*JIVEX, "ls", "--json", "--level", level, "--data", str(data_dir)],
+        capture_output=True,
+        check=True,
+        cwd=REPO,
+    )
+    return json.loads(out.stdout)
+
+
+def run_jivex(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run a `jivex` subcommand to completion, capturing text output."""
+    return subprocess.run(
+        [*JIVEX, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
