@@ -23,7 +23,7 @@ server: $(STAMP)
 	$(BIN)/jivex server
 
 test: $(STAMP)
-	installer/install-system-deps.sh test run
+	installer/install-system-deps.sh test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest -q

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages JiveX-Py needs when they are missing.
 #   install-system-deps.sh run    Qt's xcb libraries for a real window
-#   install-system-deps.sh test   DCMTK and dicom3tools (real peers for tests)
+#   install-system-deps.sh test   DCMTK (the real peer of the tests)
+#   install-system-deps.sh shots  Xvfb and ImageMagick, for screenshots
 #   install-system-deps.sh bench  DCMTK and Orthanc (benchmark peers)
 set -euo pipefail
 
@@ -22,14 +23,16 @@ for role in "$@"; do
             ;;
         test)
             need storescu dcmtk
-            need dciodvfy dicom3tools
+            ;;
+        shots)
             need xvfb-run xvfb
+            need import imagemagick
             ;;
         bench)
             need storescu dcmtk
             need Orthanc orthanc
             ;;
-        *) echo "unknown role '$role' (run, test, bench)" >&2; exit 2 ;;
+        *) echo "unknown role '$role' (run, test, shots, bench)" >&2; exit 2 ;;
     esac
 done
 

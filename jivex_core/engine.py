@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import asdict
 from typing import Any
 
 from jivex_core import __version__
@@ -117,22 +116,18 @@ class Engine:
         link = self.link
 
         def on_stored(rec: InstanceRecord, calling_ae: str) -> None:
-            data = asdict(rec)
             link.publish(
                 "instance_stored",
                 {
-                    key: data[key]
-                    for key in (
-                        "PatientID",
-                        "PatientName",
-                        "StudyInstanceUID",
-                        "SeriesInstanceUID",
-                        "SOPInstanceUID",
-                        "SOPClassUID",
-                        "Modality",
-                    )
-                }
-                | {"calling_ae": calling_ae},
+                    "PatientID": rec.PatientID,
+                    "PatientName": rec.PatientName,
+                    "StudyInstanceUID": rec.StudyInstanceUID,
+                    "SeriesInstanceUID": rec.SeriesInstanceUID,
+                    "SOPInstanceUID": rec.SOPInstanceUID,
+                    "SOPClassUID": rec.SOPClassUID,
+                    "Modality": rec.Modality,
+                    "calling_ae": calling_ae,
+                },
             )
 
         self.store.add_listener(on_stored)

@@ -334,3 +334,55 @@ def test_file_meta_is_ours():
     assert ds.Modality == "CT"
     assert isinstance(ds.file_meta, FileMetaDataset)
     assert isinstance(ds, Dataset)
+
+
+@pytest.mark.parametrize(
+    "proposed",
+    [
+        [ImplicitVRLittleEndian, ExplicitVRLittleEndian],
+        [ExplicitVRLittleEndian, ImplicitVRLittleEndian],
+        ["1.2.840.10008.1.2.4.70", ExplicitVRLittleEndian],
+        ["1.2.840.10008.1.2.4.999", ExplicitVRLittleEndian],  # unknown first
+    ],
+)
+def test_first_proposed_supported_syntax_is_accepted(inproc_scp, proposed):
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(CTImageStorage, proposed)
+    assoc = ae.associate("127.0.0.1", inproc_scp.port, ae_title="JIVEX")
+    try:
+        assert assoc.is_established
+        (accepted,) = assoc.accepted_contexts
+        expected = next(ts for ts in proposed if not ts.endswith(".999"))
+        assert accepted.transfer_syntax[0] == expected
+    finally:
+        assoc.release()
+
+
+def test_unknown_sop_class_context_is_rejected_and_others_accepted(inproc_scp):
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context("1.2.3.4.5.6.7.8.9", ExplicitVRLittleEndian)
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", inproc_scp.port, ae_title="JIVEX")
+    try:
+        assert assoc.is_established
+        assert [cx.abstract_syntax for cx in assoc.accepted_contexts] == [
+            CTImageStorage
+        ]
+        assert len(assoc.rejected_contexts) == 1
+    finally:
+        assoc.release()
+
+
+def test_retired_and_private_classes_are_stored(inproc_scp):
+    for sop_class in ("1.2.840.10008.5.1.4.1.1.6", "1.2.276.0.50.1.33"):
+        ds = pydicom.dcmread(CT_SMALL)
+        ds.SOPClassUID = sop_class
+        ds.SOPInstanceUID = new_uid()
+        ds.file_meta.MediaStorageSOPClassUID = sop_class
+        assert (
+            scu_store(
+                inproc_scp.port, ds, contexts=[(sop_class, [ExplicitVRLittleEndian])]
+            )
+            == 0
+        )
+    assert inproc_scp.store.index.count_instances() == 2

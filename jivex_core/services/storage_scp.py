@@ -108,7 +108,14 @@ class StorageSCP:
             return
         server.shutdown()
         deadline = time.monotonic() + timeout
-        while self.ae.active_associations and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            # A connection that never sent an association request (a port
+            # probe) has nothing to finish: it would only hold up the stop.
+            for assoc in self.ae.active_associations:
+                if not assoc.is_established:
+                    assoc.abort()
+            if not self.ae.active_associations:
+                break
             time.sleep(0.05)
         for assoc in self.ae.active_associations:
             logger.warning("Aborting association with %s at shutdown", Peer.of(assoc))

@@ -9,6 +9,7 @@ a new object is refused.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from jivex_core.errors import CannotUnderstandError, OutOfResourcesError
-from jivex_core.store.dicomfile import encode_file_meta, parse_dataset
-from jivex_core.store.files import FileStore
-from jivex_core.store.index import Index, InstanceRecord, database_url
+from jivex_core.store.dicomfile import encode_file_meta, parse_dataset, split_file
+from jivex_core.store.files import FileStore, TempFile
+from jivex_core.store.index import INDEX_TAGS, Index, InstanceRecord, database_url
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class Store:
         self.index = Index(database or database_url(data_dir))
         self.min_free_bytes = min_free_bytes
         self._listeners: list[StoredListener] = []
+        self._recover_incoming()
 
     def close(self) -> None:
         """Close the index."""
@@ -99,7 +101,77 @@ class Store:
         OutOfResourcesError
             Storing it would take the disk below the configured reserve.
         """
-        ds = parse_dataset(data, transfer_syntax)
+        self._check_space(len(data) + 512)
+        # The file is written before the data set is parsed, named by the
+        # UIDs the C-STORE request gave, so its writeback overlaps the parse.
+        temp: TempFile | None = None
+        if sop_class_uid and sop_instance_uid:
+            temp = self._write(
+                data,
+                transfer_syntax,
+                calling_ae,
+                sop_class_uid.strip("\x00 "),
+                sop_instance_uid.strip("\x00 "),
+            )
+        try:
+            rec, warning = self._parse(
+                data, transfer_syntax, sop_class_uid, sop_instance_uid
+            )
+            if temp is not None and warning:
+                # The request's UIDs were not the data set's: the meta is wrong.
+                self.files.discard_temp(temp)
+                temp = None
+            relative = self.files.relative_path(
+                rec.StudyInstanceUID, rec.SeriesInstanceUID, rec.SOPInstanceUID
+            )
+            final = self.files.absolute(relative)
+            if temp is None:
+                if self.index.has_instance(rec.SOPInstanceUID):
+                    return IngestResult(rec, False, final, warning)
+                temp = self._write(
+                    data,
+                    transfer_syntax,
+                    calling_ae,
+                    rec.SOPClassUID,
+                    rec.SOPInstanceUID,
+                )
+            size = os.fstat(temp.fd).st_size
+            # One lock and one transaction: the unique key tells a duplicate,
+            # and the row is committed only once the file is in place.
+            with self.index.write_lock:
+                if not self.index.add_instance(
+                    rec, relative, size, transfer_syntax, calling_ae
+                ):
+                    return IngestResult(rec, False, final, warning)
+                try:
+                    self.files.place(temp, relative)
+                    temp = None
+                except BaseException:
+                    self.index.rollback()
+                    raise
+                try:
+                    self.index.commit()
+                except BaseException:
+                    final.unlink(missing_ok=True)
+                    raise
+        finally:
+            if temp is not None:
+                self.files.discard_temp(temp)
+        for listener in self._listeners:
+            try:
+                listener(rec, calling_ae)
+            except Exception:
+                logger.exception("A listener of stored objects failed")
+        return IngestResult(rec, True, final, warning)
+
+    def _parse(
+        self,
+        data: bytes,
+        transfer_syntax: str,
+        sop_class_uid: str | None,
+        sop_instance_uid: str | None,
+    ) -> tuple[InstanceRecord, str]:
+        ds = parse_dataset(data, transfer_syntax, INDEX_TAGS)
         try:
             rec = InstanceRecord.from_dataset(ds)
         except Exception as exc:
@@ -125,49 +197,56 @@ class Store:
                 "under an empty one",
                 rec.SOPInstanceUID,
             )
+        return rec, warning
 
-        relative = self.files.relative_path(
-            rec.StudyInstanceUID, rec.SeriesInstanceUID, rec.SOPInstanceUID
-        )
-        final = self.files.absolute(relative)
-        if self.index.has_instance(rec.SOPInstanceUID):
-            return IngestResult(rec, False, final, warning)
+    def _recover_incoming(self) -> None:
+        """Finish or drop what a crash left in ``incoming/``.
 
-        meta = encode_file_meta(
-            rec.SOPClassUID, rec.SOPInstanceUID, transfer_syntax, calling_ae
-        )
-        size = len(meta) + len(data)
+        A complete file whose object is indexed but missing from ``files/``
+        lost its rename to a power failure: it is put in place. Anything else
+        there was never acknowledged as stored and is removed.
+        """
+        for tmp in self.files.leftovers():
+            placed = False
+            try:
+                parts = split_file(tmp.read_bytes())
+                ds = parse_dataset(parts.data, parts.transfer_syntax)
+                row = self.index.instance_path(str(ds.SOPInstanceUID))
+                if row is not None and not self.files.absolute(row).exists():
+                    self.files.place_leftover(tmp, row)
+                    placed = True
+                    logger.warning("Recovered '%s' after a crash", row)
+            except Exception as exc:
+                logger.debug("Left-over '%s' is incomplete: %s", tmp, exc)
+            if not placed:
+                logger.warning("Removing incomplete file '%s' left by a crash", tmp)
+                tmp.unlink(missing_ok=True)
+
+    def _check_space(self, size: int) -> None:
         free = self.free_bytes()
         if free - size < self.min_free_bytes:
             raise OutOfResourcesError(
                 f"storing {size} bytes would leave {max(free - size, 0)} bytes "
                 f"free, below the reserve of {self.min_free_bytes} bytes"
             )
+
+    def _write(
+        self,
+        data: bytes,
+        transfer_syntax: str,
+        calling_ae: str,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+    ) -> TempFile:
+        meta = encode_file_meta(
+            sop_class_uid, sop_instance_uid, transfer_syntax, calling_ae
+        )
         try:
-            tmp = self.files.write_temp((meta, data))
+            return self.files.write_temp((meta, data))
         except OSError as exc:
             raise OutOfResourcesError(
                 f"the object cannot be written: {exc.strerror}"
             ) from exc
-
-        with self.index.write_lock:
-            if self.index.has_instance(rec.SOPInstanceUID):
-                self.files.discard(tmp)
-                return IngestResult(rec, False, final, warning)
-            self.files.commit(tmp, relative)
-            try:
-                self.index.add_instance(
-                    rec, relative, size, transfer_syntax, calling_ae
-                )
-            except BaseException:
-                self.files.discard(final)
-                raise
-        for listener in self._listeners:
-            try:
-                listener(rec, calling_ae)
-            except Exception:
-                logger.exception("A listener of stored objects failed")
-        return IngestResult(rec, True, final, warning)
 
     def status(self) -> dict[str, Any]:
         """Counters for the client's status bar."""

@@ -13,15 +13,18 @@ import logging
 import re
 import struct
 import zlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
 
 from pydicom import dcmread
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
+from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from jivex_core.errors import CannotUnderstandError
@@ -91,14 +94,17 @@ def encode_file_meta(
     return _PREAMBLE + length + body
 
 
-def parse_dataset(data: bytes, transfer_syntax: str) -> Dataset:
+def parse_dataset(
+    data: bytes, transfer_syntax: str, keep: Collection[int] | None = None
+) -> Dataset:
     """Parse a received data set; raise CannotUnderstandError if it is not one.
 
-    Every top-level element and every sequence is walked (values stay raw
-    until read), so a truncated or garbled object is refused before anything
-    is written. An element with VR UN and undefined length is parsed as the
-    implicit VR sequence it is (PS3.5 6.2.2), and what follows it stays in
-    step.
+    Every element, nested items included, is walked and its header checked,
+    so a truncated or garbled object is refused before anything is written.
+    An element with VR UN and undefined length is walked as the implicit VR
+    sequence it is (PS3.5 6.2.2), and what follows it stays in step. The
+    returned data set holds the raw top-level elements below 64 KiB, or only
+    those of *keep* (tags); values stay undecoded until read.
     """
     implicit, little = transfer_syntax_encoding(transfer_syntax)
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
@@ -109,6 +115,19 @@ def parse_dataset(data: bytes, transfer_syntax: str) -> Dataset:
                 f"the Deflated data set does not inflate: {exc}"
             ) from exc
     try:
+        ds = _scan(data, implicit, little, keep)
+    except _Malformed as exc:
+        # The strict walk failed: let pydicom's tolerant reader decide, as
+        # it reads what many real modalities write (odd lengths, VR switches).
+        logger.warning("The data set is not well-formed (%s); read tolerantly", exc)
+        ds = _read_tolerantly(data, implicit, little)
+    _check_identity(ds)
+    ds.set_original_encoding(implicit, little)
+    return ds
+
+
+def _read_tolerantly(data: bytes, implicit: bool, little: bool) -> Dataset:
+    try:
         ds = read_dataset(BytesIO(data), implicit, little)
         if not len(ds) and data:
             ds = _read_truncated(data, implicit, little)
@@ -117,6 +136,10 @@ def parse_dataset(data: bytes, transfer_syntax: str) -> Dataset:
         raise CannotUnderstandError(
             f"the data set cannot be parsed ({type(exc).__name__}: {exc})"
         ) from exc
+    return ds
+
+
+def _check_identity(ds: Dataset) -> None:
     for keyword in ("SOPClassUID", "SOPInstanceUID"):
         try:
             value = str(ds.get(keyword, "") or "").strip("\x00 ")
@@ -135,8 +158,176 @@ def parse_dataset(data: bytes, transfer_syntax: str) -> Dataset:
             # Tolerated (warn and store): some systems write hashes or names
             # as UIDs; the object stays retrievable by exactly that value.
             logger.warning("The data set's %s '%s' is not a valid UID", keyword, value)
-    ds.set_original_encoding(implicit, little)
-    return ds
+
+
+class _Malformed(Exception):
+    """The strict walk found bytes that are not a well-formed data set."""
+
+
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_MAX_DEPTH = 32
+_MAX_KEPT_VALUE = 64 * 1024
+_VR_CHARS = frozenset(range(0x41, 0x5B))
+
+
+class _Walker:
+    """Walks the element structure of one data set (PS3.5 7.1 and 7.5).
+
+    Written here rather than taken from pydicom because pydicom's reader
+    builds an object per element and silently accepts truncated values;
+    the receive path needs a walk that is fast and strict.
+    """
+
+    def __init__(
+        self,
+        buf: bytes,
+        implicit: bool,
+        little: bool,
+        keep: Collection[int] | None = None,
+    ) -> None:
+        self.buf = buf
+        self.keep = keep
+        self.implicit = implicit
+        self.little = little
+        self.u16 = struct.Struct("<H" if little else ">H").unpack_from
+        self.u32 = struct.Struct("<I" if little else ">I").unpack_from
+        self.tag = struct.Struct("<HH" if little else ">HH").unpack_from
+
+    def elements(
+        self,
+        pos: int,
+        end: int,
+        implicit: bool,
+        depth: int,
+        until: int | None = None,
+        out: dict[int, Any] | None = None,
+    ) -> int:
+        """Walk elements in [pos, end) or up to the *until* delimiter."""
+        buf, u16, u32, keep = self.buf, self.u16, self.u32, self.keep
+        if depth > _MAX_DEPTH:
+            raise _Malformed("sequences nested too deeply")
+        while pos < end:
+            if pos + 8 > end:
+                raise _Malformed(f"element header cut at offset {pos}")
+            group, elem = self.tag(buf, pos)
+            tag = group << 16 | elem
+            if group == 0xFFFE:
+                if tag == until:
+                    return pos + 8
+                raise _Malformed(f"unexpected item tag {tag:08X} at offset {pos}")
+            if implicit:
+                vr: bytes | None = None
+                (length,) = u32(buf, pos + 4)
+                vpos = pos + 8
+            else:
+                vr = buf[pos + 4 : pos + 6]
+                if vr[0] not in _VR_CHARS or vr[1] not in _VR_CHARS:
+                    raise _Malformed(f"no VR for ({group:04X},{elem:04X})")
+                if vr in _LONG_VRS:
+                    if pos + 12 > end:
+                        raise _Malformed(f"element header cut at offset {pos}")
+                    (length,) = u32(buf, pos + 8)
+                    vpos = pos + 12
+                else:
+                    (length,) = u16(buf, pos + 6)
+                    vpos = pos + 8
+            if length == _UNDEFINED:
+                if vr is None or vr == b"SQ" or vr == b"UN":
+                    # UN of undefined length is an implicit VR sequence.
+                    vend = self.items(vpos, end, implicit or vr == b"UN", depth + 1)
+                    value_end = vend - 8
+                elif tag == _PIXEL_DATA or vr in (b"OB", b"OW"):
+                    vend = self.fragments(vpos, end, depth == 0)
+                    value_end = vend - 8 if vend - 8 >= vpos else vend
+                else:
+                    raise _Malformed(f"undefined length for VR {vr!r}")
+            else:
+                vend = value_end = vpos + length
+                if vend > end:
+                    if depth == 0 and until is None:
+                        # Only the last element can end early; tolerated.
+                        logger.warning(
+                            "The data set ends inside (%04X,%04X); stored as received",
+                            group,
+                            elem,
+                        )
+                        vend = value_end = end
+                    else:
+                        raise _Malformed(
+                            f"({group:04X},{elem:04X}) runs past its container"
+                        )
+                elif length and (vr == b"SQ" or (vr is None and _is_sq(tag))):
+                    self.items(vpos, vend, implicit, depth + 1, defined=True)
+            if (
+                out is not None
+                and (tag in keep if keep is not None else tag != _PIXEL_DATA)
+                and (value_end - vpos <= _MAX_KEPT_VALUE)
+            ):
+                out[tag] = RawDataElement(
+                    BaseTag(tag),
+                    None if vr is None else vr.decode(),
+                    value_end - vpos,
+                    buf[vpos:value_end],
+                    vpos,
+                    implicit,
+                    self.little,
+                )
+            pos = vend
+        if until is not None:
+            raise _Malformed("an item ends without its delimiter")
+        return pos
+
+    def items(
+        self, pos: int, end: int, implicit: bool, depth: int, defined: bool = False
+    ) -> int:
+        """Walk sequence items; return the offset after the sequence."""
+        u32 = self.u32
+        while pos + 8 <= end:
+            group, elem = self.tag(self.buf, pos)
+            tag = group << 16 | elem
+            (length,) = u32(self.buf, pos + 4)
+            if tag == _SEQUENCE_END and not defined:
+                return pos + 8
+            if tag != _ITEM:
+                raise _Malformed(f"expected an item, found {tag:08X} at {pos}")
+            if length == _UNDEFINED:
+                pos = self.elements(pos + 8, end, implicit, depth, until=_ITEM_END)
+            else:
+                if pos + 8 + length > end:
+                    raise _Malformed(f"item at offset {pos} runs past its sequence")
+                self.elements(pos + 8, pos + 8 + length, implicit, depth)
+                pos += 8 + length
+        if defined and pos == end:
+            return pos
+        raise _Malformed("a sequence ends without its delimiter")
+
+    def fragments(self, pos: int, end: int, top: bool) -> int:
+        """Walk encapsulated Pixel Data items (PS3.5 A.4)."""
+        u32 = self.u32
+        while pos + 8 <= end:
+            group, elem = self.tag(self.buf, pos)
+            tag = group << 16 | elem
+            (length,) = u32(self.buf, pos + 4)
+            if tag == _SEQUENCE_END:
+                return pos + 8
+            if tag != _ITEM or length == _UNDEFINED:
+                raise _Malformed(f"bad fragment item {tag:08X} at offset {pos}")
+            pos += 8 + length
+        if top:
+            logger.warning("Encapsulated Pixel Data ends early; stored as received")
+            return end
+        raise _Malformed("encapsulated data ends without its delimiter")
+
+
+def _scan(
+    data: bytes, implicit: bool, little: bool, keep: Collection[int] | None = None
+) -> Dataset:
+    elements: dict[int, Any] = {}
+    walker = _Walker(data, implicit, little, keep)
+    walker.elements(0, len(data), implicit, 0, out=elements)
+    if not elements:
+        raise _Malformed("no elements")
+    return Dataset(elements)
 
 
 def _read_truncated(data: bytes, implicit: bool, little: bool) -> Dataset:
@@ -265,11 +456,49 @@ def _sniff_syntax(data: bytes) -> str:
     )
 
 
+#: VRs whose values are single-byte ASCII whatever the character set.
+_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
+#: VRs that may use the data set's character set (PS3.5 6.1.2.3).
+_TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+_SINGLE_VALUED = frozenset({"LT", "ST", "UT"})
+#: Printable ASCII and NUL padding: bytes that read the same in every
+#: character set. ESC is excluded, since ISO 2022 switches with 7-bit bytes.
+_PLAIN_BYTES = bytes([0, *range(0x20, 0x7F)])
+
+
+def _raw_text(ds: Dataset, keyword: str) -> str | None:
+    """Decode a still-raw ASCII value directly; None: ask pydicom.
+
+    Nearly every indexed value is plain ASCII; decoding those bytes here
+    costs a fraction of pydicom's conversion, which stays in charge of
+    anything that needs the Specific Character Set.
+    """
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        return None
+    raw = ds.get_item(tag)
+    if raw is None:
+        return ""
+    if not isinstance(raw, RawDataElement) or not isinstance(raw.value, bytes):
+        return None
+    vr = raw.VR or dictionary_VR(tag)
+    value = raw.value
+    if not (vr in _ASCII_VRS or vr in _TEXT_VRS) or value.translate(None, _PLAIN_BYTES):
+        return None
+    decoded = value.decode("ascii")
+    if vr in _SINGLE_VALUED:
+        return decoded.rstrip("\x00 ")
+    return "\\".join(part.strip("\x00 ") for part in decoded.split("\\")).strip()
+
+
 def text(ds: Dataset, keyword: str) -> str:
     """Return an attribute as one string ('' when absent or unreadable).
 
     Multi-valued attributes are joined with a backslash as on the wire.
     """
+    fast = _raw_text(ds, keyword)
+    if fast is not None:
+        return fast
     try:
         value: Any = ds.get(keyword)
     except Exception as exc:
@@ -285,6 +514,16 @@ def text(ds: Dataset, keyword: str) -> str:
 def integer(ds: Dataset, keyword: str) -> int | None:
     """Return an IS/US attribute as int, None when absent or malformed."""
     try:
+        tag = tag_for_keyword(keyword)
+        raw = ds.get_item(tag) if tag is not None else None
+        if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
+            vr = raw.VR or dictionary_VR(tag)
+            if vr == "US" and len(raw.value) >= 2:
+                order = "little" if raw.is_little_endian else "big"
+                return int.from_bytes(raw.value[:2], order)
+            if vr == "IS":
+                first = raw.value.split(b"\\")[0].strip(b"\x00 ")
+                return int(first) if first else None
         value = ds.get(keyword)
         if value is None or value == "":
             return None

@@ -1,9 +1,14 @@
 """The file layout of the data folder and atomic writes into it.
 
 Objects live at ``files/<Study UID>/<Series UID>/<SOP Instance UID>.dcm``.
-A file is first written and fsynced under ``incoming/`` (same file system),
-then renamed into place and its folder fsynced, so a crash leaves either the
-whole file or none: never a half file where the index points.
+A file is first written under ``incoming/`` (same file system), fsynced,
+then renamed into place; only then does the index name it, so the index
+never points at a half file. Writeback starts as soon as the bytes are
+written, so that the disk works while the data set is parsed and the fsync
+finds little left to do. The rename is not fsynced on its own (that would
+double the cost of each object): the next fsync commits it on the journaling
+file systems a data folder lives on, and should power fail first,
+:meth:`FileStore.leftovers` hands the complete file back for recovery.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from jivex_core.store.dicomfile import is_valid_uid
@@ -29,6 +35,23 @@ def _safe_name(value: str) -> str:
     return "x" + hashlib.sha1(value.encode("utf-8", "replace")).hexdigest()[:32]
 
 
+_START_WRITEBACK = getattr(os, "POSIX_FADV_DONTNEED", None)
+
+
+@dataclass
+class TempFile:
+    """A file being written in ``incoming/``, still open."""
+
+    path: Path
+    fd: int
+
+    def close(self) -> None:
+        """Close the descriptor (once)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 class FileStore:
     """Writes objects into the data folder; the only writer of ``files/``."""
 
@@ -40,14 +63,10 @@ class FileStore:
         self.files_dir.mkdir(parents=True, exist_ok=True)
         self.incoming_dir.mkdir(parents=True, exist_ok=True)
         self._known_dirs: set[Path] = set()
-        self._clean_incoming()
 
-    def _clean_incoming(self) -> None:
-        # Left-overs of a crash are incomplete by definition: nothing indexed
-        # points at them.
-        for leftover in self.incoming_dir.glob("*.part"):
-            logger.warning("Removing incomplete file '%s' left by a crash", leftover)
-            leftover.unlink(missing_ok=True)
+    def leftovers(self) -> list[Path]:
+        """Files left in ``incoming/`` by a crash, for the store to recover."""
+        return sorted(self.incoming_dir.glob("*.part"))
 
     def relative_path(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
         """Where an object belongs, relative to the data folder."""
@@ -60,40 +79,51 @@ class FileStore:
             )
         )
 
-    def write_temp(self, chunks: Iterable[bytes]) -> Path:
-        """Write *chunks* to a new file in ``incoming/`` and make it durable."""
-        tmp = self.incoming_dir / f"{uuid.uuid4().hex}.part"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    def write_temp(self, chunks: Iterable[bytes]) -> TempFile:
+        """Write *chunks* to a new file in ``incoming/``; start its writeback."""
+        path = self.incoming_dir / f"{uuid.uuid4().hex}.part"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        temp = TempFile(path, fd)
         try:
             for chunk in chunks:
                 view = memoryview(chunk)
                 while view:
                     written = os.write(fd, view)
                     view = view[written:]
-            if self.fsync:
-                os.fsync(fd)
+            if self.fsync and _START_WRITEBACK is not None:
+                # Linux starts writing dirty pages back, asynchronously.
+                os.posix_fadvise(fd, 0, 0, _START_WRITEBACK)
         except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
+            self.discard_temp(temp)
             raise
-        os.close(fd)
-        return tmp
+        return temp
 
-    def commit(self, tmp: Path, relative: str) -> Path:
-        """Rename a durable temp file to its place; fsync the folder."""
+    def place(self, temp: TempFile, relative: str) -> Path:
+        """Make a temp file durable and rename it to its place in ``files/``."""
+        try:
+            if self.fsync:
+                os.fsync(temp.fd)
+        finally:
+            temp.close()
         final = self.root / relative
         folder = final.parent
         if folder not in self._known_dirs:
             folder.mkdir(parents=True, exist_ok=True)
             self._known_dirs.add(folder)
-        os.replace(tmp, final)
-        if self.fsync:
-            dir_fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        os.replace(temp.path, final)
         return final
+
+    def place_leftover(self, path: Path, relative: str) -> Path:
+        """Put a complete file found in ``incoming/`` at its place."""
+        final = self.root / relative
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, final)
+        return final
+
+    def discard_temp(self, temp: TempFile) -> None:
+        """Drop a temp file that will not be stored."""
+        temp.close()
+        temp.path.unlink(missing_ok=True)
 
     def discard(self, path: Path) -> None:
         """Remove a file that was not indexed after all."""

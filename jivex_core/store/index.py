@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
 from jivex_core.store import schema
@@ -100,6 +102,16 @@ _FIELD_KINDS = {
     for name, f in InstanceRecord.__dataclass_fields__.items()
 }
 
+#: Tags :meth:`InstanceRecord.from_dataset` reads: all a receive needs parsed.
+INDEX_TAGS: frozenset[int] = frozenset(
+    int(tag_for_keyword(keyword))
+    for keyword in [
+        *_FIELD_KINDS,
+        "SpecificCharacterSet",
+        "RequestAttributesSequence",
+    ]
+)
+
 
 def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
     try:
@@ -157,10 +169,28 @@ class Index:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         upgrade_schema(self.engine)
         self._write_lock = threading.Lock()
-        self._series_cache: OrderedDict[str, int] = OrderedDict()
+        # One connection and prebuilt statements for the receive path: a
+        # connection checkout and statement construction per object cost more
+        # than the SQL itself.
+        self._writer = self.engine.connect()
+        t = schema.instance
+        self._select_instance = sa.select(t.c.pk).where(
+            t.c.SOPInstanceUID == sa.bindparam("uid")
+        )
+        self._insert_instance = sa.insert(t)
+        self._touch_study = (
+            sa.update(schema.study)
+            .where(schema.study.c.pk == sa.bindparam("study_pk"))
+            .values(last_received=sa.bindparam("now"))
+        )
+        # Series UID -> (series pk, study pk); study pk -> when last touched.
+        self._series_cache: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._study_touched: dict[int, float] = {}
 
     def close(self) -> None:
         """Release the database connections."""
+        with self._write_lock:
+            self._writer.close()
         self.engine.dispose()
 
     @property
@@ -170,11 +200,17 @@ class Index:
 
     def has_instance(self, sop_instance_uid: str) -> bool:
         """Whether an object with this SOP Instance UID is already stored."""
-        t = schema.instance
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(t.c.pk).where(t.c.SOPInstanceUID == sop_instance_uid)
-            ).first()
+        with self._write_lock:
+            return self.contains(sop_instance_uid)
+
+    def contains(self, sop_instance_uid: str) -> bool:
+        """:meth:`has_instance` for a caller that holds :attr:`write_lock`."""
+        conn = self._writer
+        try:
+            row = conn.execute(self._select_instance, {"uid": sop_instance_uid}).first()
+        finally:
+            # Never keep a read transaction open: another process may write.
+            conn.rollback()
         return row is not None
 
     def add_instance(
@@ -184,51 +220,77 @@ class Index:
         size: int,
         transfer_syntax: str,
         calling_ae: str,
-    ) -> None:
-        """Insert one object and whatever patient, study, series it needs.
+    ) -> bool:
+        """Insert one object (and its patient, study, series) without commit.
 
-        Call with :attr:`write_lock` held, after :meth:`has_instance`.
+        Call with :attr:`write_lock` held, then :meth:`commit` or
+        :meth:`rollback`. Returns False, with nothing left pending, when an
+        object with this SOP Instance UID is already indexed: the unique key
+        decides, so no separate look-up is needed.
         """
         now = dt.datetime.now()
-        with self.engine.begin() as conn:
-            series_pk = self._series_cache.get(rec.SeriesInstanceUID)
-            if series_pk is None:
-                series_pk = self._ensure_series(conn, rec, now)
+        conn = self._writer
+        try:
+            cached = self._series_cache.get(rec.SeriesInstanceUID)
+            if cached is None:
+                series_pk, study_pk = self._ensure_series(conn, rec, now)
             else:
+                series_pk, study_pk = cached
                 self._series_cache.move_to_end(rec.SeriesInstanceUID)
-                conn.execute(
-                    sa.update(schema.study)
-                    .where(
-                        schema.study.c.pk
-                        == sa.select(schema.series.c.study_pk)
-                        .where(schema.series.c.pk == series_pk)
-                        .scalar_subquery()
-                    )
-                    .values(last_received=now)
-                )
             conn.execute(
-                sa.insert(schema.instance).values(
-                    series_pk=series_pk,
-                    SOPInstanceUID=rec.SOPInstanceUID,
-                    SOPClassUID=rec.SOPClassUID,
-                    InstanceNumber=rec.InstanceNumber,
-                    Rows=rec.Rows,
-                    Columns=rec.Columns,
-                    BitsAllocated=rec.BitsAllocated,
-                    NumberOfFrames=rec.NumberOfFrames,
-                    ContentDate=rec.ContentDate,
-                    ContentTime=rec.ContentTime,
-                    path=path,
-                    size=size,
-                    TransferSyntaxUID=transfer_syntax,
-                    calling_ae=calling_ae,
-                    received_at=now,
-                )
+                self._insert_instance,
+                {
+                    "series_pk": series_pk,
+                    "SOPInstanceUID": rec.SOPInstanceUID,
+                    "SOPClassUID": rec.SOPClassUID,
+                    "InstanceNumber": rec.InstanceNumber,
+                    "Rows": rec.Rows,
+                    "Columns": rec.Columns,
+                    "BitsAllocated": rec.BitsAllocated,
+                    "NumberOfFrames": rec.NumberOfFrames,
+                    "ContentDate": rec.ContentDate,
+                    "ContentTime": rec.ContentTime,
+                    "path": path,
+                    "size": size,
+                    "TransferSyntaxUID": transfer_syntax,
+                    "calling_ae": calling_ae,
+                    "received_at": now,
+                },
             )
+        except sa.exc.IntegrityError:
+            self.rollback()
+            if self.contains(rec.SOPInstanceUID):
+                return False
+            raise
+        except BaseException:
+            self.rollback()
+            raise
+        # The browser sorts by last arrival; once a second is precise enough
+        # and saves an UPDATE per object of a large series.
+        tick = time.monotonic()
+        if tick - self._study_touched.get(study_pk, -1e9) >= 1.0:
+            conn.execute(self._touch_study, {"study_pk": study_pk, "now": now})
+            self._study_touched[study_pk] = tick
+        return True
+
+    def commit(self) -> None:
+        """Commit what :meth:`add_instance` left pending."""
+        try:
+            self._writer.commit()
+        except BaseException:
+            self.rollback()
+            raise
+
+    def rollback(self) -> None:
+        """Undo what :meth:`add_instance` left pending."""
+        self._writer.rollback()
+        # The caches may name rows of the transaction just undone.
+        self._series_cache.clear()
+        self._study_touched.clear()
 
     def _ensure_series(
         self, conn: sa.Connection, rec: InstanceRecord, now: dt.datetime
-    ) -> int:
+    ) -> tuple[int, int]:
         patient_pk = self._ensure(
             conn,
             schema.patient,
@@ -265,11 +327,6 @@ class Index:
                 "last_received": now,
             },
         )
-        conn.execute(
-            sa.update(schema.study)
-            .where(schema.study.c.pk == study_pk)
-            .values(last_received=now)
-        )
         series_pk = self._ensure(
             conn,
             schema.series,
@@ -287,10 +344,11 @@ class Index:
                 "ScheduledProcedureStepID": rec.ScheduledProcedureStepID,
             },
         )
-        self._series_cache[rec.SeriesInstanceUID] = series_pk
+        self._series_cache[rec.SeriesInstanceUID] = (series_pk, study_pk)
         if len(self._series_cache) > 4096:
             self._series_cache.popitem(last=False)
-        return series_pk
+            self._study_touched.clear()
+        return series_pk, study_pk
 
     @staticmethod
     def _ensure(
@@ -307,6 +365,14 @@ class Index:
         return int(result.inserted_primary_key[0])
 
     # -- reading -----------------------------------------------------------
+
+    def instance_path(self, sop_instance_uid: str) -> str | None:
+        """The relative path the index gives for an object, None if unknown."""
+        t = schema.instance
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(t.c.path).where(t.c.SOPInstanceUID == sop_instance_uid)
+            ).scalar_one_or_none()
 
     def count_instances(self) -> int:
         """How many objects the archive holds."""

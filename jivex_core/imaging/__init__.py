@@ -1,0 +1,1 @@
+"""Pure imaging functions on pydicom datasets and numpy arrays (no Qt)."""
