@@ -1,0 +1,1 @@
+"""The JiveX-Py workstation: a PySide6 client of the core process."""

@@ -1,0 +1,1 @@
+"""The study browser: what the local archive holds."""

@@ -1,0 +1,33 @@
+"""Readable forms of DICOM values for display (no Qt)."""
+
+from __future__ import annotations
+
+
+def format_person_name(value: str) -> str:
+    """Return a Person Name (PS3.5 6.2, VR PN) in readable form.
+
+    Components (family^given^middle^prefix^suffix) are joined with spaces
+    and the alphabetic, ideographic and phonetic groups with `` = ``, so
+    that every group of a Japanese or Korean name stays visible:
+    ``Yamada^Tarou=山田^太郎=やまだ^たろう`` reads
+    ``Yamada Tarou = 山田 太郎 = やまだ たろう``. Several values (separated
+    by a backslash) are joined with ``; ``.
+    """
+    names = []
+    for one in value.split("\\"):
+        groups = [
+            " ".join(part for part in group.split("^") if part.strip())
+            for group in one.split("=")
+        ]
+        while groups and not groups[-1]:
+            groups.pop()
+        names.append(" = ".join(groups))
+    return "; ".join(name for name in names if name)
+
+
+def format_date(value: str) -> str:
+    """Return a DICOM date ``YYYYMMDD`` as ``YYYY-MM-DD``; other text unchanged."""
+    text = value.strip()
+    if len(text) == 8 and text.isdigit():
+        return f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    return text

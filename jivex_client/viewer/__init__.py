@@ -1,0 +1,1 @@
+"""The image viewer: one series, slice by slice."""
