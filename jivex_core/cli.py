@@ -255,11 +255,12 @@ def _walk(paths: Sequence[str]) -> Iterator[Path]:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from jivex_core.engine import open_store
+    from jivex_core.engine import open_store, quiet_pydicom
     from jivex_core.store.dicomfile import MEDIA_DIRECTORY_SOP_CLASS, split_file
 
     settings = _settings(args)
     _setup_logging("WARNING")
+    quiet_pydicom()
     store = open_store(settings)
     stored = kept = skipped = failed = 0
     try:

@@ -12,6 +12,8 @@ import logging
 import os
 from typing import Any
 
+import pydicom.config
+
 from jivex_core import __version__
 from jivex_core.config import Settings
 from jivex_core.errors import ConfigError
@@ -20,6 +22,18 @@ from jivex_core.services.storage_scp import StorageSCP
 from jivex_core.store import InstanceRecord, Store
 
 logger = logging.getLogger(__name__)
+
+
+def quiet_pydicom() -> None:
+    """Switch pydicom's value validation off for this process.
+
+    The archive keeps objects as received and checks the few values it must
+    trust (UIDs) itself; pydicom would otherwise run a regular expression on
+    every value it decodes or that pynetdicom sets in a response (a tenth of
+    the receive path) and log each non-conformant value a modality sends.
+    """
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
 
 
 def open_store(settings: Settings) -> Store:
@@ -76,6 +90,7 @@ class Engine:
     def start(self) -> None:
         """Open the store and start the DICOM services (not the link)."""
         net = self.settings.network
+        quiet_pydicom()
         self.store = open_store(self.settings)
         logger.info(
             "Data folder '%s' holds %d objects",
