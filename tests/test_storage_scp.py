@@ -8,6 +8,7 @@ import re
 import socket
 import struct
 import subprocess
+import time
 import zlib
 from io import BytesIO
 from pathlib import Path
@@ -386,3 +387,17 @@ def test_retired_and_private_classes_are_stored(inproc_scp):
             == 0
         )
     assert inproc_scp.store.index.count_instances() == 2
+
+
+def test_peer_abort_is_logged_with_its_source(inproc_scp, caplog):
+    caplog.set_level("INFO", logger="jivex_core")
+    ae = AE(ae_title="ABORTER")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate("127.0.0.1", inproc_scp.port, ae_title="JIVEX")
+    assert assoc.is_established
+    assoc.abort()
+    deadline = time.monotonic() + 10
+    while "A-ABORT from 'ABORTER'" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "A-ABORT from 'ABORTER'" in caplog.text
+    assert "source: service user" in caplog.text

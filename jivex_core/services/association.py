@@ -17,6 +17,7 @@ from typing import Any
 from pynetdicom import AE, _config, acse, dul, evt, transport
 from pynetdicom import association as association_module
 from pynetdicom.association import Association
+from pynetdicom.pdu_primitives import A_ABORT, A_P_ABORT
 from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 
 from jivex_core.config import Settings
@@ -104,12 +105,37 @@ def _on_aborted(event: evt.Event) -> None:
     logger.info("Association aborted with %s", Peer.of(event.assoc))
 
 
+#: PS3.8 9.3.8: A-ABORT source; PS3.8 table 9-26: A-P-ABORT reasons.
+_ABORT_SOURCES = {0: "service user", 1: "reserved", 2: "service provider"}
+_PROVIDER_REASONS = {
+    0: "reason not specified",
+    1: "unrecognized PDU",
+    2: "unexpected PDU",
+    4: "unrecognized PDU parameter",
+    5: "unexpected PDU parameter",
+    6: "invalid PDU parameter value",
+}
+
+
+def _on_acse_recv(event: evt.Event) -> None:
+    primitive = event.primitive
+    if isinstance(primitive, A_ABORT):
+        source = _ABORT_SOURCES.get(primitive.abort_source, primitive.abort_source)
+        logger.info("A-ABORT from %s (source: %s)", Peer.of(event.assoc), source)
+    elif isinstance(primitive, A_P_ABORT):
+        reason = _PROVIDER_REASONS.get(
+            primitive.provider_reason, primitive.provider_reason
+        )
+        logger.info("A-P-ABORT with %s (reason: %s)", Peer.of(event.assoc), reason)
+
+
 ASSOCIATION_HANDLERS: list[tuple[Any, Any]] = [
     (evt.EVT_CONN_OPEN, _on_conn_open),
     (evt.EVT_ACCEPTED, _on_accepted),
     (evt.EVT_REJECTED, _on_rejected),
     (evt.EVT_RELEASED, _on_released),
     (evt.EVT_ABORTED, _on_aborted),
+    (evt.EVT_ACSE_RECV, _on_acse_recv),
 ]
 
 
