@@ -255,3 +255,48 @@ def test_server_keeps_serving_after_sigterm_grace(tmp_path):
     while server.proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert server.proc.returncode == 0
+
+
+def test_sigterm_lets_a_running_association_finish(tmp_path):
+    import numpy as np
+    import pydicom
+
+    from jivex_core.uids import new_uid
+    from tests.helpers import dcmtk, peer_env
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.Rows = ds.Columns = 512
+    ds.PixelData = np.zeros((512, 512), np.int16).tobytes()
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for i in range(80):
+        ds.SOPInstanceUID = new_uid()
+        ds.InstanceNumber = i + 1
+        ds.save_as(folder / f"{i:03}.dcm")
+    server = JivexServer(tmp_path / "data").start()
+    sender = subprocess.Popen(
+        [
+            dcmtk("storescu"),
+            "-aec",
+            "JIVEX",
+            "127.0.0.1",
+            str(server.port),
+            *sorted(map(str, folder.iterdir())),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=peer_env(),
+    )
+    # Stop while the association runs: it is allowed to finish.
+    deadline = time.monotonic() + 20
+    while "Association accepted" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    server.proc.send_signal(signal.SIGTERM)
+    out, _ = sender.communicate(timeout=60)
+    assert sender.returncode == 0, out
+    assert server.proc.wait(30) == 0
+    assert len(server.ls()) == 80
+    log = server.log()
+    # The stop really came in the middle: objects were stored after it.
+    assert log.rindex("C-STORE from") > log.index("Shutting down")

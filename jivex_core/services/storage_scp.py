@@ -108,17 +108,18 @@ class StorageSCP:
             return
         server.shutdown()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            # A connection that never sent an association request (a port
-            # probe) has nothing to finish: it would only hold up the stop.
-            for assoc in self.ae.active_associations:
-                if not assoc.is_established:
-                    assoc.abort()
-            if not self.ae.active_associations:
-                break
+        # Only established associations have work to finish; a connection
+        # that never sent an association request (a port probe) would
+        # otherwise hold up the stop until its ACSE timeout.
+        while time.monotonic() < deadline and any(
+            assoc.is_established for assoc in self.ae.active_associations
+        ):
             time.sleep(0.05)
         for assoc in self.ae.active_associations:
-            logger.warning("Aborting association with %s at shutdown", Peer.of(assoc))
+            if assoc.is_established:
+                logger.warning(
+                    "Aborting association with %s at shutdown", Peer.of(assoc)
+                )
             assoc.abort()
         logger.info("Storage SCP stopped")
 
