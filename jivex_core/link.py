@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import logging
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ class LinkServer:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task] = set()
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._pending_lock = threading.Lock()
+        self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.info: protocol.LinkInfo | None = None
 
@@ -63,12 +67,32 @@ class LinkServer:
             (self.data_dir / protocol.LINK_FILE_NAME).unlink(missing_ok=True)
 
     def publish(self, name: str, data: dict[str, Any]) -> None:
-        """Send an event to every client; callable from any thread."""
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self.broadcast, name, data)
+        """Send an event to every client; callable from any thread.
+
+        Events are queued and sent in one batch per turn of the event loop:
+        a CT series arriving at hundreds of objects a second would otherwise
+        wake the loop (and take the GIL from the receiving thread) each time.
+        """
+        if not self._writers or self._loop is None or self._loop.is_closed():
+            return
+        with self._pending_lock:
+            self._pending.append((name, data))
+            if self._flush_scheduled:
+                return
+            self._flush_scheduled = True
+        self._loop.call_soon_threadsafe(self._flush)
+
+    def _flush(self) -> None:
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+            self._flush_scheduled = False
+        for name, data in batch:
+            self.broadcast(name, data)
 
     def broadcast(self, name: str, data: dict[str, Any]) -> None:
         """Send an event to every client; call on the event loop."""
+        if not self._writers:
+            return
         line = protocol.encode(protocol.event(name, data))
         for writer in list(self._writers):
             if writer.is_closing():
