@@ -19,6 +19,7 @@ class ErrorCode(enum.Enum):
     CONFIG_INVALID = "config_invalid"
     STORE_FAILED = "store_failed"
     NOT_FOUND = "not_found"
+    DATASET_MISMATCH = "dataset_mismatch"
 
 
 #: PS3.4 B.2.3 (C-STORE) and PS3.7 C status codes.
@@ -29,6 +30,7 @@ _DIMSE_STATUS = {
     ErrorCode.STORE_FAILED: 0xC001,
     ErrorCode.NOT_FOUND: 0xC002,
     ErrorCode.CONFIG_INVALID: 0xC003,
+    ErrorCode.DATASET_MISMATCH: 0xA900,
 }
 
 
@@ -53,6 +55,12 @@ class CannotUnderstandError(JivexError):
     """The received bytes are not a DICOM data set we can parse."""
 
     code = ErrorCode.CANNOT_UNDERSTAND
+
+
+class DataSetMismatchError(JivexError):
+    """The data set is not what the request said it is (PS3.4 B.2.3, A900)."""
+
+    code = ErrorCode.DATASET_MISMATCH
 
 
 class ConfigError(JivexError):

@@ -300,3 +300,18 @@ def test_sigterm_lets_a_running_association_finish(tmp_path):
     log = server.log()
     # The stop really came in the middle: objects were stored after it.
     assert log.rindex("C-STORE from") > log.index("Shutting down")
+
+
+def test_peers_stuck_halfway_do_not_hold_up_the_stop(tmp_path):
+    server = JivexServer(tmp_path / "data").start()
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
+    halfway = socket.create_connection(("127.0.0.1", server.port))
+    # The header of an A-ASSOCIATE-RQ announcing 256 bytes that never come.
+    halfway.sendall(b"\x01\x00\x00\x00\x01\x00")
+    time.sleep(0.5)
+    started = time.monotonic()
+    assert server.stop(timeout=30) == 0
+    assert time.monotonic() - started < 8
+    assert "Traceback" not in server.log()
+    for sock in [*idle, halfway]:
+        sock.close()

@@ -52,7 +52,7 @@ def test_strict_walk_agrees_with_pydicom_on_every_corpus_file():
                     fallbacks.append(item.path.name)
                     continue
                 try:
-                    slow = dicomfile._read_tolerantly(data, *encoding)
+                    slow, _ = dicomfile._read_tolerantly(data, *encoding)
                 except CannotUnderstandError:
                     continue
                 # Decode every element with pydicom, so that the record of
@@ -76,7 +76,7 @@ def test_nested_sequences_with_undefined_lengths():
     seq = struct.pack("<HH2sHI", 0x0040, 0x0275, b"SQ", 0, 0xFFFFFFFF) + item
     seq += struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
     data = IDENTITY + seq + _el(0x0040, 0x0280, b"ST", b"after ")
-    ds = parse_dataset(data, EXPLICIT)
+    ds = parse_dataset(data, EXPLICIT).dataset
     assert ds.RequestAttributesSequence[0].CodeValue == "CODE01"
     assert ds[0x00400280].value == "after"
 
@@ -93,7 +93,7 @@ def test_an_oversized_item_is_tolerated_with_a_warning(caplog):
     bytes as received); the strict walk names what is wrong."""
     tail = struct.pack("<HH2sHI", 0x0040, 0x0275, b"SQ", 0, 16)
     tail += struct.pack("<HHI", 0xFFFE, 0xE000, 400) + b"\x00" * 8
-    ds = parse_dataset(IDENTITY + tail, EXPLICIT)
+    ds = parse_dataset(IDENTITY + tail, EXPLICIT).dataset
     assert ds.SOPInstanceUID == "1.2.3.4"
     assert "not well-formed (item at offset" in caplog.text
 
@@ -105,8 +105,9 @@ def test_a_last_element_cut_short_is_tolerated(caplog):
         + struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OB", 0, 1000)
         + b"\x01" * 999
     )
-    ds = parse_dataset(data, EXPLICIT)
-    assert ds.PatientName == "CUT^SHORT"
+    parsed = parse_dataset(data, EXPLICIT)
+    assert parsed.dataset.PatientName == "CUT^SHORT"
+    assert parsed.truncated
     assert "ends inside (7FE0,0010)" in caplog.text
 
 
@@ -124,3 +125,16 @@ def test_missing_identity_is_not_understood():
 def test_deflated_garbage_is_not_understood():
     with pytest.raises(CannotUnderstandError, match="does not inflate"):
         parse_dataset(b"\xff" * 64, DeflatedExplicitVRLittleEndian)
+
+
+def test_implicit_bytes_on_an_explicit_context_are_filed_as_implicit(caplog):
+    implicit = (
+        struct.pack("<HHI", 0x0008, 0x0016, 26) + b"1.2.840.10008.5.1.4.1.1.7\x00"
+    )
+    implicit += struct.pack("<HHI", 0x0008, 0x0018, 8) + b"1.2.3.4\x00"
+    parsed = parse_dataset(implicit, EXPLICIT)
+    assert parsed.transfer_syntax == "1.2.840.10008.1.2"
+    assert parsed.dataset.SOPInstanceUID == "1.2.3.4"
+    assert "stored as Implicit VR Little Endian" in caplog.text
+    with pytest.raises(CannotUnderstandError, match="does not allow"):
+        parse_dataset(implicit, "1.2.840.10008.1.2.4.50")

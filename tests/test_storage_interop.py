@@ -144,16 +144,31 @@ def test_storescu_sends_every_readable_file(tmp_path, round_no):
     # neither send nor decode) is imported instead: it must be stored too.
     on_wire = _received_by_uid(ref_dir)
     not_sent = [f for f in files if f.sop_instance_uid not in on_wire]
+    refused: dict[str, str] = {}
     if not_sent:
         imported = run_jivex(
             "import", "--data", str(server.data_dir), *[str(f.path) for f in not_sent]
         )
         assert imported.returncode == 0, imported.stderr
+        for line in imported.stderr.splitlines():
+            if line.startswith("skipped: "):
+                path, _, reason = line.removeprefix("skipped: ").partition(": ")
+                refused[path] = reason
     stored = {row["SOPInstanceUID"]: row for row in server.ls("instance")}
     assert server.stop() == 0, server.log()
 
-    missing = [str(f.path) for f in files if f.sop_instance_uid not in stored]
+    # The one refusal allowed: bytes no transfer syntax describes (implicit
+    # VR labelled as a compressed syntax), which DCMTK cannot read either;
+    # storing them would file an object no reader can open.
+    missing = [
+        str(f.path)
+        for f in files
+        if f.sop_instance_uid not in stored
+        and "encoded in Implicit VR" not in refused.get(str(f.path), "")
+    ]
     assert not missing, f"not stored: {missing}\n" + "\n".join(logs)[-4000:]
+    if refused:
+        print(f"round {round_no}: refused on import: {refused}")
 
     mismatched = []
     for uid, ref_path in on_wire.items():

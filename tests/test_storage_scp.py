@@ -401,3 +401,51 @@ def test_peer_abort_is_logged_with_its_source(inproc_scp, caplog):
         time.sleep(0.05)
     assert "A-ABORT from 'ABORTER'" in caplog.text
     assert "source: service user" in caplog.text
+
+
+def test_sop_class_not_of_the_context_is_refused_0122(inproc_scp):
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.sop_class import MRImageStorage
+
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", inproc_scp.port, ae_title="JIVEX")
+    try:
+        req = C_STORE()
+        req.MessageID = 1
+        req.AffectedSOPClassUID = MRImageStorage
+        req.AffectedSOPInstanceUID = ds.SOPInstanceUID
+        req.Priority = 2
+        raw = Path(get_testdata_file("MR_small.dcm")).read_bytes()
+        req.DataSet = BytesIO(raw[144 + int.from_bytes(raw[140:144], "little") :])
+        # As pynetdicom's own send_* methods do: pause its reactor first.
+        assoc._reactor_checkpoint.clear()
+        while not assoc._is_paused:
+            time.sleep(0.0001)
+        assoc.dimse.send_msg(req, assoc.accepted_contexts[0].context_id)
+        _, rsp = assoc.dimse.get_msg(block=True)
+        assoc._reactor_checkpoint.set()
+        assert int(rsp.Status) == 0x0122
+    finally:
+        assoc.release()
+    assert inproc_scp.store.index.count_instances() == 0
+
+
+def test_data_set_of_another_class_is_refused_a900(inproc_scp, tmp_path, chunked_send):
+    mr = Path(get_testdata_file("MR_small.dcm")).read_bytes()
+    data = mr[144 + int.from_bytes(mr[140:144], "little") :]
+    # The File Meta (and so the request) says CT; the data set is MR.
+    assert scu_store(inproc_scp.port, raw_file(tmp_path, data)) == 0xA900
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    path = tmp_path / "other-instance.dcm"
+    path.write_bytes(
+        encode_file_meta(ds.SOPClassUID, new_uid(), ExplicitVRLittleEndian) + data
+    )
+    assert (
+        scu_store(
+            inproc_scp.port, path, contexts=[(ds.SOPClassUID, [ExplicitVRLittleEndian])]
+        )
+        == 0xC000
+    )
+    assert inproc_scp.store.index.count_instances() == 0

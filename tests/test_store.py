@@ -89,3 +89,27 @@ def test_adaptive_poll_is_fast_after_work_and_slow_when_idle(monkeypatch):
     assert slept[:6] == [0.0002] * 6
     assert slept[-4:] == [0.001] * 4  # idle streak reached: back to 1 ms
     assert poll.monotonic is time.monotonic  # the rest of `time` passes through
+
+
+def test_a_complete_copy_replaces_one_that_arrived_cut_short(tmp_path):
+    raw = Path(get_testdata_file("MR_small.dcm")).read_bytes()
+    parts = split_file(raw)
+    store = Store(tmp_path, min_free_bytes=0)
+    try:
+        cut = store.ingest(parts.data[:-1000], parts.transfer_syntax, "TEST")
+        assert cut.stored and cut.incomplete
+        again = store.ingest(parts.data[:-1000], parts.transfer_syntax, "TEST")
+        assert not again.stored  # another short copy changes nothing
+        whole = store.ingest(parts.data, parts.transfer_syntax, "TEST")
+        assert whole.stored and not whole.incomplete
+        assert store.index.count_instances() == 1
+        assert whole.path.read_bytes().endswith(parts.data)
+        assert pydicom.dcmread(whole.path).pixel_array.shape == (64, 64)
+        rows = store.index.listing("instance", tmp_path)
+        assert rows[0]["incomplete"] is False
+        # A short copy after the complete one is a plain duplicate.
+        late = store.ingest(parts.data[:-10], parts.transfer_syntax, "TEST")
+        assert not late.stored
+        assert whole.path.read_bytes().endswith(parts.data)
+    finally:
+        store.close()

@@ -67,6 +67,17 @@ def set_nodelay(assoc: Association) -> None:
             logger.debug("TCP_NODELAY could not be set: %s", exc)
 
 
+def close_socket(assoc: Association) -> None:
+    """Cut an association's connection, waking its threads from any read."""
+    sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed by the peer
+
+
 def _on_conn_open(event: evt.Event) -> None:
     set_nodelay(event.assoc)
 

@@ -24,7 +24,12 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from jivex_core.config import Settings
 from jivex_core.errors import JivexError, dimse_status
-from jivex_core.services.association import ASSOCIATION_HANDLERS, Peer, make_ae
+from jivex_core.services.association import (
+    ASSOCIATION_HANDLERS,
+    Peer,
+    close_socket,
+    make_ae,
+)
 from jivex_core.sopclasses import (
     DEFAULT_TRANSFER_SYNTAXES,
     STORAGE_SOP_CLASSES,
@@ -35,6 +40,7 @@ from jivex_core.store import Store
 logger = logging.getLogger(__name__)
 
 STATUS_SUCCESS = 0x0000
+STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122
 
 
 def accepted_sop_classes(configured: list[str]) -> list[str]:
@@ -109,8 +115,8 @@ class StorageSCP:
         server.shutdown()
         deadline = time.monotonic() + timeout
         # Only established associations have work to finish; a connection
-        # that never sent an association request (a port probe) would
-        # otherwise hold up the stop until its ACSE timeout.
+        # that never completed a request (a port probe, a peer stuck halfway
+        # through a PDU) would otherwise hold up the stop indefinitely.
         while time.monotonic() < deadline and any(
             assoc.is_established for assoc in self.ae.active_associations
         ):
@@ -120,7 +126,12 @@ class StorageSCP:
                 logger.warning(
                     "Aborting association with %s at shutdown", Peer.of(assoc)
                 )
-            assoc.abort()
+                # abort() waits for the peer's side of the state machine;
+                # give it a moment in its own thread, then cut the socket.
+                aborter = threading.Thread(target=assoc.abort, daemon=True)
+                aborter.start()
+                aborter.join(2.0)
+            close_socket(assoc)
         logger.info("Storage SCP stopped")
 
     def _on_c_store(self, event: evt.Event) -> int:
@@ -129,6 +140,19 @@ class StorageSCP:
         req = event.request
         sop_class = str(req.AffectedSOPClassUID or "")
         sop_instance = str(req.AffectedSOPInstanceUID or "")
+        context_class = str(event.context.abstract_syntax)
+        if sop_class != context_class:
+            # PS3.7 9.1.1: the SOP class must be that of the context used.
+            logger.error(
+                "C-STORE from %s of '%s' refused with 0x%04X: SOP Class '%s' sent "
+                "on a presentation context for '%s'",
+                peer,
+                sop_instance,
+                STATUS_SOP_CLASS_NOT_SUPPORTED,
+                sop_class,
+                context_class,
+            )
+            return STATUS_SOP_CLASS_NOT_SUPPORTED
         try:
             data = req.DataSet.getvalue()
             result = self.store.ingest(
@@ -159,6 +183,8 @@ class StorageSCP:
             peer,
             STORAGE_SOP_CLASSES.get(sop_class, sop_class),
             sop_instance,
-            "stored" if result.stored else "already stored, kept the existing object",
+            ("stored, incomplete" if result.incomplete else "stored")
+            if result.stored
+            else "already stored, kept the existing object",
         )
         return STATUS_SUCCESS

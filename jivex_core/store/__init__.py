@@ -16,7 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jivex_core.errors import CannotUnderstandError, OutOfResourcesError
+from jivex_core.errors import (
+    CannotUnderstandError,
+    DataSetMismatchError,
+    OutOfResourcesError,
+)
 from jivex_core.store.dicomfile import encode_file_meta, parse_dataset, split_file
 from jivex_core.store.files import FileStore, TempFile
 from jivex_core.store.index import INDEX_TAGS, Index, InstanceRecord, database_url
@@ -33,7 +37,7 @@ class IngestResult:
     record: InstanceRecord
     stored: bool  # False: an object with this SOP Instance UID was kept
     path: Path
-    warning: str = ""
+    incomplete: bool = False  # stored although its data set ended early
 
 
 StoredListener = Callable[[InstanceRecord, str], None]
@@ -114,11 +118,12 @@ class Store:
                 sop_instance_uid.strip("\x00 "),
             )
         try:
-            rec, warning = self._parse(
+            rec, stored_syntax, truncated = self._parse(
                 data, transfer_syntax, sop_class_uid, sop_instance_uid
             )
-            if temp is not None and warning:
-                # The request's UIDs were not the data set's: the meta is wrong.
+            if temp is not None and stored_syntax != transfer_syntax:
+                # Its bytes are in another syntax than the context's: the
+                # File Meta written ahead names the wrong one.
                 self.files.discard_temp(temp)
                 temp = None
             relative = self.files.relative_path(
@@ -126,11 +131,11 @@ class Store:
             )
             final = self.files.absolute(relative)
             if temp is None:
-                if self.index.has_instance(rec.SOPInstanceUID):
-                    return IngestResult(rec, False, final, warning)
+                if self.index.has_instance(rec.SOPInstanceUID, complete=True):
+                    return IngestResult(rec, False, final)
                 temp = self._write(
                     data,
-                    transfer_syntax,
+                    stored_syntax,
                     calling_ae,
                     rec.SOPClassUID,
                     rec.SOPInstanceUID,
@@ -139,10 +144,11 @@ class Store:
             # One lock and one transaction: the unique key tells a duplicate,
             # and the row is committed only once the file is in place.
             with self.index.write_lock:
-                if not self.index.add_instance(
-                    rec, relative, size, transfer_syntax, calling_ae
-                ):
-                    return IngestResult(rec, False, final, warning)
+                added, replaced = self.index.add_instance(
+                    rec, relative, size, stored_syntax, calling_ae, truncated
+                )
+                if not added:
+                    return IngestResult(rec, False, final)
                 try:
                     self.files.place(temp, relative)
                     temp = None
@@ -154,6 +160,14 @@ class Store:
                 except BaseException:
                     final.unlink(missing_ok=True)
                     raise
+            if replaced is not None and replaced != relative:
+                self.files.absolute(replaced).unlink(missing_ok=True)
+            if replaced is not None:
+                logger.warning(
+                    "Object '%s' received complete; it replaces the copy that "
+                    "had arrived cut short",
+                    rec.SOPInstanceUID,
+                )
         finally:
             if temp is not None:
                 self.files.discard_temp(temp)
@@ -162,7 +176,7 @@ class Store:
                 listener(rec, calling_ae)
             except Exception:
                 logger.exception("A listener of stored objects failed")
-        return IngestResult(rec, True, final, warning)
+        return IngestResult(rec, True, final, truncated)
 
     def _parse(
         self,
@@ -170,34 +184,33 @@ class Store:
         transfer_syntax: str,
         sop_class_uid: str | None,
         sop_instance_uid: str | None,
-    ) -> tuple[InstanceRecord, str]:
-        ds = parse_dataset(data, transfer_syntax, INDEX_TAGS)
+    ) -> tuple[InstanceRecord, str, bool]:
+        parsed = parse_dataset(data, transfer_syntax, INDEX_TAGS)
         try:
-            rec = InstanceRecord.from_dataset(ds)
+            rec = InstanceRecord.from_dataset(parsed.dataset)
         except Exception as exc:
             raise CannotUnderstandError(
                 f"the data set's identifying attributes cannot be read: {exc}"
             ) from exc
-        warning = ""
-        if sop_instance_uid and sop_instance_uid.strip("\x00 ") != rec.SOPInstanceUID:
-            warning = (
-                f"Affected SOP Instance UID '{sop_instance_uid}' differs from the "
-                f"data set's '{rec.SOPInstanceUID}'"
+        requested_class = (sop_class_uid or "").strip("\x00 ")
+        requested_instance = (sop_instance_uid or "").strip("\x00 ")
+        if requested_class and requested_class != rec.SOPClassUID:
+            raise DataSetMismatchError(
+                f"the request says SOP Class '{requested_class}', the data set "
+                f"is '{rec.SOPClassUID}'"
             )
-        elif sop_class_uid and sop_class_uid.strip("\x00 ") != rec.SOPClassUID:
-            warning = (
-                f"Affected SOP Class UID '{sop_class_uid}' differs from the "
-                f"data set's '{rec.SOPClassUID}'"
+        if requested_instance and requested_instance != rec.SOPInstanceUID:
+            raise CannotUnderstandError(
+                f"the request says SOP Instance '{requested_instance}', the data "
+                f"set is '{rec.SOPInstanceUID}'"
             )
-        if warning:
-            logger.warning("%s; stored under the data set's UIDs", warning)
         if not rec.StudyInstanceUID or not rec.SeriesInstanceUID:
             logger.warning(
                 "Object '%s' has no Study or Series Instance UID; indexed "
                 "under an empty one",
                 rec.SOPInstanceUID,
             )
-        return rec, warning
+        return rec, parsed.transfer_syntax, parsed.truncated
 
     def _recover_incoming(self) -> None:
         """Finish or drop what a crash left in ``incoming/``.
@@ -210,8 +223,9 @@ class Store:
             placed = False
             try:
                 parts = split_file(tmp.read_bytes())
-                ds = parse_dataset(parts.data, parts.transfer_syntax)
-                row = self.index.instance_path(str(ds.SOPInstanceUID))
+                parsed = parse_dataset(parts.data, parts.transfer_syntax)
+                uid = str(parsed.dataset.SOPInstanceUID)
+                row = self.index.instance_path(uid)
                 if row is not None and not self.files.absolute(row).exists():
                     self.files.place_leftover(tmp, row)
                     placed = True

@@ -25,7 +25,12 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
 from pydicom.tag import BaseTag
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from jivex_core.errors import CannotUnderstandError
 from jivex_core.sopclasses import UNCOMPRESSED_BY_ENCODING, transfer_syntax_encoding
@@ -94,17 +99,30 @@ def encode_file_meta(
     return _PREAMBLE + length + body
 
 
+@dataclass
+class ParsedDataSet:
+    """A received data set as :func:`parse_dataset` found it."""
+
+    dataset: Dataset
+    #: The transfer syntax its bytes are really in: the given one, or
+    #: Implicit VR Little Endian when an Explicit VR Little Endian context
+    #: carried implicit VR bytes.
+    transfer_syntax: str
+    #: The last element ends early (a sender cut the object short).
+    truncated: bool = False
+
+
 def parse_dataset(
     data: bytes, transfer_syntax: str, keep: Collection[int] | None = None
-) -> Dataset:
+) -> ParsedDataSet:
     """Parse a received data set; raise CannotUnderstandError if it is not one.
 
     Every element, nested items included, is walked and its header checked,
-    so a truncated or garbled object is refused before anything is written.
-    An element with VR UN and undefined length is walked as the implicit VR
-    sequence it is (PS3.5 6.2.2), and what follows it stays in step. The
-    returned data set holds the raw top-level elements below 64 KiB, or only
-    those of *keep* (tags); values stay undecoded until read.
+    so garbled bytes are refused before anything is written. An element with
+    VR UN and undefined length is walked as the implicit VR sequence it is
+    (PS3.5 6.2.2), and what follows it stays in step. The data set holds the
+    raw top-level elements below 64 KiB, or only those of *keep* (tags);
+    values stay undecoded until read.
     """
     implicit, little = transfer_syntax_encoding(transfer_syntax)
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
@@ -114,29 +132,56 @@ def parse_dataset(
             raise CannotUnderstandError(
                 f"the Deflated data set does not inflate: {exc}"
             ) from exc
+    if not implicit and little and _starts_implicit(data):
+        # Senders that mislabel implicit VR bytes exist; the bytes are kept,
+        # so they are filed under the syntax they are really in, or refused
+        # where none describes them (compressed pixel data needs explicit VR).
+        if transfer_syntax != ExplicitVRLittleEndian:
+            raise CannotUnderstandError(
+                f"the data set is encoded in Implicit VR, which transfer syntax "
+                f"{transfer_syntax} does not allow"
+            )
+        logger.warning(
+            "The data set is in Implicit VR although the transfer syntax is "
+            "Explicit VR Little Endian; stored as Implicit VR Little Endian"
+        )
+        implicit, transfer_syntax = True, ImplicitVRLittleEndian
+    walker = _Walker(data, implicit, little, keep)
     try:
-        ds = _scan(data, implicit, little, keep)
+        ds = walker.scan()
     except _Malformed as exc:
         # The strict walk failed: let pydicom's tolerant reader decide, as
-        # it reads what many real modalities write (odd lengths, VR switches).
+        # it reads what many real modalities write (odd lengths, VR quirks).
         logger.warning("The data set is not well-formed (%s); read tolerantly", exc)
-        ds = _read_tolerantly(data, implicit, little)
+        ds, truncated = _read_tolerantly(data, implicit, little)
+        walker.truncated = truncated
     _check_identity(ds)
     ds.set_original_encoding(implicit, little)
-    return ds
+    return ParsedDataSet(ds, transfer_syntax, walker.truncated)
 
 
-def _read_tolerantly(data: bytes, implicit: bool, little: bool) -> Dataset:
+def _starts_implicit(data: bytes) -> bool:
+    """Whether the first element has no VR where explicit VR needs one."""
+    if len(data) < 8:
+        return False
+    vr = data[4:6]
+    return not (vr[0] in _VR_CHARS and vr[1] in _VR_CHARS)
+
+
+def _read_tolerantly(data: bytes, implicit: bool, little: bool) -> tuple[Dataset, bool]:
+    """pydicom's lenient reader; also returns whether the data ended early."""
+    truncated = False
     try:
         ds = read_dataset(BytesIO(data), implicit, little)
         if not len(ds) and data:
             ds = _read_truncated(data, implicit, little)
+            truncated = bool(len(ds))
         _open_sequences(ds)
     except Exception as exc:  # any parser failure means "cannot understand"
         raise CannotUnderstandError(
             f"the data set cannot be parsed ({type(exc).__name__}: {exc})"
         ) from exc
-    return ds
+    return ds, truncated
 
 
 def _check_identity(ds: Dataset) -> None:
@@ -187,6 +232,7 @@ class _Walker:
     ) -> None:
         self.buf = buf
         self.keep = keep
+        self.truncated = False
         self.implicit = implicit
         self.little = little
         self.u16 = struct.Struct("<H" if little else ">H").unpack_from
@@ -247,10 +293,12 @@ class _Walker:
                     if depth == 0 and until is None:
                         # Only the last element can end early; tolerated.
                         logger.warning(
-                            "The data set ends inside (%04X,%04X); stored as received",
+                            "The data set ends inside (%04X,%04X); stored as "
+                            "received, marked incomplete",
                             group,
                             elem,
                         )
+                        self.truncated = True
                         vend = value_end = end
                     else:
                         raise _Malformed(
@@ -276,6 +324,14 @@ class _Walker:
         if until is not None:
             raise _Malformed("an item ends without its delimiter")
         return pos
+
+    def scan(self) -> Dataset:
+        """Walk the whole data set; return its kept top-level elements."""
+        elements: dict[int, Any] = {}
+        self.elements(0, len(self.buf), self.implicit, 0, out=elements)
+        if not elements:
+            raise _Malformed("no elements")
+        return Dataset(elements)
 
     def items(
         self, pos: int, end: int, implicit: bool, depth: int, defined: bool = False
@@ -314,7 +370,11 @@ class _Walker:
                 raise _Malformed(f"bad fragment item {tag:08X} at offset {pos}")
             pos += 8 + length
         if top:
-            logger.warning("Encapsulated Pixel Data ends early; stored as received")
+            logger.warning(
+                "Encapsulated Pixel Data ends early; stored as received, "
+                "marked incomplete"
+            )
+            self.truncated = True
             return end
         raise _Malformed("encapsulated data ends without its delimiter")
 
@@ -322,12 +382,7 @@ class _Walker:
 def _scan(
     data: bytes, implicit: bool, little: bool, keep: Collection[int] | None = None
 ) -> Dataset:
-    elements: dict[int, Any] = {}
-    walker = _Walker(data, implicit, little, keep)
-    walker.elements(0, len(data), implicit, 0, out=elements)
-    if not elements:
-        raise _Malformed("no elements")
-    return Dataset(elements)
+    return _Walker(data, implicit, little, keep).scan()
 
 
 def _read_truncated(data: bytes, implicit: bool, little: bool) -> Dataset:
@@ -344,7 +399,7 @@ def _read_truncated(data: bytes, implicit: bool, little: bool) -> Dataset:
     ds = read_dataset(BytesIO(data), implicit, little, stop_when=at_pixels)
     if len(ds):
         logger.warning(
-            "The data set ends inside Pixel Data (truncated); stored as received"
+            "The data set ends inside Pixel Data; stored as received, marked incomplete"
         )
     return ds
 

@@ -174,7 +174,7 @@ class Index:
         # than the SQL itself.
         self._writer = self.engine.connect()
         t = schema.instance
-        self._select_instance = sa.select(t.c.pk).where(
+        self._select_instance = sa.select(t.c.pk, t.c.incomplete).where(
             t.c.SOPInstanceUID == sa.bindparam("uid")
         )
         self._insert_instance = sa.insert(t)
@@ -198,12 +198,15 @@ class Index:
         """Held around every write so that check-then-insert is atomic."""
         return self._write_lock
 
-    def has_instance(self, sop_instance_uid: str) -> bool:
-        """Whether an object with this SOP Instance UID is already stored."""
-        with self._write_lock:
-            return self.contains(sop_instance_uid)
+    def has_instance(self, sop_instance_uid: str, complete: bool = False) -> bool:
+        """Whether an object with this SOP Instance UID is already stored.
 
-    def contains(self, sop_instance_uid: str) -> bool:
+        With *complete*, one stored cut short does not count.
+        """
+        with self._write_lock:
+            return self.contains(sop_instance_uid, complete)
+
+    def contains(self, sop_instance_uid: str, complete: bool = False) -> bool:
         """:meth:`has_instance` for a caller that holds :attr:`write_lock`."""
         conn = self._writer
         try:
@@ -211,7 +214,7 @@ class Index:
         finally:
             # Never keep a read transaction open: another process may write.
             conn.rollback()
-        return row is not None
+        return row is not None and not (complete and row.incomplete)
 
     def add_instance(
         self,
@@ -220,48 +223,61 @@ class Index:
         size: int,
         transfer_syntax: str,
         calling_ae: str,
-    ) -> bool:
+        incomplete: bool = False,
+    ) -> tuple[bool, str | None]:
         """Insert one object (and its patient, study, series) without commit.
 
         Call with :attr:`write_lock` held, then :meth:`commit` or
-        :meth:`rollback`. Returns False, with nothing left pending, when an
-        object with this SOP Instance UID is already indexed: the unique key
-        decides, so no separate look-up is needed.
+        :meth:`rollback`. Returns ``(added, replaced)``: *added* is False,
+        with nothing left pending, when an object with this SOP Instance UID
+        is already indexed (the unique key decides); *replaced* is the path of
+        an incomplete copy that this complete one replaces.
         """
+        values = {
+            "SOPInstanceUID": rec.SOPInstanceUID,
+            "SOPClassUID": rec.SOPClassUID,
+            "InstanceNumber": rec.InstanceNumber,
+            "Rows": rec.Rows,
+            "Columns": rec.Columns,
+            "BitsAllocated": rec.BitsAllocated,
+            "NumberOfFrames": rec.NumberOfFrames,
+            "ContentDate": rec.ContentDate,
+            "ContentTime": rec.ContentTime,
+            "path": path,
+            "size": size,
+            "TransferSyntaxUID": transfer_syntax,
+            "calling_ae": calling_ae,
+            "incomplete": incomplete,
+        }
         now = dt.datetime.now()
         conn = self._writer
+        replaced: str | None = None
         try:
-            cached = self._series_cache.get(rec.SeriesInstanceUID)
-            if cached is None:
-                series_pk, study_pk = self._ensure_series(conn, rec, now)
-            else:
-                series_pk, study_pk = cached
-                self._series_cache.move_to_end(rec.SeriesInstanceUID)
-            conn.execute(
-                self._insert_instance,
-                {
-                    "series_pk": series_pk,
-                    "SOPInstanceUID": rec.SOPInstanceUID,
-                    "SOPClassUID": rec.SOPClassUID,
-                    "InstanceNumber": rec.InstanceNumber,
-                    "Rows": rec.Rows,
-                    "Columns": rec.Columns,
-                    "BitsAllocated": rec.BitsAllocated,
-                    "NumberOfFrames": rec.NumberOfFrames,
-                    "ContentDate": rec.ContentDate,
-                    "ContentTime": rec.ContentTime,
-                    "path": path,
-                    "size": size,
-                    "TransferSyntaxUID": transfer_syntax,
-                    "calling_ae": calling_ae,
-                    "received_at": now,
-                },
-            )
-        except sa.exc.IntegrityError:
-            self.rollback()
-            if self.contains(rec.SOPInstanceUID):
-                return False
-            raise
+            series_pk, study_pk = self._series_of(conn, rec, now)
+            row = {**values, "series_pk": series_pk, "received_at": now}
+            try:
+                conn.execute(self._insert_instance, row)
+            except sa.exc.IntegrityError:
+                # Rare (a duplicate): start over in a clean transaction.
+                self.rollback()
+                t = schema.instance
+                old = conn.execute(
+                    sa.select(t.c.path, t.c.incomplete).where(
+                        t.c.SOPInstanceUID == rec.SOPInstanceUID
+                    )
+                ).first()
+                if old is None:
+                    raise
+                if incomplete or not old.incomplete:
+                    self.rollback()
+                    return False, None
+                # A complete copy of an object that arrived cut short.
+                conn.execute(
+                    sa.delete(t).where(t.c.SOPInstanceUID == rec.SOPInstanceUID)
+                )
+                series_pk, study_pk = self._series_of(conn, rec, now)
+                conn.execute(self._insert_instance, {**row, "series_pk": series_pk})
+                replaced = str(old.path)
         except BaseException:
             self.rollback()
             raise
@@ -271,7 +287,16 @@ class Index:
         if tick - self._study_touched.get(study_pk, -1e9) >= 1.0:
             conn.execute(self._touch_study, {"study_pk": study_pk, "now": now})
             self._study_touched[study_pk] = tick
-        return True
+        return True, replaced
+
+    def _series_of(
+        self, conn: sa.Connection, rec: InstanceRecord, now: dt.datetime
+    ) -> tuple[int, int]:
+        cached = self._series_cache.get(rec.SeriesInstanceUID)
+        if cached is None:
+            return self._ensure_series(conn, rec, now)
+        self._series_cache.move_to_end(rec.SeriesInstanceUID)
+        return cached
 
     def commit(self) -> None:
         """Commit what :meth:`add_instance` left pending."""
@@ -547,6 +572,7 @@ class Index:
             i.c.size,
             i.c.calling_ae,
             i.c.received_at,
+            i.c.incomplete,
             i.c.path,
         ]
         if level == "patient":

@@ -103,4 +103,6 @@ instance = sa.Table(
     sa.Column("TransferSyntaxUID", sa.String(64), nullable=False),
     sa.Column("calling_ae", sa.String(16), nullable=False),
     sa.Column("received_at", sa.DateTime, nullable=False),
+    # The data set ended early; a complete copy of it replaces this one.
+    sa.Column("incomplete", sa.Boolean, nullable=False, server_default=sa.false()),
 )
