@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	installer/install-system-deps.sh run
-	$(BIN)/jivex gui
+	$(BIN)/jivex gui $(ARGS)
 
 server: $(STAMP)
-	$(BIN)/jivex server
+	$(BIN)/jivex server $(ARGS)
 
 test: $(STAMP)
 	installer/install-system-deps.sh test

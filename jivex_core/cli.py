@@ -17,11 +17,14 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jivex_core import __version__
 from jivex_core.config import RemoteNode, Settings, load_settings
 from jivex_core.errors import CannotUnderstandError, ConfigError, JivexError
+
+if TYPE_CHECKING:
+    from jivex_core.store import Store
 
 logger = logging.getLogger("jivex_core.cli")
 
@@ -208,15 +211,30 @@ _TABLE_COLUMNS = {
 }
 
 
+def _cell(column: str, value: Any) -> str:
+    """A table cell: UIDs and paths whole, free text cut with an ellipsis."""
+    text = "" if value is None else str(value)
+    if column.endswith("UID") or column == "path" or len(text) <= 40:
+        return text
+    return text[:39] + "…"
+
+
 def _ls(args: argparse.Namespace) -> int:
     from jivex_core.store.index import Index, database_url
 
     settings = _settings(args)
     _setup_logging("WARNING")
     data_dir = settings.data_dir
-    if not (data_dir / "index.sqlite").exists():
+    try:
+        has_index = (data_dir / "index.sqlite").is_file()
+    except OSError as exc:
+        raise ConfigError(f"data folder '{data_dir}' cannot be used: {exc}") from exc
+    if not has_index:
         raise ConfigError(f"data folder '{data_dir}' holds no archive (no index)")
-    index = Index(database_url(data_dir))
+    try:
+        index = Index(database_url(data_dir))
+    except JivexError as exc:
+        raise ConfigError(f"data folder '{data_dir}' cannot be used: {exc}") from exc
     try:
         rows = index.listing(args.level, data_dir)
     finally:
@@ -226,14 +244,12 @@ def _ls(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return EXIT_OK
     columns = _TABLE_COLUMNS[args.level]
-    table = [columns] + [
-        ["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows
-    ]
-    widths = [min(max(len(row[i]) for row in table), 64) for i in range(len(columns))]
+    table = [columns] + [[_cell(c, r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
     for row in table:
         print(
             "  ".join(
-                cell[:64].ljust(w) for cell, w in zip(row, widths, strict=True)
+                cell.ljust(w) for cell, w in zip(row, widths, strict=True)
             ).rstrip()
         )
     return EXIT_OK
@@ -254,62 +270,84 @@ def _walk(paths: Sequence[str]) -> Iterator[Path]:
             yield path
 
 
+class _CurrentFile(logging.Filter):
+    """Prefixes what the store logs with the file being imported."""
+
+    path: Path | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.path is not None and record.name.startswith("jivex_core.store"):
+            record.msg = f"{self.path}: {record.msg}"
+        return True
+
+
 def _import(args: argparse.Namespace) -> int:
     from jivex_core.engine import open_store, quiet_pydicom
-    from jivex_core.store.dicomfile import MEDIA_DIRECTORY_SOP_CLASS, split_file
 
     settings = _settings(args)
     _setup_logging("WARNING")
     quiet_pydicom()
+    current = _CurrentFile()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(current)
     store = open_store(settings)
     stored = kept = skipped = failed = 0
     try:
         for path in _walk(args.paths):
-            try:
-                raw = path.read_bytes()
-            except OSError as exc:
-                print(
-                    f"failed: {path}: cannot be read: {exc.strerror}", file=sys.stderr
-                )
-                failed += 1
-                continue
-            try:
-                parts = split_file(raw)
-            except CannotUnderstandError as exc:
-                print(f"skipped: {path}: {exc}", file=sys.stderr)
-                skipped += 1
-                continue
-            if parts.media_sop_class == MEDIA_DIRECTORY_SOP_CLASS:
-                print(
-                    f"skipped: {path}: a DICOMDIR (media directory), not an "
-                    "object to store",
-                    file=sys.stderr,
-                )
-                skipped += 1
-                continue
-            try:
-                result = store.ingest(parts.data, parts.transfer_syntax, "")
-            except CannotUnderstandError as exc:
-                print(
-                    f"skipped: {path}: not a storable DICOM object: {exc}",
-                    file=sys.stderr,
-                )
-                skipped += 1
-                continue
-            except JivexError as exc:
-                print(f"failed: {path}: {exc}", file=sys.stderr)
-                failed += 1
-                continue
-            if result.stored:
-                stored += 1
-                print(f"stored: {path} -> {result.record.SOPInstanceUID}")
-            else:
-                kept += 1
-                print(f"already stored: {path} -> {result.record.SOPInstanceUID}")
+            current.path = path
+            outcome = _import_one(store, path)
+            stored += outcome == "stored"
+            kept += outcome == "kept"
+            skipped += outcome == "skipped"
+            failed += outcome == "failed"
     finally:
+        current.path = None
         store.close()
     print(
         f"{stored} stored, {kept} already stored, {skipped} skipped, {failed} failed",
         file=sys.stderr,
     )
+    if failed and not (stored or kept):
+        return EXIT_FAILURE
     return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def _import_one(store: Store, path: Path) -> str:
+    """Import one file; report it; return what became of it."""
+    from jivex_core.store.dicomfile import MEDIA_DIRECTORY_SOP_CLASS, split_file
+
+    try:
+        if not path.is_file():
+            kind = "does not exist" if not path.exists() else "is not a regular file"
+            print(f"failed: {path}: {kind}", file=sys.stderr)
+            return "failed"
+        raw = path.read_bytes()
+    except OSError as exc:
+        print(f"failed: {path}: cannot be read: {exc.strerror}", file=sys.stderr)
+        return "failed"
+    try:
+        parts = split_file(raw)
+    except CannotUnderstandError as exc:
+        print(f"skipped: {path}: {exc}", file=sys.stderr)
+        return "skipped"
+    if parts.media_sop_class == MEDIA_DIRECTORY_SOP_CLASS or parts.is_dicomdir:
+        print(
+            f"skipped: {path}: a DICOMDIR (media directory), not an object to store",
+            file=sys.stderr,
+        )
+        return "skipped"
+    try:
+        result = store.ingest(parts.data, parts.transfer_syntax, "")
+    except CannotUnderstandError as exc:
+        print(f"skipped: {path}: not a storable DICOM object: {exc}", file=sys.stderr)
+        return "skipped"
+    except JivexError as exc:
+        print(f"failed: {path}: {exc}", file=sys.stderr)
+        return "failed"
+    uid = result.record.SOPInstanceUID
+    if not result.stored:
+        print(f"already stored: {path} -> {uid}")
+        return "kept"
+    note = " (incomplete: its data set ends early)" if result.incomplete else ""
+    print(f"stored: {path} -> {uid}{note}")
+    return "stored"

@@ -8,6 +8,7 @@ names the key, so an administrator never has to guess which line is wrong.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import tomllib
@@ -23,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydicom.uid import UID
 
 from jivex_core.errors import ConfigError
 
@@ -32,6 +34,15 @@ SCHEMA_VERSION = 1
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, le=86400)]
+FolderPath = Annotated[Path, Field(strict=False)]
+
+
+def _check_uids(values: list[str], what: str) -> list[str]:
+    for value in values:
+        if not re.fullmatch(r"[0-9]+(\.[0-9]+)*", value) or len(value) > 64:
+            raise ValueError(f"'{value}' is not a UID ({what})")
+    return values
+
 
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
 
@@ -52,7 +63,9 @@ def check_ae_title(value: str) -> str:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a port of "4499" or true, or fsync = "yes", is a mistake to
+    # report, not a value to guess at.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class RemoteNode(_Section):
@@ -90,11 +103,23 @@ class NetworkSettings(_Section):
     connection_timeout: Seconds = 60
     network_timeout: Seconds = 60
     dimse_timeout: Seconds = 60
-    max_associations: Annotated[int, Field(ge=0)] = 0
+    max_associations: Annotated[int, Field(ge=0, le=10_000)] = 0
     shutdown_timeout: Annotated[float, Field(ge=0, le=3600)] = 10
     accepted_calling_aets: list[str] = []
 
     _check_ae = field_validator("ae_title")(check_ae_title)
+
+    @field_validator("bind_address")
+    @classmethod
+    def _check_bind(cls, value: str) -> str:
+        # The statement (3.3.3) supports IPv4 only.
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            raise ValueError(
+                f"'{value}' is not an IPv4 address (e.g. 0.0.0.0 or 127.0.0.1)"
+            ) from None
+        return value
 
     @field_validator("accepted_calling_aets")
     @classmethod
@@ -113,11 +138,32 @@ class NetworkSettings(_Section):
 class StorageSettings(_Section):
     """The Storage SCP and the file store."""
 
-    data_dir: Path | None = None
+    data_dir: FolderPath | None = None
     min_free_space_mb: Annotated[float, Field(ge=0)] = 500
     fsync: bool = True
     sop_classes: list[str] = []
     transfer_syntaxes: list[str] = []
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _check_data_dir(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("an empty path; leave the key out for the default")
+        return value
+
+    @field_validator("sop_classes")
+    @classmethod
+    def _check_sop_classes(cls, value: list[str]) -> list[str]:
+        return _check_uids(value, "SOP class")
+
+    @field_validator("transfer_syntaxes")
+    @classmethod
+    def _check_syntaxes(cls, value: list[str]) -> list[str]:
+        _check_uids(value, "transfer syntax")
+        for uid in value:
+            if not UID(uid).is_transfer_syntax:
+                raise ValueError(f"'{uid}' is not a known transfer syntax")
+        return value
 
 
 class LoggingSettings(_Section):
@@ -156,11 +202,19 @@ class Settings(_Section):
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
         net = self.network
-        if net.storage_port == net.query_port:
-            raise ValueError(
-                f"network.storage_port and network.query_port are both "
-                f"{net.storage_port}; each service needs its own port"
-            )
+        ports = {
+            "network.storage_port": net.storage_port,
+            "network.query_port": net.query_port,
+            "network.web_port": net.web_port,
+        }
+        names = list(ports)
+        for i, first in enumerate(names):
+            for second in names[i + 1 :]:
+                if ports[first] == ports[second]:
+                    raise ValueError(
+                        f"{first} and {second} are both {ports[first]}; each "
+                        "service needs its own port"
+                    )
         seen: set[str] = set()
         for node in self.remote:
             if node.ae_title in seen:
@@ -174,7 +228,7 @@ class Settings(_Section):
     def data_dir(self) -> Path:
         """The data folder: configured, else the user's data directory."""
         if self.storage.data_dir is not None:
-            return self.storage.data_dir.expanduser()
+            return self.storage.data_dir.expanduser().absolute()
         return Path(platformdirs.user_data_dir("jivex", appauthor=False))
 
     def remote_node(self, ae_title: str) -> RemoteNode | None:
@@ -227,6 +281,8 @@ def load_settings(
             raise ConfigError(
                 f"configuration file '{path}' cannot be read: {exc.strerror}"
             ) from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: not UTF-8 ({exc})") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     for dotted, value in (overrides or {}).items():
@@ -234,11 +290,16 @@ def load_settings(
             continue
         node = data
         *parents, leaf = dotted.split(".")
-        for part in parents:
+        for depth, part in enumerate(parents):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                key = ".".join(parents[: depth + 1])
+                raise ConfigError(f"{source}: {key}: must be a table ([{key}])")
         if leaf == "remote" and isinstance(value, list):
-            node.setdefault("remote", [])
-            node["remote"] = list(node["remote"]) + value
+            existing = node.setdefault("remote", [])
+            if not isinstance(existing, list):
+                raise ConfigError(f"{source}: remote: must be an array of tables")
+            node["remote"] = list(existing) + value
         else:
             node[leaf] = value
     settings = build_settings(data, source)

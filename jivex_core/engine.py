@@ -8,20 +8,25 @@ every write to the data folder.
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import logging
 import os
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 import pydicom.config
 
 from jivex_core import __version__
 from jivex_core.config import Settings
-from jivex_core.errors import ConfigError
+from jivex_core.errors import ConfigError, JivexError
 from jivex_core.link import LinkServer
 from jivex_core.services.storage_scp import StorageSCP
 from jivex_core.store import InstanceRecord, Store
 
 logger = logging.getLogger(__name__)
+
+LOCK_FILE_NAME = "core.lock"
 
 
 def quiet_pydicom() -> None:
@@ -48,11 +53,45 @@ def open_store(settings: Settings) -> Store:
         raise ConfigError(
             f"data folder '{data_dir}' cannot be used: {exc.strerror}"
         ) from exc
-    return Store(
-        data_dir,
-        min_free_bytes=int(settings.storage.min_free_space_mb * 2**20),
-        fsync=settings.storage.fsync,
-    )
+    try:
+        return Store(
+            data_dir,
+            min_free_bytes=int(settings.storage.min_free_space_mb * 2**20),
+            fsync=settings.storage.fsync,
+        )
+    except (JivexError, OSError) as exc:
+        raise ConfigError(f"data folder '{data_dir}' cannot be used: {exc}") from exc
+
+
+def lock_data_dir(data_dir: Path) -> TextIO:
+    """Take the data folder's lock, so that one core at most serves it.
+
+    Two servers on one folder would each believe they own its index and its
+    ports' objects. ``jivex import`` does not take the lock: it writes
+    through the index's own locking, next to a running server.
+    """
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(data_dir / LOCK_FILE_NAME, "a+", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"data folder '{data_dir}' cannot be used: {exc.strerror or exc}"
+        ) from exc
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        handle.close()
+        raise ConfigError(
+            f"data folder '{data_dir}' is already served by another jivex "
+            f"server (pid {owner})"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 class Engine:
@@ -60,6 +99,7 @@ class Engine:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._lock: TextIO | None = None
         self.store: Store | None = None
         self.storage_scp: StorageSCP | None = None
         self.link: LinkServer | None = None
@@ -91,6 +131,27 @@ class Engine:
         """Open the store and start the DICOM services (not the link)."""
         net = self.settings.network
         quiet_pydicom()
+        self._lock = lock_data_dir(self.settings.data_dir)
+        try:
+            self._start_services()
+        except BaseException:
+            if self.store is not None:
+                self.store.close()
+                self.store = None
+            self._lock.close()
+            self._lock = None
+            raise
+        logger.warning(
+            "Query/Retrieve SCP is not part of this version; query port %s is "
+            "noted but not opened",
+            net.query_port,
+        )
+        logger.info(
+            "Web service is not part of this version; web port %s noted", net.web_port
+        )
+
+    def _start_services(self) -> None:
+        net = self.settings.network
         self.store = open_store(self.settings)
         logger.info(
             "Data folder '%s' holds %d objects",
@@ -101,19 +162,15 @@ class Engine:
         try:
             self.storage_scp.start()
         except OSError as exc:
-            self.store.close()
+            key = (
+                "network.bind_address"
+                if exc.errno == errno.EADDRNOTAVAIL
+                else "network.storage_port"
+            )
             raise ConfigError(
-                f"network.storage_port: cannot listen on {net.bind_address}:"
+                f"{key}: cannot listen on {net.bind_address}:"
                 f"{net.storage_port}: {exc.strerror or exc}"
             ) from exc
-        logger.warning(
-            "Query/Retrieve SCP is not part of this version; query port %s is "
-            "noted but not opened",
-            net.query_port,
-        )
-        logger.info(
-            "Web service is not part of this version; web port %s noted", net.web_port
-        )
 
     async def start_link(self) -> None:
         """Start the client link and forward store events to it."""
@@ -175,4 +232,6 @@ class Engine:
             )
         if self.store is not None:
             self.store.close()
+        if self._lock is not None:
+            self._lock.close()
         logger.info("Stopped")

@@ -63,6 +63,12 @@ class DataSetMismatchError(JivexError):
     code = ErrorCode.DATASET_MISMATCH
 
 
+class StoreError(JivexError):
+    """The data folder or its index cannot be used."""
+
+    code = ErrorCode.STORE_FAILED
+
+
 class ConfigError(JivexError):
     """The configuration is malformed or contradictory; names the key."""
 

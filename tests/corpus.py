@@ -41,7 +41,7 @@ class CorpusFile:
 @functools.cache
 def readable_files() -> tuple[CorpusFile, ...]:
     """Every file pydicom reads (with or without File Meta) that has a SOP
-    Instance UID, i.e. every file that is a storable object."""
+    Instance UID and is not a DICOMDIR: every file that is a storable object."""
     seen: Counter[str] = Counter()
     out: list[CorpusFile] = []
     for root in corpus_roots():
@@ -66,7 +66,9 @@ def readable_files() -> tuple[CorpusFile, ...]:
                     sop_class = str(ds.get("SOPClassUID", "") or "")
                 except Exception:
                     continue
-            if not sop or not sop_class:
+            # A DICOMDIR names its own class in some files; it is a media
+            # directory, not a composite object an archive stores.
+            if not sop or not sop_class or sop_class == "1.2.840.10008.1.3.10":
                 continue
             ts = ""
             if has_meta:

@@ -315,3 +315,70 @@ def test_peers_stuck_halfway_do_not_hold_up_the_stop(tmp_path):
     assert "Traceback" not in server.log()
     for sock in [*idle, halfway]:
         sock.close()
+
+
+def test_a_second_server_on_the_same_folder_is_refused(jivex_server):
+    run = run_jivex(
+        "server",
+        "--data",
+        str(jivex_server.data_dir),
+        "--bind",
+        "127.0.0.1",
+        "--storage-port",
+        str(free_port()),
+        "--query-port",
+        str(free_port()),
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert f"already served by another jivex server (pid {jivex_server.proc.pid})" in (
+        run.stderr
+    )
+    assert "Traceback" not in run.stderr
+
+
+def test_import_skips_what_is_not_a_regular_dicom_file(tmp_path):
+    import os
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.dcm")
+    (folder / "DICOMDIR").write_bytes(
+        (SHARED_DATA / "dwv" / "bbmri.dcmdir").read_bytes()
+    )
+    run = run_jivex("import", "--data", str(tmp_path / "data"), str(folder), timeout=60)
+    assert "pipe.dcm: is not a regular file" in run.stderr
+    assert "DICOMDIR" in run.stderr and "not an object to store" in run.stderr
+    assert "0 stored" in run.stderr
+    nothing = run_jivex("import", "--data", str(tmp_path / "data"), "/nonexistent")
+    assert nothing.returncode == 2
+    assert "/nonexistent: does not exist" in nothing.stderr
+
+
+def test_import_names_the_file_in_warnings_and_replaces_a_cut_copy(tmp_path):
+    whole = SHARED_DATA / "dcm4che" / "MR02.dcm"
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(whole.read_bytes()[:3000])
+    run = run_jivex("import", "--data", str(tmp_path / "data"), str(cut), str(whole))
+    assert run.returncode == 0, run.stderr
+    assert f"{cut}: The data set ends inside" in run.stderr
+    assert "(incomplete: its data set ends early)" in run.stdout
+    assert "replaces the copy that had arrived cut short" in run.stderr
+    rows = json.loads(
+        subprocess.run(
+            [
+                *JIVEX,
+                "ls",
+                "--json",
+                "--level",
+                "instance",
+                "--data",
+                str(tmp_path / "data"),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        ).stdout
+    )
+    assert len(rows) == 1 and rows[0]["incomplete"] is False
+    assert Path(rows[0]["path"]).stat().st_size > whole.stat().st_size - 200

@@ -65,6 +65,17 @@ def test_bad_remote_option_is_explained(text):
             "AE title 'X' is configured twice",
         ),
         ({"surprise": 1}, "surprise: unknown key"),
+        ({"network": {"storage_port": True}}, "network.storage_port"),
+        ({"network": {"storage_port": "4499"}}, "network.storage_port"),
+        ({"storage": {"fsync": "yes"}}, "storage.fsync"),
+        ({"schema_version": "1"}, "schema_version"),
+        ({"network": {"max_associations": 10**20}}, "network.max_associations"),
+        ({"network": {"bind_address": "::1"}}, "'::1' is not an IPv4 address"),
+        ({"network": {"bind_address": "not an address"}}, "network.bind_address"),
+        ({"network": {"web_port": 4499}}, "network.storage_port and network.web_port"),
+        ({"storage": {"data_dir": ""}}, "storage.data_dir: an empty path"),
+        ({"storage": {"sop_classes": ["not-a-uid"]}}, "'not-a-uid' is not a UID"),
+        ({"storage": {"transfer_syntaxes": ["1.2.3.4"]}}, "not a known transfer"),
     ],
 )
 def test_messages_name_the_key(data, message):
@@ -72,3 +83,24 @@ def test_messages_name_the_key(data, message):
         build_settings(data, "f.toml")
     assert message in str(err.value)
     assert str(err.value).startswith("f.toml: ")
+
+
+def test_a_file_that_is_not_utf8_is_reported(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_bytes(b"\xff\xfe[network]\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_settings(config)
+
+
+@pytest.mark.parametrize("body", ['storage = "x"\n', "storage = []\n"])
+def test_a_section_that_is_not_a_table_is_reported(tmp_path, body):
+    config = tmp_path / "c.toml"
+    config.write_text(body)
+    with pytest.raises(ConfigError, match=r"storage: must be a table"):
+        load_settings(config, {"storage.data_dir": str(tmp_path)})
+
+
+def test_a_relative_data_folder_is_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(None, {"storage.data_dir": "archive"})
+    assert settings.data_dir == tmp_path / "archive"

@@ -42,9 +42,13 @@ class Peer:
     def of(cls, assoc: Association) -> Peer:
         """The peer of *assoc* as seen from our side."""
         req = assoc.requestor
+        # The called AE title the peer asked for (the statement ignores it
+        # unless configured), not our own.
+        request = getattr(req, "primitive", None)
+        called = getattr(request, "called_ae_title", None) or assoc.acceptor.ae_title
         return cls(
             str(req.ae_title).strip(),
-            str(assoc.acceptor.ae_title).strip(),
+            str(called).strip(),
             str(req.address),
             int(req.port or 0),
         )

@@ -21,7 +21,12 @@ from jivex_core.errors import (
     DataSetMismatchError,
     OutOfResourcesError,
 )
-from jivex_core.store.dicomfile import encode_file_meta, parse_dataset, split_file
+from jivex_core.store.dicomfile import (
+    MEDIA_DIRECTORY_SOP_CLASS,
+    encode_file_meta,
+    parse_dataset,
+    split_file,
+)
 from jivex_core.store.files import FileStore, TempFile
 from jivex_core.store.index import INDEX_TAGS, Index, InstanceRecord, database_url
 
@@ -192,6 +197,10 @@ class Store:
             raise CannotUnderstandError(
                 f"the data set's identifying attributes cannot be read: {exc}"
             ) from exc
+        if rec.SOPClassUID == MEDIA_DIRECTORY_SOP_CLASS:
+            raise CannotUnderstandError(
+                "a DICOMDIR (media directory) is not an object to store"
+            )
         requested_class = (sop_class_uid or "").strip("\x00 ")
         requested_instance = (sop_instance_uid or "").strip("\x00 ")
         if requested_class and requested_class != rec.SOPClassUID:

@@ -443,6 +443,12 @@ class SplitFile:
     had_meta: bool
     media_sop_class: str = ""
 
+    @property
+    def is_dicomdir(self) -> bool:
+        """Whether the data set is a media directory, whatever its File Meta
+        says: only a DICOMDIR starts with group 0004 (PS3.10 7.3)."""
+        return self.data[:2] == b"\x04\x00"
+
 
 def _meta_end(raw: bytes, start: int) -> int:
     """Return the offset after the group 0002 elements that begin at *start*.
@@ -499,6 +505,13 @@ def split_file(raw: bytes) -> SplitFile:
 
 
 def _sniff_syntax(data: bytes) -> str:
+    # A data set without File Meta starts with a group 0008 (or 0002) tag in
+    # either byte order; anything else is not DICOM, whatever a forced read
+    # of it would make of it.
+    if len(data) < 8 or data[:2] not in (b"\x08\x00", b"\x00\x08"):
+        raise CannotUnderstandError(
+            "not a DICOM file (no DICM prefix and no DICOM elements at the start)"
+        )
     try:
         ds = dcmread(BytesIO(data), force=True, stop_before_pixels=True)
     except (InvalidDicomError, Exception) as exc:

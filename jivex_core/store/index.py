@@ -25,6 +25,7 @@ from alembic.script import ScriptDirectory
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
+from jivex_core.errors import StoreError
 from jivex_core.store import schema
 from jivex_core.store.dicomfile import integer, text
 
@@ -167,7 +168,13 @@ class Index:
         self.engine = sa.create_engine(url)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        upgrade_schema(self.engine)
+        try:
+            upgrade_schema(self.engine)
+        except sa.exc.DBAPIError as exc:
+            self.engine.dispose()
+            raise StoreError(
+                f"the index database cannot be opened: {exc.orig}"
+            ) from exc
         self._write_lock = threading.Lock()
         # One connection and prebuilt statements for the receive path: a
         # connection checkout and statement construction per object cost more
