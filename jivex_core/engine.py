@@ -21,6 +21,7 @@ from jivex_core import __version__
 from jivex_core.config import Settings
 from jivex_core.errors import ConfigError, JivexError
 from jivex_core.link import LinkServer
+from jivex_core.services.qr_scp import QueryRetrieveSCP
 from jivex_core.services.storage_scp import StorageSCP
 from jivex_core.store import InstanceRecord, Store
 
@@ -102,6 +103,7 @@ class Engine:
         self._lock: TextIO | None = None
         self.store: Store | None = None
         self.storage_scp: StorageSCP | None = None
+        self.qr_scp: QueryRetrieveSCP | None = None
         self.link: LinkServer | None = None
 
     def _methods(self) -> dict[str, Any]:
@@ -113,7 +115,7 @@ class Engine:
             return {
                 "ae_title": net.ae_title,
                 "storage_port": self.storage_scp.port if self.storage_scp else 0,
-                "query_port": net.query_port,
+                "query_port": self.qr_scp.port if self.qr_scp else 0,
                 **store.status(),
             }
 
@@ -141,11 +143,6 @@ class Engine:
             self._lock.close()
             self._lock = None
             raise
-        logger.warning(
-            "Query/Retrieve SCP is not part of this version; query port %s is "
-            "noted but not opened",
-            net.query_port,
-        )
         logger.info(
             "Web service is not part of this version; web port %s noted", net.web_port
         )
@@ -159,18 +156,24 @@ class Engine:
             self.store.index.count_instances(),
         )
         self.storage_scp = StorageSCP(self.settings, self.store)
-        try:
-            self.storage_scp.start()
-        except OSError as exc:
-            key = (
-                "network.bind_address"
-                if exc.errno == errno.EADDRNOTAVAIL
-                else "network.storage_port"
-            )
-            raise ConfigError(
-                f"{key}: cannot listen on {net.bind_address}:"
-                f"{net.storage_port}: {exc.strerror or exc}"
-            ) from exc
+        self.qr_scp = QueryRetrieveSCP(self.settings, self.store)
+        for service, port_key, port in (
+            (self.storage_scp, "network.storage_port", net.storage_port),
+            (self.qr_scp, "network.query_port", net.query_port),
+        ):
+            try:
+                service.start()
+            except OSError as exc:
+                self.storage_scp.stop(0)
+                key = (
+                    "network.bind_address"
+                    if exc.errno == errno.EADDRNOTAVAIL
+                    else port_key
+                )
+                raise ConfigError(
+                    f"{key}: cannot listen on {net.bind_address}:{port}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
 
     async def start_link(self) -> None:
         """Start the client link and forward store events to it."""
@@ -226,6 +229,8 @@ class Engine:
         logger.info("Shutting down")
         if self.link is not None:
             await self.link.stop()
+        if self.qr_scp is not None:
+            await asyncio.to_thread(self.qr_scp.stop)
         if self.storage_scp is not None:
             await asyncio.to_thread(
                 self.storage_scp.stop, self.settings.network.shutdown_timeout

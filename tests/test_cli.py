@@ -121,11 +121,14 @@ def test_sigterm_stops_the_server_gracefully(tmp_path):
     assert not (server.data_dir / "core-link.json").exists()
 
 
-def test_query_and_web_ports_are_accepted_and_noted(tmp_path):
+def test_query_port_is_served_and_web_port_noted(tmp_path):
     server = JivexServer(tmp_path / "data", extra=["--web-port", str(free_port())])
     server.start()
     server.stop()
-    assert f"query port {server.query_port} is noted" in server.log()
+    assert (
+        f"Query/Retrieve SCP 'JIVEX' listening on 127.0.0.1:{server.query_port}"
+        in server.log()
+    )
     assert "web port" in server.log()
 
 

@@ -134,6 +134,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
+    # Wild card matching is case-sensitive but for person names, which match
+    # on their upper-cased columns (PS3.4 C.2.2.2.4).
+    cur.execute("PRAGMA case_sensitive_like=ON")
     cur.close()
 
 

@@ -1,0 +1,256 @@
+"""DICOM attribute matching (PS3.4 C.2.2.2) translated to SQL, once.
+
+Single value, universal, wild card, range and list-of-UID matching become
+``WHERE`` clauses on the index columns, so a query never loads rows it does
+not return. Person names match case-insensitively on their upper-cased
+``*_norm`` columns, on every component group at once, as PS3.4 C.2.2.2.1
+allows. Used by the Query/Retrieve SCP, and later by the worklist, QIDO and
+the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from jivex_core.store import schema
+
+logger = logging.getLogger(__name__)
+
+LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+
+
+class QueryError(ValueError):
+    """The identifier breaks the rules of the query model (names the key)."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """An attribute the archive can match or return."""
+
+    level: str
+    column: sa.Column | None  # None: computed
+    kind: str  # text, pn, date, time, uid, int, computed
+
+
+_P, _ST, _SE, _I = schema.patient, schema.study, schema.series, schema.instance
+
+#: Table 11 of the statement (and the few more the index holds).
+KEYS: dict[str, Key] = {
+    "PatientName": Key("PATIENT", _P.c.PatientName, "pn"),
+    "PatientID": Key("PATIENT", _P.c.PatientID, "text"),
+    "IssuerOfPatientID": Key("PATIENT", _P.c.IssuerOfPatientID, "text"),
+    "PatientBirthDate": Key("PATIENT", _P.c.PatientBirthDate, "date"),
+    "PatientBirthTime": Key("PATIENT", _P.c.PatientBirthTime, "time"),
+    "PatientSex": Key("PATIENT", _P.c.PatientSex, "text"),
+    "OtherPatientIDs": Key("PATIENT", _P.c.OtherPatientIDs, "text"),
+    "OtherPatientNames": Key("PATIENT", _P.c.OtherPatientNames, "text"),
+    "NumberOfPatientRelatedStudies": Key("PATIENT", None, "computed"),
+    "NumberOfPatientRelatedSeries": Key("PATIENT", None, "computed"),
+    "NumberOfPatientRelatedInstances": Key("PATIENT", None, "computed"),
+    "StudyDate": Key("STUDY", _ST.c.StudyDate, "date"),
+    "StudyTime": Key("STUDY", _ST.c.StudyTime, "time"),
+    "AccessionNumber": Key("STUDY", _ST.c.AccessionNumber, "text"),
+    "StudyID": Key("STUDY", _ST.c.StudyID, "text"),
+    "StudyInstanceUID": Key("STUDY", _ST.c.StudyInstanceUID, "uid"),
+    "ReferringPhysicianName": Key("STUDY", _ST.c.ReferringPhysicianName, "pn"),
+    "StudyDescription": Key("STUDY", _ST.c.StudyDescription, "text"),
+    "NumberOfStudyRelatedSeries": Key("STUDY", None, "computed"),
+    "NumberOfStudyRelatedInstances": Key("STUDY", None, "computed"),
+    "ModalitiesInStudy": Key("STUDY", None, "computed"),
+    "SOPClassesInStudy": Key("STUDY", None, "computed"),
+    "Modality": Key("SERIES", _SE.c.Modality, "text"),
+    "SeriesNumber": Key("SERIES", _SE.c.SeriesNumber, "int"),
+    "SeriesInstanceUID": Key("SERIES", _SE.c.SeriesInstanceUID, "uid"),
+    "SeriesDescription": Key("SERIES", _SE.c.SeriesDescription, "text"),
+    "BodyPartExamined": Key("SERIES", _SE.c.BodyPartExamined, "text"),
+    "PerformedProcedureStepStartDate": Key(
+        "SERIES", _SE.c.PerformedProcedureStepStartDate, "date"
+    ),
+    "PerformedProcedureStepStartTime": Key(
+        "SERIES", _SE.c.PerformedProcedureStepStartTime, "time"
+    ),
+    "NumberOfSeriesRelatedInstances": Key("SERIES", None, "computed"),
+    "InstanceNumber": Key("IMAGE", _I.c.InstanceNumber, "int"),
+    "SOPInstanceUID": Key("IMAGE", _I.c.SOPInstanceUID, "uid"),
+    "SOPClassUID": Key("IMAGE", _I.c.SOPClassUID, "uid"),
+    "Rows": Key("IMAGE", _I.c.Rows, "int"),
+    "Columns": Key("IMAGE", _I.c.Columns, "int"),
+    "BitsAllocated": Key("IMAGE", _I.c.BitsAllocated, "int"),
+    "NumberOfFrames": Key("IMAGE", _I.c.NumberOfFrames, "int"),
+    "ContentDate": Key("IMAGE", _I.c.ContentDate, "date"),
+    "ContentTime": Key("IMAGE", _I.c.ContentTime, "time"),
+}
+
+#: The unique key of each level (PS3.4 C.2.2.1).
+UNIQUE = {
+    "PATIENT": "PatientID",
+    "STUDY": "StudyInstanceUID",
+    "SERIES": "SeriesInstanceUID",
+    "IMAGE": "SOPInstanceUID",
+}
+
+_NORM = {
+    "PatientName": _P.c.PatientName_norm,
+    "ReferringPhysicianName": _ST.c.ReferringPhysicianName_norm,
+}
+
+
+def _like(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def condition(keyword: str, value: str) -> sa.ColumnElement[bool] | None:
+    """The SQL condition for one matching key; None for universal matching.
+
+    Raises QueryError for a value its matching type cannot use.
+    """
+    key = KEYS[keyword]
+    column = key.column
+    value = value.strip() if key.kind != "pn" else value.rstrip()
+    if value == "" or value == "*":
+        return None
+    if column is None:
+        return None  # computed keys are matched by the caller
+    if key.kind == "uid":
+        uids = [u.strip() for u in value.split("\\") if u.strip()]
+        return column.in_(uids) if len(uids) > 1 else column == uids[0]
+    if key.kind in ("date", "time") and "-" in value:
+        low, _, high = value.partition("-")
+        low, high = low.strip(), high.strip()
+        if key.kind == "time":
+            # A time's upper bound covers all of that minute or second.
+            high = high + "\uffff" if high else high
+        # An object with no value for the key matches no range.
+        parts = [column != ""]
+        if low:
+            parts.append(column >= low)
+        if high:
+            parts.append(column <= high)
+        if not (low or high):
+            raise QueryError(f"{keyword}: '{value}' is not a range")
+        return sa.and_(*parts)
+    if key.kind == "int":
+        try:
+            return column == int(value)
+        except ValueError:
+            raise QueryError(f"{keyword}: '{value}' is not an integer") from None
+    if key.kind == "pn":
+        norm = _NORM.get(keyword)
+        target = norm if norm is not None else column
+        wanted = value.upper() if norm is not None else value
+        if "*" in wanted or "?" in wanted:
+            return target.like(_like(wanted), escape="\\")
+        return target == wanted
+    if "*" in value or "?" in value:
+        return column.like(_like(value), escape="\\")
+    return column == value
+
+
+def _computed(level_row: dict[str, Any], conn: sa.Connection, wanted: set[str]) -> None:
+    """Fill the computed keys of one result row in place."""
+    if "NumberOfPatientRelatedStudies" in wanted or (
+        "NumberOfPatientRelatedSeries" in wanted
+        or "NumberOfPatientRelatedInstances" in wanted
+    ):
+        pk = level_row["_patient_pk"]
+        studies = sa.select(_ST.c.pk).where(_ST.c.patient_pk == pk)
+        series = sa.select(_SE.c.pk).where(_SE.c.study_pk.in_(studies))
+        level_row["NumberOfPatientRelatedStudies"] = conn.execute(
+            sa.select(sa.func.count()).select_from(studies.subquery())
+        ).scalar_one()
+        level_row["NumberOfPatientRelatedSeries"] = conn.execute(
+            sa.select(sa.func.count()).select_from(series.subquery())
+        ).scalar_one()
+        level_row["NumberOfPatientRelatedInstances"] = conn.execute(
+            sa.select(sa.func.count()).where(_I.c.series_pk.in_(series))
+        ).scalar_one()
+    if "_study_pk" in level_row and wanted & {
+        "NumberOfStudyRelatedSeries",
+        "NumberOfStudyRelatedInstances",
+        "ModalitiesInStudy",
+        "SOPClassesInStudy",
+    }:
+        pk = level_row["_study_pk"]
+        series = sa.select(_SE.c.pk).where(_SE.c.study_pk == pk)
+        level_row["NumberOfStudyRelatedSeries"] = conn.execute(
+            sa.select(sa.func.count()).select_from(series.subquery())
+        ).scalar_one()
+        level_row["NumberOfStudyRelatedInstances"] = conn.execute(
+            sa.select(sa.func.count()).where(_I.c.series_pk.in_(series))
+        ).scalar_one()
+        level_row["ModalitiesInStudy"] = sorted(
+            m
+            for (m,) in conn.execute(
+                sa.select(_SE.c.Modality).distinct().where(_SE.c.study_pk == pk)
+            )
+            if m
+        )
+        level_row["SOPClassesInStudy"] = sorted(
+            c
+            for (c,) in conn.execute(
+                sa.select(_I.c.SOPClassUID).distinct().where(_I.c.series_pk.in_(series))
+            )
+        )
+    if "_series_pk" in level_row and "NumberOfSeriesRelatedInstances" in wanted:
+        level_row["NumberOfSeriesRelatedInstances"] = conn.execute(
+            sa.select(sa.func.count()).where(_I.c.series_pk == level_row["_series_pk"])
+        ).scalar_one()
+
+
+def find(
+    engine: sa.Engine,
+    level: str,
+    matching: dict[str, str],
+    wanted: set[str],
+) -> Iterator[dict[str, Any]]:
+    """Rows of a hierarchical C-FIND at *level*, keyed by keyword.
+
+    *matching* holds the keys with a value; *wanted* every requested key.
+    Patient attributes are returned at every level, as the Study Root model
+    treats them as study attributes (statement, table 11).
+    """
+    depth = LEVELS.index(level)
+    levels = LEVELS[: depth + 1]
+    source: Any = _P
+    if depth >= 1:
+        source = source.join(_ST, _ST.c.patient_pk == _P.c.pk)
+    if depth >= 2:
+        source = source.join(_SE, _SE.c.study_pk == _ST.c.pk)
+    if depth >= 3:
+        source = source.join(_I, _I.c.series_pk == _SE.c.pk)
+    columns = [
+        KEYS[k].column.label(k)
+        for k in KEYS
+        if KEYS[k].column is not None
+        and KEYS[k].level in levels
+        and (k in wanted or k in matching)
+    ]
+    extra = [_P.c.pk.label("_patient_pk")]
+    if depth >= 1:
+        extra.append(_ST.c.pk.label("_study_pk"))
+    if depth >= 2:
+        extra.append(_SE.c.pk.label("_series_pk"))
+    query = sa.select(*columns, *extra).select_from(source)
+    for keyword, value in matching.items():
+        clause = condition(keyword, value)
+        if clause is not None:
+            query = query.where(clause)
+    modalities = matching.get("ModalitiesInStudy", "").strip()
+    if modalities and depth >= 1:
+        wanted_modalities = [m for m in modalities.split("\\") if m]
+        query = query.where(
+            sa.exists().where(
+                _SE.c.study_pk == _ST.c.pk, _SE.c.Modality.in_(wanted_modalities)
+            )
+        )
+    with engine.connect() as conn:
+        for row in conn.execute(query).mappings():
+            item = dict(row)
+            _computed(item, conn, wanted)
+            yield item
