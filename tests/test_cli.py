@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 from pydicom.data import get_testdata_file
 
-from tests.helpers import JIVEX, REPO, SHARED_DATA, JivexServer, free_port, run_jivex
+from tests.helpers import (
+    JIVEX,
+    REPO,
+    SHARED_DATA,
+    JivexServer,
+    free_port,
+    jivex_ls,
+    run_jivex,
+)
 
 
 def _server_fails(tmp_path: Path, *args: str, storage_port: bool = True) -> str:
@@ -205,25 +213,7 @@ def test_import_of_files_without_file_meta(tmp_path):
     run = run_jivex("import", "--data", str(tmp_path / "data"), *files)
     assert "Traceback" not in run.stderr
     assert run.returncode in (0, 1)
-    rows = {
-        r["SOPInstanceUID"]: r
-        for r in json.loads(
-            subprocess.run(
-                [
-                    *JIVEX,
-                    "ls",
-                    "--json",
-                    "--level",
-                    "instance",
-                    "--data",
-                    str(tmp_path / "data"),
-                ],
-                capture_output=True,
-                text=True,
-                cwd=REPO,
-            ).stdout
-        )
-    }
+    rows = {r["SOPInstanceUID"]: r for r in jivex_ls(tmp_path / "data")}
     assert "1.2.333.4444.5.6.7.8" in rows or "1.2.333.4444.5.6.7.8.9" in "".join(rows)
     import pydicom
 
@@ -367,21 +357,6 @@ def test_import_names_the_file_in_warnings_and_replaces_a_cut_copy(tmp_path):
     assert f"{cut}: The data set ends inside" in run.stderr
     assert "(incomplete: its data set ends early)" in run.stdout
     assert "replaces the copy that had arrived cut short" in run.stderr
-    rows = json.loads(
-        subprocess.run(
-            [
-                *JIVEX,
-                "ls",
-                "--json",
-                "--level",
-                "instance",
-                "--data",
-                str(tmp_path / "data"),
-            ],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-        ).stdout
-    )
+    rows = jivex_ls(tmp_path / "data")
     assert len(rows) == 1 and rows[0]["incomplete"] is False
     assert Path(rows[0]["path"]).stat().st_size > whole.stat().st_size - 200

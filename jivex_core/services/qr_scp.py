@@ -100,19 +100,10 @@ class QueryRetrieveSCP:
             event.request.AffectedSOPClassUID
             == PatientRootQueryRetrieveInformationModelFind
         )
+        count = 0
         try:
             request = event.identifier
             level, matching, wanted = _check(request, patient_root)
-        except QueryError as exc:
-            logger.error("C-FIND from %s refused with 0xA900: %s", peer, exc)
-            yield _failure(STATUS_IDENTIFIER_MISMATCH, str(exc))
-            return
-        except Exception as exc:
-            logger.exception("C-FIND from %s: the identifier cannot be read", peer)
-            yield _failure(STATUS_UNABLE_TO_PROCESS, f"unreadable identifier: {exc}")
-            return
-        count = 0
-        try:
             for row in find(self.store.index.engine, level, matching, wanted):
                 if event.is_cancelled:
                     logger.info("C-FIND from %s cancelled after %d", peer, count)
