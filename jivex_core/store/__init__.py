@@ -100,13 +100,15 @@ class Store:
         calling_ae
             The sender, recorded as Source Application Entity Title.
         sop_class_uid, sop_instance_uid
-            What the C-STORE request said it carries; a mismatch with the data
-            set is logged, and the data set's own UIDs are used.
+            What the C-STORE request said it carries (None for an import).
 
         Raises
         ------
         CannotUnderstandError
-            The bytes are not a DICOM data set with SOP Class/Instance UIDs.
+            The bytes are not a DICOM data set with SOP Class/Instance UIDs,
+            or not the SOP Instance the request names.
+        DataSetMismatchError
+            The data set is of another SOP Class than the request's.
         OutOfResourcesError
             Storing it would take the disk below the configured reserve.
         """
