@@ -76,3 +76,17 @@ def readable_files() -> tuple[CorpusFile, ...]:
             out.append(CorpusFile(path, sop, ts, has_meta and bool(ts), seen[sop]))
             seen[sop] += 1
     return tuple(out)
+
+
+def query_archive_files() -> list[str]:
+    """Four studies for the query tests: DOE^J1 (9 MR images, 2017),
+    CompressedSamples^CT1 (2004), Yamada^Tarou (ISO 2022 IR 87) and
+    Hong^Gildong (ISO 2022 IR 149)."""
+    from pydicom.data import get_charset_files, get_testdata_file
+
+    return [
+        *sorted(str(p) for p in (SHARED_DATA / "dcm4che").glob("MR0*.dcm")),
+        get_testdata_file("CT_small.dcm"),
+        get_charset_files("chrH31.dcm")[0],
+        get_charset_files("chrI2.dcm")[0],
+    ]

@@ -14,10 +14,9 @@ import subprocess
 import urllib.request
 
 import pytest
-from pydicom.data import get_charset_files, get_testdata_file
 
+from tests.corpus import query_archive_files
 from tests.helpers import (
-    SHARED_DATA,
     JivexServer,
     free_port,
     peer_env,
@@ -41,11 +40,7 @@ def _http(port: int, path: str, body: dict | None = None):
 @pytest.fixture(scope="module")
 def peers(tmp_path_factory):
     root = tmp_path_factory.mktemp("orthanc-qr")
-    files = [
-        *sorted(str(p) for p in (SHARED_DATA / "dcm4che").glob("MR0*.dcm")),
-        get_testdata_file("CT_small.dcm"),
-        get_charset_files("chrH31.dcm")[0],
-    ]
+    files = query_archive_files()
     assert run_jivex("import", "--data", str(root / "data"), *files).returncode == 0
     jivex = JivexServer(root / "data").start()
     dicom_port, http_port = free_port(), free_port()
