@@ -23,19 +23,33 @@ from tests.helpers import (
 )
 
 
-def _server_fails(tmp_path: Path, *args: str, storage_port: bool = True) -> str:
+def _run_server(
+    data: Path, *args: str, storage_port: int | None = 0
+) -> subprocess.CompletedProcess:
+    """`jivex server` on loopback and free ports, expected to stop by itself.
+
+    *storage_port* None passes none (a config file's value must stand); 0
+    picks a free one.
+    """
     ports = ["--query-port", str(free_port())]
-    if storage_port:  # else the file's (bad) value must not be overridden
-        ports += ["--storage-port", str(free_port())]
-    run = run_jivex(
+    if storage_port is not None:
+        ports += ["--storage-port", str(storage_port or free_port())]
+    return run_jivex(
         "server",
         "--data",
-        str(tmp_path / "data"),
+        str(data),
         "--bind",
         "127.0.0.1",
         *ports,
         *args,
         timeout=60,
+    )
+
+
+def _server_fails(tmp_path: Path, *args: str, storage_port: bool = True) -> str:
+    # Without storage_port the file's (bad) value must not be overridden.
+    run = _run_server(
+        tmp_path / "data", *args, storage_port=0 if storage_port else None
     )
     assert run.returncode == 2, run.stderr
     lines = [ln for ln in run.stderr.splitlines() if ln.startswith("jivex server:")]
@@ -71,6 +85,8 @@ def test_contradictory_ports_are_refused(tmp_path):
         "server",
         "--data",
         str(tmp_path / "d"),
+        "--bind",
+        "127.0.0.1",
         "--storage-port",
         port,
         "--query-port",
@@ -85,18 +101,7 @@ def test_port_in_use_is_reported(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        run = run_jivex(
-            "server",
-            "--data",
-            str(tmp_path / "data"),
-            "--bind",
-            "127.0.0.1",
-            "--storage-port",
-            str(port),
-            "--query-port",
-            str(free_port()),
-            timeout=60,
-        )
+        run = _run_server(tmp_path / "data", storage_port=port)
     assert run.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in run.stderr
     assert "Traceback" not in run.stderr
@@ -105,17 +110,7 @@ def test_port_in_use_is_reported(tmp_path):
 def test_unusable_data_folder_is_reported(tmp_path):
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("x")
-    run = run_jivex(
-        "server",
-        "--data",
-        str(not_a_folder / "data"),
-        "--bind",
-        "127.0.0.1",
-        "--storage-port",
-        str(free_port()),
-        "--query-port",
-        str(free_port()),
-    )
+    run = _run_server(not_a_folder / "data")
     assert run.returncode == 2
     assert "cannot be used" in run.stderr and str(not_a_folder) in run.stderr
 
@@ -311,18 +306,7 @@ def test_peers_stuck_halfway_do_not_hold_up_the_stop(tmp_path):
 
 
 def test_a_second_server_on_the_same_folder_is_refused(jivex_server):
-    run = run_jivex(
-        "server",
-        "--data",
-        str(jivex_server.data_dir),
-        "--bind",
-        "127.0.0.1",
-        "--storage-port",
-        str(free_port()),
-        "--query-port",
-        str(free_port()),
-        timeout=60,
-    )
+    run = _run_server(jivex_server.data_dir)
     assert run.returncode == 2
     assert f"already served by another jivex server (pid {jivex_server.proc.pid})" in (
         run.stderr

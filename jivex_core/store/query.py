@@ -152,24 +152,35 @@ def condition(keyword: str, value: str) -> sa.ColumnElement[bool] | None:
     return column == value
 
 
+def _count(conn: sa.Connection, rows: sa.Select) -> int:
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).select_from(rows.subquery())
+        ).scalar_one()
+    )
+
+
+def _count_instances(conn: sa.Connection, series: sa.Select) -> int:
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).where(_I.c.series_pk.in_(series))
+        ).scalar_one()
+    )
+
+
 def _computed(level_row: dict[str, Any], conn: sa.Connection, wanted: set[str]) -> None:
     """Fill the computed keys of one result row in place."""
-    if "NumberOfPatientRelatedStudies" in wanted or (
-        "NumberOfPatientRelatedSeries" in wanted
-        or "NumberOfPatientRelatedInstances" in wanted
-    ):
+    if wanted & {
+        "NumberOfPatientRelatedStudies",
+        "NumberOfPatientRelatedSeries",
+        "NumberOfPatientRelatedInstances",
+    }:
         pk = level_row["_patient_pk"]
         studies = sa.select(_ST.c.pk).where(_ST.c.patient_pk == pk)
         series = sa.select(_SE.c.pk).where(_SE.c.study_pk.in_(studies))
-        level_row["NumberOfPatientRelatedStudies"] = conn.execute(
-            sa.select(sa.func.count()).select_from(studies.subquery())
-        ).scalar_one()
-        level_row["NumberOfPatientRelatedSeries"] = conn.execute(
-            sa.select(sa.func.count()).select_from(series.subquery())
-        ).scalar_one()
-        level_row["NumberOfPatientRelatedInstances"] = conn.execute(
-            sa.select(sa.func.count()).where(_I.c.series_pk.in_(series))
-        ).scalar_one()
+        level_row["NumberOfPatientRelatedStudies"] = _count(conn, studies)
+        level_row["NumberOfPatientRelatedSeries"] = _count(conn, series)
+        level_row["NumberOfPatientRelatedInstances"] = _count_instances(conn, series)
     if "_study_pk" in level_row and wanted & {
         "NumberOfStudyRelatedSeries",
         "NumberOfStudyRelatedInstances",
@@ -178,12 +189,8 @@ def _computed(level_row: dict[str, Any], conn: sa.Connection, wanted: set[str]) 
     }:
         pk = level_row["_study_pk"]
         series = sa.select(_SE.c.pk).where(_SE.c.study_pk == pk)
-        level_row["NumberOfStudyRelatedSeries"] = conn.execute(
-            sa.select(sa.func.count()).select_from(series.subquery())
-        ).scalar_one()
-        level_row["NumberOfStudyRelatedInstances"] = conn.execute(
-            sa.select(sa.func.count()).where(_I.c.series_pk.in_(series))
-        ).scalar_one()
+        level_row["NumberOfStudyRelatedSeries"] = _count(conn, series)
+        level_row["NumberOfStudyRelatedInstances"] = _count_instances(conn, series)
         level_row["ModalitiesInStudy"] = sorted(
             m
             for (m,) in conn.execute(
