@@ -1,4 +1,8 @@
-"""Orthanc (another implementation) queries our Q/R SCP over its REST API.
+"""Orthanc (another implementation) queries and retrieves from our Q/R SCP.
+
+Orthanc's REST API drives it: ``/modalities/jivex/query`` for C-FIND and
+``/queries/{id}/retrieve`` for C-MOVE, with Orthanc itself as the move
+destination (our server knows it through ``--remote``).
 
 Orthanc 1.10 has no option to bind to one address: it runs on kernel-chosen
 free ports with remote access refused on its REST side, and is stopped when
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import urllib.error
 import urllib.request
 
 import pytest
@@ -42,8 +47,10 @@ def peers(tmp_path_factory):
     root = tmp_path_factory.mktemp("orthanc-qr")
     files = query_archive_files()
     assert run_jivex("import", "--data", str(root / "data"), *files).returncode == 0
-    jivex = JivexServer(root / "data").start()
     dicom_port, http_port = free_port(), free_port()
+    jivex = JivexServer(
+        root / "data", extra=["--remote", f"ORTHANC@127.0.0.1:{dicom_port}"]
+    ).start()
     config = {
         "Name": "jivex-test",
         "StorageDirectory": str(root / "orthanc-storage"),
@@ -126,3 +133,47 @@ def test_orthanc_walks_down_to_series(peers):
     assert len(series) == 1
     assert series[0]["Modality"] == "MR"
     assert series[0]["NumberOfSeriesRelatedInstances"] == "9"
+
+
+def test_orthanc_retrieves_a_study_with_c_move(peers):
+    jivex, http_port = peers
+    started = _http(
+        http_port,
+        "/modalities/jivex/query",
+        {"Level": "Study", "Query": {"PatientID": "583295"}},
+    )
+    job = _http(
+        http_port,
+        f"/queries/{started['ID']}/retrieve",
+        {"TargetAet": "ORTHANC", "Synchronous": True},
+    )
+    assert job is not None
+    studies = _http(http_port, "/studies?expand")
+    (study,) = [
+        s for s in studies if s["PatientMainDicomTags"]["PatientID"] == "583295"
+    ]
+    instances = _http(http_port, f"/studies/{study['ID']}/instances")
+    ours = {
+        r["SOPInstanceUID"]
+        for r in jivex.ls()
+        if r["StudyInstanceUID"] == study["MainDicomTags"]["StudyInstanceUID"]
+    }
+    assert {i["MainDicomTags"]["SOPInstanceUID"] for i in instances} == ours
+    assert len(ours) == 9
+    assert "to 'ORTHANC' at STUDY level: 9 completed" in jivex.log()
+
+
+def test_orthanc_retrieve_to_an_unknown_aet_fails(peers):
+    jivex, http_port = peers
+    started = _http(
+        http_port,
+        "/modalities/jivex/query",
+        {"Level": "Study", "Query": {"PatientID": "1CT1"}},
+    )
+    with pytest.raises(urllib.error.HTTPError):
+        _http(
+            http_port,
+            f"/queries/{started['ID']}/retrieve",
+            {"TargetAet": "ELSEWHERE", "Synchronous": True},
+        )
+    assert "Move Destination 'ELSEWHERE' is not a known AE" in jivex.log()

@@ -154,6 +154,11 @@ ASSOCIATION_HANDLERS: list[tuple[Any, Any]] = [
 ]
 
 
+#: Marks a supported context that is accepted only when the requestor takes
+#: the SCP role for it (storage contexts on the query port, for C-GET).
+RETRIEVE_ONLY = "jivex_retrieve_only"
+
+
 def _negotiate_in_requestor_order(
     rq_contexts: list[PresentationContext],
     ac_contexts: list[PresentationContext],
@@ -165,13 +170,24 @@ def _negotiate_in_requestor_order(
     each presentation context", i.e. the requestor's preference; pynetdicom
     would choose by the order of our own list. Each proposed context is
     negotiated on its own, so two contexts with the same abstract syntax and
-    different syntaxes are each answered in their own order.
+    different syntaxes are each answered in their own order. Contexts marked
+    :data:`RETRIEVE_ONLY` are refused unless the requestor asked for the SCP
+    role, so nobody stores objects on the query port by mistake.
     """
+    cached = getattr(_negotiated, "result", None)
+    if cached is not None and cached[0] is rq_contexts:
+        return cached[1]
     ours = {cx.abstract_syntax: cx for cx in ac_contexts}
     results: list[PresentationContext] = []
     reply_roles: dict[str, Any] = {}
     for rq in rq_contexts:
         supported = ours.get(rq.abstract_syntax)
+        if getattr(supported, RETRIEVE_ONLY, False):
+            requested = (roles or {}).get(rq.abstract_syntax, (None, None))
+            if not requested[1]:
+                # Only usable for C-GET sub-operations: we send, the peer
+                # must have asked to be the SCP (PS3.4 C.4.3.1).
+                supported = None
         candidates: list[PresentationContext] = []
         if supported is not None:
             cx = PresentationContext()
@@ -191,6 +207,48 @@ def _negotiate_in_requestor_order(
 
 # pynetdicom's ACSE looks the negotiation function up in its own namespace.
 acse.negotiate_as_acceptor = _negotiate_in_requestor_order
+
+_negotiated = threading.local()
+_negotiate_as_acceptor = acse.ACSE._negotiate_as_acceptor
+
+
+def _negotiate_or_reject(self: acse.ACSE) -> None:
+    """Reject an association of which no presentation context is accepted.
+
+    The statement (3.2.1.4, 3.2.2.4) accepts "any association for which at
+    least one presentation context is accepted"; pynetdicom would accept the
+    others too and leave the peer with nothing to do. The rejection is
+    permanent, by the service user, with no reason given (PS3.8 9.3.4).
+    """
+    request = self.requestor.primitive
+    roles = {
+        uid: (item.scu_role, item.scp_role)
+        for uid, item in self.requestor.role_selection.items()
+    }
+    proposed = request.presentation_context_definition_list
+    result = _negotiate_in_requestor_order(
+        proposed, self.acceptor.supported_contexts, roles
+    )
+    if not any(cx.result == 0x00 for cx in result[0]):
+        self.requestor.ae_title = request.calling_ae_title
+        logger.info(
+            "Association from '%s' rejected: none of its %d presentation "
+            "contexts is supported",
+            str(request.calling_ae_title).strip(),
+            len(proposed),
+        )
+        self.send_reject(0x01, 0x01, 0x01)
+        evt.trigger(self.assoc, evt.EVT_REJECTED, {})
+        self.assoc.kill()
+        return
+    _negotiated.result = (proposed, result)
+    try:
+        _negotiate_as_acceptor(self)
+    finally:
+        _negotiated.result = None
+
+
+acse.ACSE._negotiate_as_acceptor = _negotiate_or_reject  # type: ignore[method-assign]
 
 
 class AdaptivePoll:

@@ -1,9 +1,11 @@
-"""JiveX DICOM Query/Retrieve SCP Service (statement 3.2.2): C-FIND.
+"""JiveX DICOM Query/Retrieve SCP Service (statement 3.2.2).
 
-Patient Root and Study Root FIND at every level of the model, hierarchical
-only, with the keys of table 11 as matching or return keys. Matching runs in
-SQL (:mod:`jivex_core.store.query`). Retrieval (C-MOVE, C-GET) is not part of
-this version: those contexts are not accepted.
+Patient Root and Study Root FIND, MOVE and GET at every level of the model,
+hierarchical only, with the keys of table 11 as matching or return keys.
+Matching runs in SQL (:mod:`jivex_core.store.query`); retrieves are served by
+:mod:`jivex_core.services.retrieve`. C-GET, which the statement does not
+list, is offered because viewers behind firewalls depend on it: its storage
+contexts are accepted only when the requestor takes the SCP role for them.
 
 Statuses (PS3.4 C.4.1.1.4): FF00 pending, 0000 done, FE00 cancelled, A900
 identifier does not match the model (with an Error Comment), C000 unable to
@@ -21,17 +23,25 @@ from pydicom.sequence import Sequence
 from pynetdicom import evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
 from jivex_core.config import Settings
 from jivex_core.services.association import (
     ASSOCIATION_HANDLERS,
+    RETRIEVE_ONLY,
     Peer,
     close_socket,
     make_ae,
 )
+from jivex_core.services.retrieve import Retriever
+from jivex_core.services.storage_scp import accepted_sop_classes
+from jivex_core.sopclasses import DEFAULT_TRANSFER_SYNTAXES
 from jivex_core.store import Store
 from jivex_core.store.query import KEYS, LEVELS, UNIQUE, QueryError, find
 
@@ -41,6 +51,7 @@ STATUS_PENDING = 0xFF00
 STATUS_CANCELLED = 0xFE00
 STATUS_IDENTIFIER_MISMATCH = 0xA900
 STATUS_UNABLE_TO_PROCESS = 0xC000
+STATUS_NOT_AUTHORIZED = 0x0124
 
 _SYNTAXES = [
     "1.2.840.10008.1.2",
@@ -61,8 +72,23 @@ class QueryRetrieveSCP:
         for model in (
             PatientRootQueryRetrieveInformationModelFind,
             StudyRootQueryRetrieveInformationModelFind,
+            PatientRootQueryRetrieveInformationModelMove,
+            StudyRootQueryRetrieveInformationModelMove,
+            PatientRootQueryRetrieveInformationModelGet,
+            StudyRootQueryRetrieveInformationModelGet,
         ):
             self.ae.add_supported_context(model, _SYNTAXES)
+        # C-GET sub-operations: we are the SCU of these storage contexts.
+        syntaxes = settings.storage.transfer_syntaxes or list(DEFAULT_TRANSFER_SYNTAXES)
+        storage = set(accepted_sop_classes(settings.storage.sop_classes))
+        for sop_class in storage:
+            self.ae.add_supported_context(
+                sop_class, syntaxes, scu_role=True, scp_role=True
+            )
+        for cx in self.ae.supported_contexts:
+            if cx.abstract_syntax in storage:
+                setattr(cx, RETRIEVE_ONLY, True)
+        self.ae.jivex_retriever = Retriever(settings, store)  # type: ignore[attr-defined]
 
     @property
     def port(self) -> int:
@@ -72,7 +98,11 @@ class QueryRetrieveSCP:
     def start(self) -> None:
         """Bind and serve in background threads; OSError if the port is taken."""
         net = self.settings.network
-        handlers = [*ASSOCIATION_HANDLERS, (evt.EVT_C_FIND, self._on_c_find)]
+        handlers = [
+            *ASSOCIATION_HANDLERS,
+            (evt.EVT_C_FIND, self._on_c_find),
+            (evt.EVT_C_STORE, self._on_c_store),
+        ]
         self._server = self.ae.start_server(
             (net.bind_address, net.query_port), block=False, evt_handlers=handlers
         )
@@ -92,6 +122,18 @@ class QueryRetrieveSCP:
         for assoc in self.ae.active_associations:
             close_socket(assoc)
         logger.info("Query/Retrieve SCP stopped")
+
+    def _on_c_store(self, event: evt.Event) -> Dataset:
+        """Refuse objects sent to the query port: they belong on the other."""
+        logger.error(
+            "C-STORE from %s on the query port refused (0x0124)", Peer.of(event.assoc)
+        )
+        status = Dataset()
+        status.Status = STATUS_NOT_AUTHORIZED
+        status.ErrorComment = (
+            f"send objects to port {self.settings.network.storage_port}"
+        )
+        return status
 
     def _on_c_find(self, event: evt.Event) -> Iterator[tuple[int, Dataset | None]]:
         """Answer one C-FIND request (PS3.4 C.4.1); never raises."""
@@ -148,10 +190,12 @@ class QueryRetrieveSCP:
         return ds
 
 
-def _failure(status: int, comment: str) -> tuple[int, Dataset]:
+def _failure(status: int, comment: str) -> tuple[Dataset, None]:
+    """A failure response: the Error Comment goes in the command set."""
     ds = Dataset()
+    ds.Status = status
     ds.ErrorComment = comment[:64]
-    return status, ds
+    return ds, None
 
 
 def _check(

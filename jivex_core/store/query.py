@@ -261,3 +261,32 @@ def find(
             item = dict(row)
             _computed(item, conn, wanted)
             yield item
+
+
+def retrieve_rows(engine: sa.Engine, matching: dict[str, str]) -> list[dict[str, Any]]:
+    """The instances a C-MOVE or C-GET identifier selects, in series order.
+
+    *matching* holds unique keys only (single values or UID lists); the rows
+    carry what sending needs: classes, syntax and the file's relative path.
+    """
+    source = (
+        _P.join(_ST, _ST.c.patient_pk == _P.c.pk)
+        .join(_SE, _SE.c.study_pk == _ST.c.pk)
+        .join(_I, _I.c.series_pk == _SE.c.pk)
+    )
+    query = (
+        sa.select(
+            _I.c.SOPClassUID,
+            _I.c.SOPInstanceUID,
+            _I.c.TransferSyntaxUID,
+            _I.c.path,
+        )
+        .select_from(source)
+        .order_by(_ST.c.pk, _SE.c.SeriesNumber, _SE.c.pk, _I.c.InstanceNumber, _I.c.pk)
+    )
+    for keyword, value in matching.items():
+        clause = condition(keyword, value)
+        if clause is not None:
+            query = query.where(clause)
+    with engine.connect() as conn:
+        return [dict(row) for row in conn.execute(query).mappings()]

@@ -1,0 +1,386 @@
+"""C-MOVE and C-GET of the Query/Retrieve SCP (PS3.4 C.4.2 and C.4.3).
+
+pynetdicom's own retrieve SCP wants every object as a decoded pydicom data
+set and converts it on the way out; an archive sends files. So the Q/R
+service class is replaced by :class:`QueryRetrieveService`, which answers
+C-FIND through pynetdicom as before and runs retrieves itself: matching in
+SQL on the unique keys, sub-operations through the Storage SCU
+(:mod:`jivex_core.services.storage_scu`), a pending response with the counts
+after each, and C-CANCEL checked before each sub-operation.
+
+Final statuses: 0000 all stored; B000 some failed or had warnings; A702 none
+could be stored; FE00 cancelled; A801 Move Destination not in the remote AE
+table; A900 identifier does not fit the model; A701 more than 65,535
+matches; C000 unable to process. Failures, warnings and cancels carry the
+counts and the Failed SOP Instance UID List (PS3.4 C.4.2.1.6).
+"""
+
+from __future__ import annotations
+
+import logging
+from io import BytesIO
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import association as association_module
+from pynetdicom.dimse_primitives import C_GET, C_MOVE
+from pynetdicom.dsutils import decode, encode
+from pynetdicom.service_class import QueryRetrieveServiceClass
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+from jivex_core.config import Settings
+from jivex_core.services import storage_scu
+from jivex_core.services.association import Peer, make_ae
+from jivex_core.services.storage_scu import AssociationError, Outcome, Outgoing
+from jivex_core.store import Store
+from jivex_core.store.query import LEVELS, UNIQUE, QueryError, retrieve_rows
+
+logger = logging.getLogger(__name__)
+
+STATUS_SUCCESS = 0x0000
+STATUS_PENDING = 0xFF00
+STATUS_CANCELLED = 0xFE00
+STATUS_WARNING = 0xB000
+STATUS_TOO_MANY_MATCHES = 0xA701
+STATUS_UNABLE_TO_PERFORM = 0xA702
+STATUS_UNKNOWN_DESTINATION = 0xA801
+STATUS_IDENTIFIER_MISMATCH = 0xA900
+STATUS_UNABLE_TO_PROCESS = 0xC000
+
+#: Number of ... Sub-operations are US: a retrieve cannot count beyond this.
+MAX_SUBOPERATIONS = 65535
+
+PATIENT_ROOT = {
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    PatientRootQueryRetrieveInformationModelGet,
+}
+RETRIEVE_MODELS = {
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelMove,
+    PatientRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelGet,
+}
+QUERY_RETRIEVE_MODELS = RETRIEVE_MODELS | {
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+}
+
+
+class Retriever:
+    """What a retrieve needs from the core: settings, store, a sending AE."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.scu_ae = make_ae(settings)
+
+    def select(self, identifier: Dataset, patient_root: bool) -> tuple[str, list]:
+        """The level and the objects a retrieve identifier asks for.
+
+        The identifier holds the unique key of its level (one value or a
+        list) and, as PS3.4 C.4.2.2.1 asks, those of the levels above; SCUs
+        that leave the upper ones out are served all the same, and other
+        keys are ignored. Raises QueryError naming what is wrong.
+        """
+        level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
+        allowed = LEVELS if patient_root else LEVELS[1:]
+        if level not in allowed:
+            raise QueryError(
+                f"QueryRetrieveLevel '{level}' is not one of {', '.join(allowed)}"
+            )
+        depth = LEVELS.index(level)
+        matching: dict[str, str] = {}
+        for index, name in enumerate(LEVELS):
+            keyword = UNIQUE[name]
+            value = _text(identifier.get(keyword))
+            if index > depth:
+                if value:
+                    raise QueryError(f"{keyword} is below the {level} level")
+                continue
+            if index < (0 if patient_root else 1):
+                # Study Root: Patient ID is a study attribute, a plain key.
+                if value and "*" not in value and "?" not in value:
+                    matching[keyword] = value
+                continue
+            if "*" in value or "?" in value:
+                raise QueryError(f"{keyword} '{value}' holds a wild card")
+            if index == depth and not value:
+                raise QueryError(f"a {level} retrieve needs {keyword}")
+            if value:
+                matching[keyword] = value
+        rows = retrieve_rows(self.store.index.engine, matching)
+        data_dir = self.store.data_dir
+        return level, [
+            Outgoing(
+                r["SOPClassUID"],
+                r["SOPInstanceUID"],
+                r["TransferSyntaxUID"],
+                data_dir / r["path"],
+            )
+            for r in rows
+        ]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v).strip() for v in value)
+    return str(value).strip()
+
+
+class QueryRetrieveService(QueryRetrieveServiceClass):
+    """pynetdicom's Q/R service class with our own C-MOVE and C-GET."""
+
+    def __init__(self, assoc: Any) -> None:
+        super().__init__(assoc)
+        # pynetdicom forgets the C-CANCELs received before it serves the
+        # request; one sent right after its request still counts.
+        self._early_cancels = dict(assoc.dimse.cancel_req)
+
+    def SCP(self, req: Any, context: Any) -> None:
+        """Serve one C-FIND, C-MOVE or C-GET request."""
+        early = self._early_cancels.get(req.MessageID)
+        if early is not None:
+            self.dimse.cancel_req[req.MessageID] = early
+        retriever = getattr(self.ae, "jivex_retriever", None)
+        if retriever is not None and isinstance(req, C_MOVE | C_GET):
+            _Retrieve(self, retriever, req, context).run()
+        else:
+            super().SCP(req, context)
+
+
+class _Retrieve:
+    """One C-MOVE or C-GET request, from identifier to final response."""
+
+    def __init__(
+        self,
+        service: QueryRetrieveService,
+        retriever: Retriever,
+        req: C_MOVE | C_GET,
+        context: Any,
+    ) -> None:
+        self.service = service
+        self.retriever = retriever
+        self.req = req
+        self.context = context
+        self.is_move = isinstance(req, C_MOVE)
+        self.name = "C-MOVE" if self.is_move else "C-GET"
+        self.peer = Peer.of(service.assoc)
+        self.remaining = 0
+        self.completed = 0
+        self.failed = 0
+        self.warning = 0
+        self.failed_uids: list[str] = []
+        self.cancelled = False
+        self._msg_id = int(req.MessageID)
+
+    # Responses -------------------------------------------------------------
+
+    def _response(self, status: int) -> C_MOVE | C_GET:
+        rsp = C_MOVE() if self.is_move else C_GET()
+        rsp.MessageIDBeingRespondedTo = self.req.MessageID
+        rsp.AffectedSOPClassUID = self.req.AffectedSOPClassUID
+        rsp.Status = status
+        return rsp
+
+    def _send(self, rsp: C_MOVE | C_GET) -> None:
+        self.service.dimse.send_msg(rsp, self.context.context_id)
+
+    def _refuse(self, status: int, comment: str) -> None:
+        logger.error(
+            "%s from %s refused with 0x%04X: %s", self.name, self.peer, status, comment
+        )
+        rsp = self._response(status)
+        rsp.ErrorComment = comment[:64]
+        self._send(rsp)
+
+    def _counted(self, status: int, *, remaining: bool) -> None:
+        rsp = self._response(status)
+        if remaining:
+            rsp.NumberOfRemainingSuboperations = self.remaining
+        rsp.NumberOfCompletedSuboperations = self.completed
+        rsp.NumberOfFailedSuboperations = self.failed
+        rsp.NumberOfWarningSuboperations = self.warning
+        if status not in (STATUS_PENDING, STATUS_SUCCESS) and self.failed_uids:
+            ds = Dataset()
+            ds.FailedSOPInstanceUIDList = self.failed_uids
+            ts = self.context.transfer_syntax[0]
+            raw = encode(ds, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
+            rsp.Identifier = BytesIO(raw or b"")
+        self._send(rsp)
+
+    # The request -----------------------------------------------------------
+
+    def run(self) -> None:
+        """Answer the request; never raises into pynetdicom."""
+        try:
+            self._run()
+        except Exception as exc:
+            logger.exception("%s from %s failed", self.name, self.peer)
+            if self.service.assoc.is_established:
+                self._refuse(STATUS_UNABLE_TO_PROCESS, f"retrieve failed: {exc}")
+
+    def _run(self) -> None:
+        ts = self.context.transfer_syntax[0]
+        try:
+            identifier = decode(
+                self.req.Identifier,
+                ts.is_implicit_VR,
+                ts.is_little_endian,
+                ts.is_deflated,
+            )
+        except Exception as exc:
+            self._refuse(STATUS_UNABLE_TO_PROCESS, f"identifier unreadable: {exc}")
+            return
+        node = None
+        if self.is_move:
+            destination = str(self.req.MoveDestination or "").strip()
+            node = self.retriever.settings.remote_node(destination)
+            if node is None:
+                self._refuse(
+                    STATUS_UNKNOWN_DESTINATION,
+                    f"Move Destination '{destination}' is not a known AE",
+                )
+                return
+        patient_root = self.req.AffectedSOPClassUID in PATIENT_ROOT
+        try:
+            level, objects = self.retriever.select(identifier, patient_root)
+        except QueryError as exc:
+            self._refuse(STATUS_IDENTIFIER_MISMATCH, str(exc))
+            return
+        if len(objects) > MAX_SUBOPERATIONS:
+            self._refuse(
+                STATUS_TOO_MANY_MATCHES,
+                f"{len(objects)} instances match; at most 65535 per retrieve",
+            )
+            return
+        self.remaining = len(objects)
+        if self.is_move:
+            self._move(objects, node)
+        else:
+            self._deliver(self.service.assoc, objects, originator=None)
+        self._finish(level, node.ae_title if node else "")
+
+    def _cancelled(self) -> bool:
+        return self.service.is_cancelled(self.req.MessageID)
+
+    def _next_msg_id(self) -> int:
+        self._msg_id = self._msg_id % 65535 + 1
+        return self._msg_id
+
+    def _record(self, outcome: Outcome, log: bool = True) -> None:
+        self.remaining -= 1
+        if outcome.category == "success":
+            self.completed += 1
+        elif outcome.category == "warning":
+            self.warning += 1
+        else:
+            self.failed += 1
+            self.failed_uids.append(outcome.sop_instance)
+            if not log:
+                return
+            logger.warning(
+                "%s sub-operation for %s failed: %s",
+                self.name,
+                outcome.sop_instance,
+                outcome.reason,
+            )
+
+    def _fail_all(self, objects: list[Outgoing], reason: str) -> None:
+        logger.warning(
+            "%s: %d sub-operations failed: %s", self.name, len(objects), reason
+        )
+        for obj in objects:
+            self._record(Outcome(obj.sop_instance, None, "failure", reason), False)
+
+    def _deliver(
+        self, assoc: Any, objects: list[Outgoing], originator: tuple | None
+    ) -> bool:
+        """Send *objects* on *assoc*; False when cancelled."""
+        for index, obj in enumerate(objects):
+            if self._cancelled():
+                self.cancelled = True
+                return False
+            if not assoc.is_established:
+                self._fail_all(objects[index:], "the association was lost")
+                return True
+            outcome = storage_scu.store(
+                assoc, obj, msg_id=self._next_msg_id(), move_originator=originator
+            )
+            self._record(outcome)
+            if self.service.assoc.is_established:
+                self._counted(STATUS_PENDING, remaining=True)
+        return True
+
+    def _move(self, objects: list[Outgoing], node: Any) -> None:
+        originator = (self.service.assoc.requestor.ae_title, self.req.MessageID)
+        ae = self.retriever.scu_ae
+        for contexts in storage_scu.plan_contexts(objects):
+            if self._cancelled():
+                self.cancelled = True
+                return
+            classes = {str(cx.abstract_syntax) for cx in contexts}
+            batch = [obj for obj in objects if obj.sop_class in classes]
+            try:
+                assoc = storage_scu.associate(ae, node, contexts)
+            except AssociationError as exc:
+                self._fail_all(batch, str(exc))
+                continue
+            try:
+                finished = self._deliver(assoc, batch, originator)
+            finally:
+                if assoc.is_established:
+                    assoc.release()
+            if not finished:
+                return
+
+    def _finish(self, level: str, destination: str) -> None:
+        if not self.service.assoc.is_established:
+            logger.warning("%s from %s: the requestor went away", self.name, self.peer)
+            return
+        if self.cancelled:
+            status = STATUS_CANCELLED
+        elif not self.failed and not self.warning:
+            status = STATUS_SUCCESS
+        elif not self.completed and not self.warning:
+            status = STATUS_UNABLE_TO_PERFORM
+        else:
+            status = STATUS_WARNING
+        logger.info(
+            "%s from %s%s at %s level: %d completed, %d failed, %d warnings, "
+            "%d remaining (0x%04X)",
+            self.name,
+            self.peer,
+            f" to '{destination}'" if destination else "",
+            level,
+            self.completed,
+            self.failed,
+            self.warning,
+            self.remaining,
+            status,
+        )
+        self._counted(status, remaining=status == STATUS_CANCELLED)
+
+
+_original_service_class = association_module.uid_to_service_class
+
+
+def _service_class_for(uid: str) -> Any:
+    if uid in QUERY_RETRIEVE_MODELS:
+        return QueryRetrieveService
+    return _original_service_class(uid)
+
+
+# pynetdicom's association picks the service class by this name.
+association_module.uid_to_service_class = _service_class_for

@@ -1,0 +1,203 @@
+"""JiveX DICOM Storage SCU Service (statement 3.2.5): sending stored objects.
+
+Used by C-MOVE sub-operations now, and by sends and routing later. For each
+SOP class to send, the association proposes one context per stored transfer
+syntax, plus Explicit and Implicit VR Little Endian as fallbacks (Implicit
+VR Little Endian is the one syntax every SCP accepts). An object goes out as
+stored, byte for byte from its file, when the peer accepted that syntax; when
+it accepted only an uncompressed one, the object is decoded, its pixel data
+decompressed, and the data set otherwise sent unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+from pynetdicom import AE, _config, evt
+from pynetdicom.association import Association
+from pynetdicom.presentation import PresentationContext, build_context
+from pynetdicom.status import code_to_category
+
+from jivex_core.config import RemoteNode
+from jivex_core.services.association import set_nodelay
+
+logger = logging.getLogger(__name__)
+
+# Objects sent as stored are streamed from their files after the File Meta
+# instead of being decoded by pydicom and encoded again.
+_config.STORE_SEND_CHUNKED_DATASET = True
+
+#: A-ASSOCIATE-RQ carries at most 128 presentation contexts (PS3.8 9.3.2.2:
+#: odd context IDs 1-255).
+MAX_CONTEXTS = 128
+
+UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One stored object to send."""
+
+    sop_class: str
+    sop_instance: str
+    transfer_syntax: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one C-STORE sub-operation."""
+
+    sop_instance: str
+    status: int | None  # None: no C-STORE-RSP (not sent, or no answer)
+    category: str  # "success", "warning" or "failure"
+    reason: str = ""
+
+    @property
+    def stored(self) -> bool:
+        """Warnings (B000, B006, B007) mean the peer stored the object."""
+        return self.category in ("success", "warning")
+
+
+class AssociationError(Exception):
+    """The peer could not be reached or refused the association."""
+
+
+def plan_contexts(objects: Iterable[Outgoing]) -> list[list[PresentationContext]]:
+    """Presentation contexts for *objects*, split into associations of 128.
+
+    An object's SOP class keeps all its contexts in the same association, so
+    each object can be sent on one of the associations.
+    """
+    by_class: dict[str, list[str]] = {}
+    for obj in objects:
+        syntaxes = by_class.setdefault(obj.sop_class, [])
+        if obj.transfer_syntax not in syntaxes:
+            syntaxes.append(obj.transfer_syntax)
+    batches: list[list[PresentationContext]] = [[]]
+    for sop_class, syntaxes in by_class.items():
+        fallbacks = [ts for ts in UNCOMPRESSED if ts not in syntaxes]
+        contexts = [build_context(sop_class, ts) for ts in [*syntaxes, *fallbacks]]
+        if len(batches[-1]) + len(contexts) > MAX_CONTEXTS:
+            batches.append([])
+        batches[-1].extend(contexts)
+    return [batch for batch in batches if batch]
+
+
+def associate(
+    ae: AE, node: RemoteNode, contexts: list[PresentationContext]
+) -> Association:
+    """Open an association to *node*; AssociationError says why not."""
+    connected: list[bool] = []
+    assoc = ae.associate(
+        node.host,
+        node.port,
+        contexts=contexts,
+        ae_title=node.ae_title,
+        max_pdu=node.max_pdu,
+        evt_handlers=[(evt.EVT_CONN_OPEN, lambda _event: connected.append(True))],
+    )
+    if assoc.is_established:
+        set_nodelay(assoc)
+        return assoc
+    if assoc.is_rejected:
+        reason = "rejected the association"
+        rsp = getattr(assoc.acceptor, "primitive", None)
+        if rsp is not None and getattr(rsp, "reason_str", None):
+            reason += f" ({rsp.reason_str})"
+    elif not connected:
+        reason = "could not be reached"
+    else:
+        reason = "aborted the association request"
+    raise AssociationError(f"'{node.ae_title}' at {node.host}:{node.port} {reason}")
+
+
+def _context_for(assoc: Association, sop_class: str, syntaxes: Iterable[str]) -> Any:
+    for ts in syntaxes:
+        for cx in assoc.accepted_contexts:
+            if (
+                cx.abstract_syntax == sop_class
+                and cx.transfer_syntax[0] == ts
+                and cx.as_scu
+            ):
+                return cx
+    return None
+
+
+def converted(obj: Outgoing, transfer_syntax: str) -> Dataset:
+    """*obj* decoded and re-encoded for an uncompressed *transfer_syntax*.
+
+    Pixel data are decompressed (or byte-swapped from big endian); every other
+    element is sent as stored.
+    """
+    ds = dcmread(obj.path)
+    # Convert every raw element now, so that its VR is known when it is
+    # encoded in another syntax (implicit VR elements carry none).
+    for _elem in ds.iterall():
+        pass
+    stored = UID(obj.transfer_syntax)
+    if stored.is_compressed and "PixelData" in ds:
+        ds.decompress()
+    elif stored == ExplicitVRBigEndian and "PixelData" in ds:
+        bits = int(ds.get("BitsAllocated", 8) or 8)
+        if bits > 8:
+            dtype = np.dtype(f">u{bits // 8}")
+            ds.PixelData = np.frombuffer(ds.PixelData, dtype).byteswap().tobytes()
+    ds.file_meta.TransferSyntaxUID = UID(transfer_syntax)
+    return ds
+
+
+def store(
+    assoc: Association,
+    obj: Outgoing,
+    *,
+    msg_id: int,
+    move_originator: tuple[str, int] | None = None,
+) -> Outcome:
+    """Send *obj* on *assoc* with one C-STORE; never raises."""
+    exact = _context_for(assoc, obj.sop_class, [obj.transfer_syntax])
+    fallback = None if exact else _context_for(assoc, obj.sop_class, UNCOMPRESSED)
+    if exact is None and fallback is None:
+        return Outcome(
+            obj.sop_instance,
+            None,
+            "failure",
+            f"the peer accepted no presentation context for {UID(obj.sop_class).name}"
+            " in the SCU role",
+        )
+    originator_ae, originator_id = move_originator or (None, None)
+    try:
+        payload: Path | Dataset = obj.path
+        if exact is None:
+            payload = converted(obj, fallback.transfer_syntax[0])
+        status_ds = assoc.send_c_store(
+            payload,
+            msg_id=msg_id,
+            originator_aet=originator_ae,
+            originator_id=originator_id,
+        )
+    except Exception as exc:  # unreadable file, undecodable pixel data...
+        logger.warning("C-STORE of %s not sent: %s", obj.sop_instance, exc)
+        return Outcome(obj.sop_instance, None, "failure", f"not sent: {exc}")
+    status = status_ds.get("Status") if status_ds is not None else None
+    if status is None:
+        return Outcome(obj.sop_instance, None, "failure", "no C-STORE response")
+    category = code_to_category(int(status)).lower()
+    if category not in ("success", "warning"):
+        comment = str(status_ds.get("ErrorComment", "") or "")
+        reason = f"status 0x{int(status):04X}" + (f": {comment}" if comment else "")
+        return Outcome(obj.sop_instance, int(status), "failure", reason)
+    return Outcome(obj.sop_instance, int(status), category)

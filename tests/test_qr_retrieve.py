@@ -1,0 +1,535 @@
+"""Query/Retrieve SCP, C-MOVE and C-GET: DCMTK's movescu and getscu.
+
+The archive holds the query studies of tests/corpus.py (DOE^J1: 9 MR images
+stored in Implicit VR), MR_small in JPEG 2000 lossless (study 4MR1) and a
+generated study of 80 small CT images for the cancel tests. Move
+destinations are DCMTK storescp processes: DEST accepts every syntax it
+knows, PLAIN only uncompressed ones (so JPEG 2000 must be decompressed for
+it), CTONLY only CT Image Storage; DOWN is a port nobody listens on.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import (
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+from tests.corpus import query_archive_files
+from tests.helpers import (
+    JivexServer,
+    dcmtk,
+    free_port,
+    peer_env,
+    run_jivex,
+    wait_for_port,
+)
+
+pytestmark = pytest.mark.interop
+
+MR_STUDY = "1.113654.3.13.1026"
+CT_STUDY = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"
+J2K_FILE = get_testdata_file("MR_small_jp2klossless.dcm")
+J2K_STUDY = "1.3.6.1.4.1.5962.1.2.4.20040826185059.5457"
+BIG_STUDY = generate_uid(prefix="1.2.826.0.1.3680043.8.498.7461.99.")
+BIG_COUNT = 80
+
+CT_ONLY_CONFIG = """\
+[[TransferSyntaxes]]
+[Uncompressed]
+TransferSyntax1 = LocalEndianExplicit
+TransferSyntax2 = LittleEndianImplicit
+
+[[PresentationContexts]]
+[CTOnly]
+PresentationContext1 = CTImageStorage\\Uncompressed
+
+[[Profiles]]
+[CTOnly]
+PresentationContexts = CTOnly
+"""
+
+
+def _big_study(folder: Path) -> list[str]:
+    """BIG_COUNT tiny CT images of one series, as files."""
+    folder.mkdir()
+    series = generate_uid()
+    paths = []
+    for number in range(1, BIG_COUNT + 1):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.PatientName = "Cancel^Test"
+        ds.PatientID = "CANCEL1"
+        ds.StudyInstanceUID = BIG_STUDY
+        ds.SeriesInstanceUID = series
+        ds.Modality = "CT"
+        ds.InstanceNumber = number
+        ds.Rows = ds.Columns = 8
+        ds.BitsAllocated = ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 0
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.PixelData = np.full((8, 8), number, np.uint16).tobytes()
+        path = folder / f"ct{number:03d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(str(path))
+    return paths
+
+
+class StoreSCP:
+    """A DCMTK storescp on a free loopback port, writing into one folder."""
+
+    def __init__(self, root: Path, aet: str, *options: str) -> None:
+        self.aet = aet
+        self.port = free_port()
+        self.out = root / f"received-{aet}"
+        self.out.mkdir()
+        self.log_path = root / f"storescp-{aet}.log"
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [
+                dcmtk("storescp"),
+                "-aet",
+                aet,
+                *options,
+                "-od",
+                str(self.out),
+                str(self.port),
+            ],
+            stdout=log,
+            stderr=log,
+            env=peer_env(),
+        )
+        wait_for_port(self.port, self.proc)
+
+    def clear(self) -> None:
+        for path in self.out.iterdir():
+            path.unlink()
+
+    def received(self) -> dict[str, pydicom.Dataset]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = [pydicom.dcmread(p) for p in sorted(self.out.iterdir())]
+        return {str(ds.SOPInstanceUID): ds for ds in found}
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("retrieve")
+    files = [*query_archive_files(), J2K_FILE, *_big_study(root / "big")]
+    imported = run_jivex("import", "--data", str(root / "data"), *files)
+    assert imported.returncode == 0, imported.stderr
+    (root / "ctonly.cfg").write_text(CT_ONLY_CONFIG)
+    dest = StoreSCP(root, "DEST", "+xa")
+    plain = StoreSCP(root, "PLAIN")
+    ctonly = StoreSCP(root, "CTONLY", "-xf", str(root / "ctonly.cfg"), "CTOnly")
+    remotes = [f"{p.aet}@127.0.0.1:{p.port}" for p in (dest, plain, ctonly)]
+    remotes.append(f"DOWN@127.0.0.1:{free_port()}")
+    server = JivexServer(
+        root / "data", extra=[arg for r in remotes for arg in ("--remote", r)]
+    ).start()
+    yield server, {p.aet: p for p in (dest, plain, ctonly)}, root
+    server.stop()
+    for scp in (dest, plain, ctonly):
+        scp.stop()
+
+
+def movescu(server, destination, *keys, model="-S", extra=()):
+    args = [dcmtk("movescu"), "-d", model, "-aem", destination, "-aec", "JIVEX"]
+    args += [*extra, "127.0.0.1", str(server.query_port)]
+    for key in keys:
+        args[-2:-2] = ["-k", key]
+    run = subprocess.run(
+        args, capture_output=True, text=True, env=peer_env(), timeout=120
+    )
+    return run.returncode, run.stdout + run.stderr
+
+
+def _last_response(log: str) -> str:
+    """The last C-MOVE/C-GET response DCMTK dumped with -d."""
+    blocks = re.findall(
+        r"Message Type\s*: C-(?:MOVE|GET) RSP(.*?)END DIMSE MESSAGE", log, re.S
+    )
+    return blocks[-1] if blocks else ""
+
+
+def final_counts(log: str) -> dict[str, int]:
+    """Counts of the final response; those it left out are missing."""
+    counts = {}
+    block = _last_response(log)
+    for name in ("Remaining", "Completed", "Failed", "Warning"):
+        found = re.search(rf"{name} Suboperations\s*:\s*(\d+)", block)
+        if found:
+            counts[name] = int(found[1])
+    return counts
+
+
+def final_status(log: str) -> str:
+    """The status code of the final response, e.g. '0x0000'."""
+    found = re.search(r"DIMSE Status\s*:\s*(0x[0-9a-f]{4})", _last_response(log))
+    return found[1] if found else ""
+
+
+SUCCESS, WARNING, CANCEL = "0x0000", "0xb000", "0xfe00"
+UNABLE_TO_PERFORM, IDENTIFIER_MISMATCH = "0xa702", "0xa900"
+
+
+def test_move_study_to_a_storescp(setup):
+    server, scps, _ = setup
+    dest = scps["DEST"]
+    dest.clear()
+    rc, log = movescu(
+        server, "DEST", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={MR_STUDY}"
+    )
+    assert rc == 0, log
+    assert final_status(log) == SUCCESS, log
+    stored = {
+        r["SOPInstanceUID"]: r for r in server.ls() if r["StudyInstanceUID"] == MR_STUDY
+    }
+    received = dest.received()
+    assert set(received) == set(stored) and len(received) == 9
+    # Pending responses count down; the final one has the totals.
+    assert re.search(r"Remaining Suboperations\s*: 8\b", log), log
+    assert final_counts(log)["Completed"] == 9
+    # Sent as stored: the same data set, element for element.
+    for uid, row in stored.items():
+        original = pydicom.dcmread(row["path"])
+        assert received[uid].PixelData == original.PixelData
+        assert received[uid].PatientName == original.PatientName
+
+
+def test_move_compressed_object_as_stored_or_decompressed(setup):
+    server, scps, _ = setup
+    original = pydicom.dcmread(J2K_FILE)
+    for name, expected_ts in (
+        ("DEST", original.file_meta.TransferSyntaxUID),
+        ("PLAIN", None),
+    ):
+        scp = scps[name]
+        scp.clear()
+        _rc, log = movescu(
+            server, name, "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={J2K_STUDY}"
+        )
+        assert final_status(log) == SUCCESS, log
+        (ds,) = scp.received().values()
+        if expected_ts:
+            assert ds.file_meta.TransferSyntaxUID == expected_ts
+            assert ds.PixelData == original.PixelData  # the stored bytes
+        else:
+            assert not ds.file_meta.TransferSyntaxUID.is_compressed
+            assert np.array_equal(ds.pixel_array, original.pixel_array)
+
+
+def test_move_at_series_and_image_levels_and_patient_root(setup):
+    server, scps, _ = setup
+    dest = scps["DEST"]
+    rows = [r for r in server.ls() if r["StudyInstanceUID"] == MR_STUDY]
+    two = sorted(r["SOPInstanceUID"] for r in rows)[:2]
+    dest.clear()
+    _, log = movescu(
+        server,
+        "DEST",
+        "QueryRetrieveLevel=IMAGE",
+        f"StudyInstanceUID={MR_STUDY}",
+        f"SeriesInstanceUID={rows[0]['SeriesInstanceUID']}",
+        "SOPInstanceUID=" + "\\".join(two),
+    )
+    assert final_status(log) == SUCCESS, log
+    assert sorted(dest.received()) == two
+    dest.clear()
+    _, log = movescu(
+        server, "DEST", "QueryRetrieveLevel=PATIENT", "PatientID=1CT1", model="-P"
+    )
+    assert final_status(log) == SUCCESS, log
+    assert [ds.StudyInstanceUID for ds in dest.received().values()] == [CT_STUDY]
+    dest.clear()
+    _, log = movescu(
+        server,
+        "DEST",
+        "QueryRetrieveLevel=SERIES",
+        f"StudyInstanceUID={MR_STUDY}",
+        f"SeriesInstanceUID={rows[0]['SeriesInstanceUID']}",
+    )
+    assert final_counts(log)["Completed"] == 9, log
+
+
+def test_unknown_destination_gets_a801_on_the_open_association(setup, tmp_path):
+    server, _, _ = setup
+    queries = []
+    for n in range(2):
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "STUDY"
+        ds.StudyInstanceUID = MR_STUDY
+        path = tmp_path / f"q{n}.dcm"
+        ds.save_as(path, implicit_vr=False, little_endian=True)
+        queries.append(str(path))
+    run = subprocess.run(
+        [
+            dcmtk("movescu"),
+            "-v",
+            "-S",
+            "-aem",
+            "NOBODY",
+            "-aec",
+            "JIVEX",
+            "127.0.0.1",
+            str(server.query_port),
+            *queries,
+        ],
+        capture_output=True,
+        text=True,
+        env=peer_env(),
+        timeout=60,
+    )
+    log = run.stdout + run.stderr
+    # Both requests answered on one association, which ends in a release.
+    assert log.count("Refused: MoveDestinationUnknown") >= 2, log
+    assert log.count("Requesting Association") == 1
+    assert "Releasing Association" in log and "Abort" not in log
+    assert "Move Destination 'NOBODY' is not a known AE" in server.log()
+
+
+def test_destination_down_fails_every_sub_operation(setup):
+    server, _, _ = setup
+    _rc, log = movescu(
+        server, "DOWN", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={MR_STUDY}"
+    )
+    assert final_status(log) != SUCCESS, log
+    assert final_status(log) == UNABLE_TO_PERFORM, log
+    assert final_counts(log) == {"Completed": 0, "Failed": 9, "Warning": 0}
+    # The Failed SOP Instance UID List names all nine.
+    assert log.count("1.113654.5.15.15") >= 9, log
+    assert "could not be reached" in server.log()
+
+
+def test_destination_refusing_some_classes(setup):
+    server, scps, _ = setup
+    ctonly = scps["CTONLY"]
+    ctonly.clear()
+    _rc, log = movescu(
+        server, "CTONLY", "QueryRetrieveLevel=PATIENT", "PatientID=4MR1", model="-P"
+    )
+    assert final_counts(log) == {"Completed": 0, "Failed": 1, "Warning": 0}, log
+    # A patient with CT and no refused class is moved whole.
+    _, log = movescu(
+        server, "CTONLY", "QueryRetrieveLevel=PATIENT", "PatientID=1CT1", model="-P"
+    )
+    assert final_status(log) == SUCCESS, log
+    assert len(ctonly.received()) == 1
+
+
+def test_movescu_cancel_after_first_response(setup):
+    server, scps, _ = setup
+    scps["DEST"].clear()
+    _, log = movescu(
+        server,
+        "DEST",
+        "QueryRetrieveLevel=STUDY",
+        f"StudyInstanceUID={BIG_STUDY}",
+        extra=("--cancel", "1"),
+    )
+    assert final_status(log) == CANCEL, log
+    counts = final_counts(log)
+    assert counts["Remaining"] > 0 and counts["Completed"] < BIG_COUNT, log
+    assert counts["Completed"] + counts["Remaining"] == BIG_COUNT
+    # The SCP goes on serving.
+    _, again = movescu(
+        server, "DEST", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={CT_STUDY}"
+    )
+    assert final_status(again) == SUCCESS, again
+
+
+def test_cancel_right_after_the_request_still_cancels(setup, tmp_path):
+    """The cancel is sent before any sub-operation can start: the
+    destination takes its time to accept the association."""
+    _, _, root = setup
+    slow = AE(ae_title="SLOW")
+    slow.add_supported_context(CTImageStorage)
+    slow.add_supported_context(CTImageStorage, ExplicitVRLittleEndian)
+    received = []
+
+    def on_requested(_event):
+        time.sleep(1.0)
+
+    def on_store(event):
+        received.append(event.request.AffectedSOPInstanceUID)
+        return 0x0000
+
+    slow_port = free_port()
+    scp = slow.start_server(
+        ("127.0.0.1", slow_port),
+        block=False,
+        evt_handlers=[(evt.EVT_REQUESTED, on_requested), (evt.EVT_C_STORE, on_store)],
+    )
+    # SLOW is not in the remote table of the module's server: use another.
+    data = tmp_path / "data"
+    big = sorted(str(p) for p in (root / "big").iterdir())
+    assert run_jivex("import", "--data", str(data), *big).returncode == 0
+    own = JivexServer(data, extra=["--remote", f"SLOW@127.0.0.1:{slow_port}"])
+    own.start()
+    try:
+        scu = AE(ae_title="CANCELLER")
+        scu.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+        assoc = scu.associate("127.0.0.1", own.query_port, ae_title="JIVEX")
+        assert assoc.is_established
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "STUDY"
+        ds.StudyInstanceUID = BIG_STUDY
+        responses = assoc.send_c_move(
+            ds, "SLOW", StudyRootQueryRetrieveInformationModelMove
+        )
+        cx_id = assoc.accepted_contexts[0].context_id
+        assoc.send_c_cancel(1, cx_id)
+        statuses = [(st.Status, st) for st, _ in responses if st]
+        assoc.release()
+        final = statuses[-1][1]
+        assert final.Status == 0xFE00
+        assert final.NumberOfCompletedSuboperations == 0
+        assert final.NumberOfRemainingSuboperations == BIG_COUNT
+        assert received == []
+    finally:
+        own.stop()
+        scp.shutdown()
+
+
+def getscu(server, out: Path, *keys, model="-S"):
+    out.mkdir(exist_ok=True)
+    args = [dcmtk("getscu"), "-d", model, "-aec", "JIVEX", "-od", str(out)]
+    for key in keys:
+        args += ["-k", key]
+    args += ["127.0.0.1", str(server.query_port)]
+    run = subprocess.run(
+        args, capture_output=True, text=True, env=peer_env(), timeout=120
+    )
+    return run.returncode, run.stdout + run.stderr
+
+
+def test_getscu_retrieves_a_study_and_a_patient(setup, tmp_path):
+    server, _, _ = setup
+    rc, log = getscu(
+        server,
+        tmp_path / "a",
+        "QueryRetrieveLevel=STUDY",
+        f"StudyInstanceUID={MR_STUDY}",
+    )
+    assert rc == 0 and final_status(log) == SUCCESS, log
+    assert len(list((tmp_path / "a").iterdir())) == 9
+    assert final_counts(log)["Completed"] == 9
+    rc, log = getscu(
+        server,
+        tmp_path / "b",
+        "QueryRetrieveLevel=PATIENT",
+        "PatientID=1CT1",
+        model="-P",
+    )
+    assert final_status(log) == SUCCESS, log
+    assert len(list((tmp_path / "b").iterdir())) == 1
+
+
+def test_get_without_role_selection_fails_cleanly(setup):
+    server, _, _ = setup
+    scu = AE(ae_title="NOROLES")
+    scu.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    scu.add_requested_context(CTImageStorage)  # no SCP/SCU role selection
+    assoc = scu.associate("127.0.0.1", server.query_port, ae_title="JIVEX")
+    assert assoc.is_established
+    # We may not take the SCU role for it, so the context is refused.
+    assert [str(cx.abstract_syntax) for cx in assoc.accepted_contexts] == [
+        StudyRootQueryRetrieveInformationModelGet
+    ]
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.StudyInstanceUID = CT_STUDY
+    done = threading.Event()
+    results = []
+
+    def run():
+        results.extend(
+            (st, ident)
+            for st, ident in assoc.send_c_get(
+                ds, StudyRootQueryRetrieveInformationModelGet
+            )
+        )
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert done.wait(30), "C-GET without storage contexts hangs"
+    assoc.release()
+    status, identifier = results[-1]
+    assert status.Status == 0xA702
+    assert status.NumberOfFailedSuboperations == 1
+    assert status.NumberOfCompletedSuboperations == 0
+    (ct,) = [r for r in server.ls() if r["StudyInstanceUID"] == CT_STUDY]
+    assert identifier.FailedSOPInstanceUIDList == ct["SOPInstanceUID"]
+
+
+def test_bad_retrieve_identifiers(setup):
+    server, _, _ = setup
+    for keys, comment in [
+        (["QueryRetrieveLevel=STUDY"], "a STUDY retrieve needs StudyInstanceUID"),
+        (["QueryRetrieveLevel=WARD", "StudyInstanceUID=1.2"], "is not one of"),
+        (["QueryRetrieveLevel=STUDY", "StudyInstanceUID=1.2*"], "holds a wild card"),
+        (
+            [
+                "QueryRetrieveLevel=STUDY",
+                f"StudyInstanceUID={MR_STUDY}",
+                "SOPInstanceUID=1.2",
+            ],
+            "below the STUDY level",
+        ),
+    ]:
+        _, log = movescu(server, "DEST", *keys)
+        assert final_status(log) == IDENTIFIER_MISMATCH, log
+        assert comment in server.log()
+    # Nothing matches: success with no sub-operations.
+    _, log = movescu(
+        server, "DEST", "QueryRetrieveLevel=STUDY", "StudyInstanceUID=1.2.3.4"
+    )
+    assert final_status(log) == SUCCESS, log
+
+
+def test_storing_on_the_query_port_is_refused(setup):
+    server, _, _ = setup
+    run = subprocess.run(
+        [
+            dcmtk("storescu"),
+            "-aec",
+            "JIVEX",
+            "127.0.0.1",
+            str(server.query_port),
+            get_testdata_file("CT_small.dcm"),
+        ],
+        capture_output=True,
+        text=True,
+        env=peer_env(),
+        timeout=60,
+    )
+    log = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "Association Rejected" in log, log
+    assert "none of its" in server.log()
