@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 import warnings
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,10 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
+from pynetdicom.dimse_primitives import C_MOVE
+from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 from pynetdicom.sop_class import (
+    StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
@@ -533,3 +537,127 @@ def test_storing_on_the_query_port_is_refused(setup):
     assert run.returncode != 0
     assert "Association Rejected" in log, log
     assert "none of its" in server.log()
+
+
+def test_findscu_cancel_ends_with_fe00(setup, tmp_path):
+    server, _, _ = setup
+    (series,) = {
+        r["SeriesInstanceUID"]
+        for r in server.ls()
+        if r["StudyInstanceUID"] == BIG_STUDY
+    }
+    run = subprocess.run(
+        [
+            dcmtk("findscu"),
+            *("-v", "-S", "-aec", "JIVEX", "--cancel", "1"),
+            *("-k", "QueryRetrieveLevel=IMAGE", "-k", f"StudyInstanceUID={BIG_STUDY}"),
+            *("-k", f"SeriesInstanceUID={series}", "-k", "SOPInstanceUID"),
+            *("127.0.0.1", str(server.query_port)),
+        ],
+        capture_output=True,
+        text=True,
+        env=peer_env(),
+        timeout=60,
+    )
+    log = run.stdout + run.stderr
+    assert "Sending Cancel Request" in log, log
+    assert "MatchingTerminatedDueToCancelRequest" in log, log
+    assert log.count("Find Response:") < BIG_COUNT + 1
+
+
+def test_move_destination_from_the_config_file(setup, tmp_path):
+    _, scps, _ = setup
+    dest = scps["DEST"]
+    config = tmp_path / "jivex.toml"
+    config.write_text(
+        f'[[remote]]\nae_title = "ARCHIVE2"\nhost = "127.0.0.1"\nport = {dest.port}\n'
+    )
+    data = tmp_path / "data"
+    assert run_jivex("import", "--data", str(data), J2K_FILE).returncode == 0
+    own = JivexServer(data, config=config).start()
+    try:
+        dest.clear()
+        _, log = movescu(
+            own, "ARCHIVE2", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={J2K_STUDY}"
+        )
+        assert final_status(log) == SUCCESS, log
+        assert len(dest.received()) == 1
+    finally:
+        own.stop()
+
+
+def test_malformed_identifier_gets_c000_and_the_scp_keeps_serving(setup):
+    server, _, _ = setup
+    scu = AE(ae_title="GARBLER")
+    scu.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+    assoc = scu.associate("127.0.0.1", server.query_port, ae_title="JIVEX")
+    assert assoc.is_established
+    req = C_MOVE()
+    req.MessageID = 7
+    req.AffectedSOPClassUID = StudyRootQueryRetrieveInformationModelMove
+    req.Priority = 2
+    req.MoveDestination = "DEST"
+    # An element header promising more bytes than follow.
+    req.Identifier = BytesIO(b"\x08\x00\x52\x00\xff\xff\x00\x00STU")
+    cx_id = assoc.accepted_contexts[0].context_id
+    assoc._reactor_checkpoint.clear()
+    while not assoc._is_paused:
+        time.sleep(0.001)
+    assoc.dimse.send_msg(req, cx_id)
+    _, rsp = assoc.dimse.get_msg(block=True)
+    assoc._reactor_checkpoint.set()
+    assert rsp.Status == 0xC000
+    assert "malformed identifier" in rsp.ErrorComment
+    assoc.release()
+    _, log = movescu(
+        server, "DEST", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={CT_STUDY}"
+    )
+    assert final_status(log) == SUCCESS, log
+
+
+def test_relational_retrieval_is_not_offered(setup):
+    """SOP Class Extended Negotiation asking for relational queries gets no
+    agreement back (PS3.4 C.5.1.1), and a relational-style query, which
+    leaves out the unique keys above its level, is refused."""
+    server, _, _ = setup
+    scu = AE(ae_title="RELATIONAL")
+    scu.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    item = SOPClassExtendedNegotiation()
+    item.sop_class_uid = StudyRootQueryRetrieveInformationModelFind
+    item.service_class_application_information = b"\x01"
+    assoc = scu.associate(
+        "127.0.0.1", server.query_port, ae_title="JIVEX", ext_neg=[item]
+    )
+    assert assoc.is_established
+    assert not assoc.acceptor.sop_class_extended
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "SERIES"
+    ds.SeriesInstanceUID = ""
+    ds.Modality = "CT"
+    statuses = [
+        st.Status
+        for st, _ in assoc.send_c_find(ds, StudyRootQueryRetrieveInformationModelFind)
+        if st
+    ]
+    assoc.release()
+    assert statuses == [0xA900]
+
+
+def test_association_limit_on_the_query_port(tmp_path):
+    config = tmp_path / "jivex.toml"
+    config.write_text("[network]\nmax_associations = 1\n")
+    server = JivexServer(tmp_path / "data", config=config).start()
+    try:
+        scu = AE(ae_title="FIRST")
+        scu.add_requested_context("1.2.840.10008.1.1")
+        first = scu.associate("127.0.0.1", server.query_port, ae_title="JIVEX")
+        assert first.is_established
+        second = scu.associate("127.0.0.1", server.query_port, ae_title="JIVEX")
+        assert second.is_rejected
+        first.release()
+        time.sleep(0.5)
+        third = scu.associate("127.0.0.1", server.query_port, ae_title="JIVEX")
+        assert third.is_established
+        third.release()
+    finally:
+        server.stop()

@@ -24,7 +24,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pynetdicom import association as association_module
 from pynetdicom.dimse_primitives import C_GET, C_MOVE
-from pynetdicom.dsutils import decode, encode
+from pynetdicom.dsutils import encode
 from pynetdicom.service_class import QueryRetrieveServiceClass
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
@@ -40,6 +40,7 @@ from jivex_core.services import storage_scu
 from jivex_core.services.association import Peer, make_ae
 from jivex_core.services.storage_scu import AssociationError, Outcome, Outgoing
 from jivex_core.store import Store
+from jivex_core.store.dicomfile import decode_identifier
 from jivex_core.store.query import LEVELS, UNIQUE, QueryError, retrieve_rows
 
 logger = logging.getLogger(__name__)
@@ -234,14 +235,11 @@ class _Retrieve:
     def _run(self) -> None:
         ts = self.context.transfer_syntax[0]
         try:
-            identifier = decode(
-                self.req.Identifier,
-                ts.is_implicit_VR,
-                ts.is_little_endian,
-                ts.is_deflated,
+            identifier = decode_identifier(
+                self.req.Identifier.getvalue(), ts.is_implicit_VR, ts.is_little_endian
             )
-        except Exception as exc:
-            self._refuse(STATUS_UNABLE_TO_PROCESS, f"identifier unreadable: {exc}")
+        except ValueError as exc:
+            self._refuse(STATUS_UNABLE_TO_PROCESS, str(exc))
             return
         node = None
         if self.is_move:

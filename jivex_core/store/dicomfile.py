@@ -232,6 +232,8 @@ class _Walker:
     ) -> None:
         self.buf = buf
         self.keep = keep
+        # Strict: a cut-short last element is malformed, not tolerated.
+        self.strict = False
         self.truncated = False
         self.implicit = implicit
         self.little = little
@@ -290,7 +292,7 @@ class _Walker:
             else:
                 vend = value_end = vpos + length
                 if vend > end:
-                    if depth == 0 and until is None:
+                    if depth == 0 and until is None and not self.strict:
                         # Only the last element can end early; tolerated.
                         logger.warning(
                             "The data set ends inside (%04X,%04X); stored as "
@@ -601,3 +603,18 @@ def integer(ds: Dataset, keyword: str) -> int | None:
     except Exception:
         logger.warning("Attribute %s is not an integer; not indexed", keyword)
         return None
+
+
+def decode_identifier(data: bytes, implicit: bool, little: bool) -> Dataset:
+    """A DIMSE identifier, decoded strictly.
+
+    pydicom reads a cut-short value as if it were whole; a request whose
+    identifier is not well formed must be refused instead (C000), so this
+    raises ValueError naming what is wrong.
+    """
+    walker = _Walker(data, implicit, little)
+    walker.strict = True
+    try:
+        return walker.scan()
+    except _Malformed as exc:
+        raise ValueError(f"malformed identifier: {exc}") from None
