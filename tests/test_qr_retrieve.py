@@ -5,7 +5,8 @@ stored in Implicit VR), MR_small in JPEG 2000 lossless (study 4MR1) and a
 generated study of 80 small CT images for the cancel tests. Move
 destinations are DCMTK storescp processes: DEST accepts every syntax it
 knows, PLAIN only uncompressed ones (so JPEG 2000 must be decompressed for
-it), CTONLY only CT Image Storage; DOWN is a port nobody listens on.
+it), CTONLY only CT Image Storage, REFUSER rejects every association; DOWN
+is a port nobody listens on.
 """
 
 from __future__ import annotations
@@ -152,14 +153,16 @@ def setup(tmp_path_factory):
     dest = StoreSCP(root, "DEST", "+xa")
     plain = StoreSCP(root, "PLAIN")
     ctonly = StoreSCP(root, "CTONLY", "-xf", str(root / "ctonly.cfg"), "CTOnly")
-    remotes = [f"{p.aet}@127.0.0.1:{p.port}" for p in (dest, plain, ctonly)]
+    refuser = StoreSCP(root, "REFUSER", "--refuse")
+    scps = (dest, plain, ctonly, refuser)
+    remotes = [f"{p.aet}@127.0.0.1:{p.port}" for p in scps]
     remotes.append(f"DOWN@127.0.0.1:{free_port()}")
     server = JivexServer(
         root / "data", extra=[arg for r in remotes for arg in ("--remote", r)]
     ).start()
-    yield server, {p.aet: p for p in (dest, plain, ctonly)}, root
+    yield server, {p.aet: p for p in scps}, root
     server.stop()
-    for scp in (dest, plain, ctonly):
+    for scp in scps:
         scp.stop()
 
 
@@ -329,6 +332,17 @@ def test_destination_down_fails_every_sub_operation(setup):
     # The Failed SOP Instance UID List names all nine.
     assert log.count("1.113654.5.15.15") >= 9, log
     assert "could not be reached" in server.log()
+
+
+def test_destination_rejecting_the_association(setup):
+    server, _, _ = setup
+    _, log = movescu(
+        server, "REFUSER", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={CT_STUDY}"
+    )
+    assert final_status(log) == UNABLE_TO_PERFORM, log
+    assert final_counts(log) == {"Completed": 0, "Failed": 1, "Warning": 0}
+    assert "'REFUSER' at 127.0.0.1" in server.log()
+    assert "rejected the association" in server.log()
 
 
 def test_destination_refusing_some_classes(setup):
