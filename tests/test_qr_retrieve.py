@@ -675,3 +675,49 @@ def test_association_limit_on_the_query_port(tmp_path):
         third.release()
     finally:
         server.stop()
+
+
+def test_move_stops_when_the_requestor_aborts(setup, tmp_path):
+    _, _, root = setup
+    slow = AE(ae_title="SLOWSTORE")
+    slow.add_supported_context(CTImageStorage)
+    slow.add_supported_context(CTImageStorage, ExplicitVRLittleEndian)
+    received = []
+
+    def on_store(event):
+        time.sleep(0.05)
+        received.append(event.request.AffectedSOPInstanceUID)
+        return 0x0000
+
+    slow_port = free_port()
+    scp = slow.start_server(
+        ("127.0.0.1", slow_port),
+        block=False,
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+    )
+    data = tmp_path / "data"
+    big = sorted(str(p) for p in (root / "big").iterdir())
+    assert run_jivex("import", "--data", str(data), *big).returncode == 0
+    own = JivexServer(data, extra=["--remote", f"SLOWSTORE@127.0.0.1:{slow_port}"])
+    own.start()
+    try:
+        scu = AE(ae_title="QUITTER")
+        scu.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+        assoc = scu.associate("127.0.0.1", own.query_port, ae_title="JIVEX")
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "STUDY"
+        ds.StudyInstanceUID = BIG_STUDY
+        responses = assoc.send_c_move(
+            ds, "SLOWSTORE", StudyRootQueryRetrieveInformationModelMove
+        )
+        status, _ = next(responses)
+        assert status.Status == 0xFF00
+        assoc.abort()
+        deadline = time.monotonic() + 10
+        while "stopped: the requestor's association ended" not in own.log():
+            assert time.monotonic() < deadline, own.log()
+            time.sleep(0.1)
+        assert len(received) < BIG_COUNT / 2
+    finally:
+        own.stop()
+        scp.shutdown()

@@ -310,6 +310,10 @@ class _Retrieve:
             if self._cancelled():
                 self.cancelled = True
                 return False
+            if self._requestor_gone():
+                # The requestor went away, or the server is stopping: the
+                # statement stops transmitting then (3.2.2).
+                return False
             if not assoc.is_established:
                 self._fail_all(objects[index:], "the association was lost")
                 return True
@@ -317,7 +321,7 @@ class _Retrieve:
                 assoc, obj, msg_id=self._next_msg_id(), move_originator=originator
             )
             self._record(outcome)
-            if self.service.assoc.is_established:
+            if not self._requestor_gone():
                 self._counted(STATUS_PENDING, remaining=True)
         return True
 
@@ -343,9 +347,25 @@ class _Retrieve:
             if not finished:
                 return
 
+    def _requestor_gone(self) -> bool:
+        """The requestor's association ended (the reactor notices later)."""
+        assoc = self.service.assoc
+        return (
+            not assoc.is_established
+            or assoc.acse.is_aborted()
+            or not assoc.dul.is_alive()
+        )
+
     def _finish(self, level: str, destination: str) -> None:
-        if not self.service.assoc.is_established:
-            logger.warning("%s from %s: the requestor went away", self.name, self.peer)
+        if self._requestor_gone():
+            logger.warning(
+                "%s from %s stopped: the requestor's association ended after "
+                "%d sub-operations, %d not done",
+                self.name,
+                self.peer,
+                self.completed + self.failed + self.warning,
+                self.remaining,
+            )
             return
         if self.cancelled:
             status = STATUS_CANCELLED
