@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,12 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--storage-port", type=int, metavar="N")
     server.add_argument("--query-port", type=int, metavar="N")
     server.add_argument("--web-port", type=int, metavar="N")
-    server.add_argument(
-        "--remote",
-        action="append",
-        metavar="AET@HOST:PORT",
-        help="add a remote AE (repeatable)",
-    )
+    _remote_option(server)
     server.add_argument(
         "--log-level",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -112,7 +108,35 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="import DICOM files or folders")
     _common(imp)
     imp.add_argument("paths", nargs="+", metavar="PATH")
+
+    send = sub.add_parser(
+        "send",
+        help="send patients (by ID), studies, series or instances to a remote AE",
+    )
+    _common(send)
+    send.add_argument("--to", required=True, metavar="AET", help="remote AE title")
+    _remote_option(send)
+    send.add_argument(
+        "--no-wait", action="store_true", help="queue the send and exit at once"
+    )
+    send.add_argument("--json", action="store_true", help="print the job as JSON")
+    send.add_argument("uids", nargs="+", metavar="UID")
+
+    jobs = sub.add_parser("jobs", help="list, cancel or retry sends and retrieves")
+    _common(jobs)
+    jobs.add_argument("--json", action="store_true", help="JSON array of objects")
+    jobs.add_argument("--cancel", type=int, metavar="ID", help="cancel a job")
+    jobs.add_argument("--retry", type=int, metavar="ID", help="run a job again now")
     return parser
+
+
+def _remote_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--remote",
+        action="append",
+        metavar="AET@HOST:PORT",
+        help="add a remote AE (repeatable)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ls(args)
         if command == "import":
             return _import(args)
+        if command in ("send", "jobs"):
+            return _with_core(args)
     except ConfigError as exc:
         print(f"jivex {command}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -351,3 +377,114 @@ def _import_one(store: Store, path: Path) -> str:
     note = " (incomplete: its data set ends early)" if result.incomplete else ""
     print(f"stored: {path} -> {uid}{note}")
     return "stored"
+
+
+# -- send, jobs -----------------------------------------------------------
+
+_FINISHED = ("done", "failed", "cancelled")
+
+
+def _with_core(args: argparse.Namespace) -> int:
+    """Run *args* against the core of the data folder: the running one
+    through its link, else one started here without network services."""
+    from jivex_core.link_client import LinkClient, LinkError
+
+    settings = _settings(args)
+    _setup_logging("WARNING")
+    client = LinkClient.connect(settings.data_dir)
+    if client is not None:
+        try:
+            return _run_command(args, client.call)
+        except LinkError as exc:
+            print(f"jivex {args.command}: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        finally:
+            client.close()
+    from jivex_core.engine import Engine
+
+    engine = Engine(settings, network=False)
+    try:
+        engine.start()
+    except JivexError as exc:
+        print(f"jivex {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    methods = engine.methods()
+
+    def call(method: str, **params: Any) -> Any:
+        return methods[method](params)
+
+    try:
+        return _run_command(args, call)
+    except ValueError as exc:
+        print(f"jivex {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        asyncio.run(engine.shutdown())
+
+
+def _run_command(args: argparse.Namespace, call: Any) -> int:
+    if args.command == "jobs":
+        return _jobs(args, call)
+    job = call("send", to=args.to, uids=args.uids)
+    if not args.no_wait:
+        job = _wait(job, call)
+    return _report(job, args.json)
+
+
+def _wait(job: dict, call: Any) -> dict:
+    while job["state"] not in _FINISHED and not (
+        job["state"] == "queued" and job["attempts"] > 0
+    ):
+        time.sleep(0.2)
+        job = call("job", id=job["id"])
+    return job
+
+
+def _report(job: dict, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(job, ensure_ascii=False, indent=1))
+    else:
+        print(
+            f"job {job['id']}: {job['state']}, {job['completed']} stored, "
+            f"{job['warning']} with warnings, {job['failed']} failed, "
+            f"{job['remaining']} remaining"
+        )
+    if job["last_error"]:
+        print(f"jivex: job {job['id']}: {job['last_error']}", file=sys.stderr)
+    if job["state"] == "queued" and job["attempts"]:
+        print(
+            f"jivex: job {job['id']} will be tried again at {job['next_attempt_at']}"
+            " (see jivex jobs)",
+            file=sys.stderr,
+        )
+    if job["state"] == "done":
+        return EXIT_PARTIAL if job["failed"] else EXIT_OK
+    if job["state"] == "queued" and not job["attempts"]:
+        return EXIT_OK  # queued, not waited for
+    return EXIT_FAILURE
+
+
+def _jobs(args: argparse.Namespace, call: Any) -> int:
+    for option, method in ((args.cancel, "cancel_job"), (args.retry, "retry_job")):
+        if option is not None:
+            job = call(method, id=option)
+            if args.json:
+                print(json.dumps(job, ensure_ascii=False, indent=1))
+            else:
+                print(f"job {job['id']}: {job['state']}")
+            return EXIT_OK
+    jobs = call("jobs")
+    if args.json:
+        print(json.dumps(jobs, ensure_ascii=False, indent=1))
+        return EXIT_OK
+    columns = ["id", "kind", "state", "remote_ae", "total", "completed", "failed"]
+    columns += ["attempts", "next_attempt_at", "last_error"]
+    rows = [
+        [str(job.get(c) if job.get(c) is not None else "") for c in columns]
+        for job in jobs
+    ]
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    return EXIT_OK

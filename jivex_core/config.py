@@ -68,6 +68,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+Minutes = Annotated[float, Field(gt=0, le=7 * 24 * 60)]
+
+
 class RemoteNode(_Section):
     """A remote application entity (move destination, send target, archive)."""
 
@@ -75,8 +78,21 @@ class RemoteNode(_Section):
     host: str
     port: Port
     max_pdu: Annotated[int, Field(ge=0)] = 32768
+    #: Minutes to wait before each new attempt of a failed send (table 42).
+    retry_minutes: list[Minutes] = [1.0, 5.0, 60.0, 360.0]
+    #: Sends to this node wait for this time of day ("HH:MM"), if set.
+    send_at: str | None = None
+    #: C-FIND answers after which a query is cancelled (statement 3.2.6.3).
+    max_query_results: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
 
     _check_ae = field_validator("ae_title")(check_ae_title)
+
+    @field_validator("send_at")
+    @classmethod
+    def _check_send_at(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError(f"'{value}' is not a time of day as HH:MM")
+        return value
 
     @classmethod
     def parse(cls, text: str) -> RemoteNode:
@@ -181,6 +197,47 @@ class LoggingSettings(_Section):
         return value.upper()
 
 
+class RoutingRule(_Section):
+    """Forward received objects that match every given condition.
+
+    An empty condition list matches anything; values within one list are
+    alternatives (calling AE titles, modalities, SOP Class UIDs).
+    """
+
+    destinations: Annotated[list[str], Field(min_length=1)]
+    calling_ae: list[str] = []
+    modality: list[str] = []
+    sop_class: list[str] = []
+
+    @field_validator("destinations", "calling_ae")
+    @classmethod
+    def _check_titles(cls, value: list[str]) -> list[str]:
+        return [check_ae_title(v) for v in value]
+
+    @field_validator("sop_class")
+    @classmethod
+    def _check_classes(cls, value: list[str]) -> list[str]:
+        return _check_uids(value, "SOP class")
+
+    def matches(self, calling_ae: str, modality: str, sop_class: str) -> bool:
+        """Whether an object received with these properties is forwarded."""
+        return (
+            (not self.calling_ae or calling_ae.strip() in self.calling_ae)
+            and (not self.modality or modality in self.modality)
+            and (not self.sop_class or sop_class in self.sop_class)
+        )
+
+
+class JobSettings(_Section):
+    """The job queue: sends, forwards and retrieves run in the core."""
+
+    #: Jobs run at the same time (each on its own association).
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+    #: Objects forwarded by a rule wait this long so that one association
+    #: carries what arrived together.
+    forward_delay_seconds: Annotated[float, Field(ge=0, le=3600)] = 2.0
+
+
 class Settings(_Section):
     """Everything the core needs to run, one section per concern."""
 
@@ -188,7 +245,9 @@ class Settings(_Section):
     network: NetworkSettings = NetworkSettings()
     storage: StorageSettings = StorageSettings()
     logging: LoggingSettings = LoggingSettings()
+    jobs: JobSettings = JobSettings()
     remote: list[RemoteNode] = []
+    routing: list[RoutingRule] = []
 
     @field_validator("schema_version")
     @classmethod
@@ -222,6 +281,13 @@ class Settings(_Section):
                     f"remote: AE title '{node.ae_title}' is configured twice"
                 )
             seen.add(node.ae_title)
+        for number, rule in enumerate(self.routing, 1):
+            for title in rule.destinations:
+                if title not in seen:
+                    raise ValueError(
+                        f"routing rule {number}: destination '{title}' is not in "
+                        "the remote table"
+                    )
         return self
 
     @property

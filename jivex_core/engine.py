@@ -20,6 +20,8 @@ import pydicom.config
 from jivex_core import __version__
 from jivex_core.config import Settings
 from jivex_core.errors import ConfigError, JivexError
+from jivex_core.jobs.queue import JobQueue
+from jivex_core.jobs.runner import JobRunner
 from jivex_core.link import LinkServer
 from jivex_core.services.qr_scp import QueryRetrieveSCP
 from jivex_core.services.storage_scp import StorageSCP
@@ -98,15 +100,20 @@ def lock_data_dir(data_dir: Path) -> TextIO:
 class Engine:
     """Runs the services of one data folder until asked to stop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, network: bool = True) -> None:
         self.settings = settings
+        # Without network, only the store and the job queue run: what the
+        # command line needs when no core serves the data folder.
+        self.network = network
         self._lock: TextIO | None = None
         self.store: Store | None = None
         self.storage_scp: StorageSCP | None = None
         self.qr_scp: QueryRetrieveSCP | None = None
         self.link: LinkServer | None = None
+        self.jobs: JobRunner | None = None
 
-    def _methods(self) -> dict[str, Any]:
+    def methods(self) -> dict[str, Any]:
+        """The link's methods, by name (each takes a dict of parameters)."""
         assert self.store is not None
         store = self.store
         net = self.settings.network
@@ -119,8 +126,32 @@ class Engine:
                 **store.status(),
             }
 
+        jobs = self.jobs
+        assert jobs is not None
+
+        def job_list(params: dict) -> list[dict]:
+            states = params.get("states") or []
+            limit = int(params.get("limit") or 200)
+            return [job.view() for job in jobs.queue.list(limit, states)]
+
+        def job_get(params: dict) -> dict:
+            job = jobs.queue.get(int(params["id"]))
+            if job is None:
+                raise ValueError(f"there is no job {params['id']}")
+            view = job.view()
+            if params.get("items"):
+                view["items"] = jobs.queue.items(job.pk)
+            return view
+
         return {
             "ping": lambda _p: {"pid": os.getpid(), "version": __version__},
+            "send": lambda p: jobs.send(
+                str(p["to"]), [str(u) for u in p["uids"]]
+            ).view(),
+            "jobs": job_list,
+            "job": job_get,
+            "cancel_job": lambda p: jobs.cancel(int(p["id"])).view(),
+            "retry_job": lambda p: jobs.retry(int(p["id"])).view(),
             "status": status,
             "list_studies": lambda p: store.index.studies(p.get("limit")),
             "list_series": lambda p: store.index.series_of(str(p["StudyInstanceUID"])),
@@ -155,6 +186,14 @@ class Engine:
             self.store.data_dir,
             self.store.index.count_instances(),
         )
+        self.jobs = JobRunner(
+            self.settings, self.store, JobQueue(self.store.index.engine), self._publish
+        )
+        if self.settings.routing:
+            self.store.add_listener(self._route)
+        if not self.network:
+            self.jobs.start()
+            return
         self.storage_scp = StorageSCP(self.settings, self.store)
         self.qr_scp = QueryRetrieveSCP(self.settings, self.store)
         for service, port_key, port in (
@@ -174,13 +213,39 @@ class Engine:
                     f"{key}: cannot listen on {net.bind_address}:{port}: "
                     f"{exc.strerror or exc}"
                 ) from exc
+        self.jobs.start()
+
+    def _publish(self, name: str, data: dict[str, Any]) -> None:
+        if self.link is not None:
+            self.link.publish(name, data)
+
+    def _route(self, rec: InstanceRecord, calling_ae: str) -> None:
+        """Forward a newly stored object as the routing rules say."""
+        assert self.jobs is not None
+        destinations: list[str] = []
+        for rule in self.settings.routing:
+            if rule.matches(calling_ae, rec.Modality, rec.SOPClassUID):
+                destinations.extend(
+                    d for d in rule.destinations if d not in destinations
+                )
+        for destination in destinations:
+            if destination == calling_ae.strip():
+                continue  # never straight back to the sender
+            try:
+                self.jobs.forward(destination, rec.SOPInstanceUID)
+            except Exception:
+                logger.exception(
+                    "Forwarding %s to '%s' could not be queued",
+                    rec.SOPInstanceUID,
+                    destination,
+                )
 
     async def start_link(self) -> None:
         """Start the client link and forward store events to it."""
         assert self.store is not None
         self.link = LinkServer(
             self.store.data_dir,
-            self._methods(),
+            self.methods(),
             {
                 "version": 1,
                 "pid": os.getpid(),
@@ -229,6 +294,8 @@ class Engine:
         logger.info("Shutting down")
         if self.link is not None:
             await self.link.stop()
+        if self.jobs is not None:
+            await asyncio.to_thread(self.jobs.stop)
         if self.qr_scp is not None:
             await asyncio.to_thread(self.qr_scp.stop)
         if self.storage_scp is not None:

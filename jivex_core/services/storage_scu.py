@@ -65,6 +65,9 @@ class Outcome:
     status: int | None  # None: no C-STORE-RSP (not sent, or no answer)
     category: str  # "success", "warning" or "failure"
     reason: str = ""
+    #: The association ended before an answer: whether the peer stored the
+    #: object is unknown, so it is to be sent again rather than failed.
+    lost: bool = False
 
     @property
     def stored(self) -> bool:
@@ -190,11 +193,15 @@ def store(
             originator_id=originator_id,
         )
     except Exception as exc:  # unreadable file, undecodable pixel data...
+        if not assoc.is_established:
+            return Outcome(obj.sop_instance, None, "failure", str(exc), lost=True)
         logger.warning("C-STORE of %s not sent: %s", obj.sop_instance, exc)
         return Outcome(obj.sop_instance, None, "failure", f"not sent: {exc}")
     status = status_ds.get("Status") if status_ds is not None else None
     if status is None:
-        return Outcome(obj.sop_instance, None, "failure", "no C-STORE response")
+        return Outcome(
+            obj.sop_instance, None, "failure", "no C-STORE response", lost=True
+        )
     category = code_to_category(int(status)).lower()
     if category not in ("success", "warning"):
         comment = str(status_ds.get("ErrorComment", "") or "")

@@ -106,3 +106,48 @@ instance = sa.Table(
     # The data set ended early; a complete copy of it replaces this one.
     sa.Column("incomplete", sa.Boolean, nullable=False, server_default=sa.false()),
 )
+
+#: The job queue: every send, forward and retrieve the core runs. A job
+#: survives a restart; its items say which objects are done, so a resumed
+#: job sends only what has not been confirmed.
+job = sa.Table(
+    "job",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    # send, forward, move
+    sa.Column("kind", sa.String(16), nullable=False),
+    # queued, running, done, failed, cancelled
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    # The AE the objects go to (send, forward) or come from (move).
+    sa.Column("remote_ae", sa.String(16), nullable=False),
+    # What the job was asked for (UIDs, level, keys), as JSON.
+    sa.Column("request", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime, nullable=False, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("completed", sa.Integer, nullable=False),
+    sa.Column("failed", sa.Integer, nullable=False),
+    sa.Column("warning", sa.Integer, nullable=False),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False),
+)
+
+job_item = sa.Table(
+    "job_item",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    sa.Column(
+        "job_pk",
+        sa.Integer,
+        sa.ForeignKey("job.pk", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("SOPInstanceUID", sa.String(64), nullable=False),
+    # pending, done (stored, warnings included), failed
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("status", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=False),
+)

@@ -1,0 +1,461 @@
+"""Sending through the job queue: `jivex send`, `jivex jobs`, routing, faults.
+
+Destinations are DCMTK storescp processes on free loopback ports, except
+where a test needs a peer that stalls on purpose (pynetdicom, in this
+process): the kill test, whose claim is our durability, not interoperation.
+Retry schedules are shortened in the config so that the retries happen
+within the test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pynetdicom import AE, evt
+
+from tests.corpus import query_archive_files
+from tests.helpers import (
+    JivexServer,
+    dcmtk,
+    free_port,
+    peer_env,
+    run_jivex,
+    wait_for_port,
+)
+
+pytestmark = pytest.mark.interop
+
+MR_STUDY = "1.113654.3.13.1026"
+
+
+def make_ct_series(folder: Path, count: int, size: int = 64) -> list[str]:
+    """*count* CT images of one new study, as files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    study, series = generate_uid(), generate_uid()
+    paths = []
+    for number in range(1, count + 1):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.PatientName = "Queue^Test"
+        ds.PatientID = "QUEUE1"
+        ds.StudyInstanceUID = study
+        ds.SeriesInstanceUID = series
+        ds.Modality = "CT"
+        ds.InstanceNumber = number
+        ds.Rows = ds.Columns = size
+        ds.BitsAllocated = ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 0
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.PixelData = np.full((size, size), number, np.uint16).tobytes()
+        path = folder / f"ct{number:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(str(path))
+    return paths
+
+
+class StoreSCP:
+    """DCMTK storescp; with -v its log has one line per C-STORE request."""
+
+    def __init__(self, root: Path, aet: str, *options: str, port: int = 0) -> None:
+        self.aet, self.port = aet, port or free_port()
+        self.root, self.options = root, options
+        self.out = root / f"received-{aet}"
+        self.out.mkdir(exist_ok=True)
+        self.proc: subprocess.Popen | None = None
+        self.logs: list[Path] = []
+
+    def start(self) -> StoreSCP:
+        log_path = self.root / f"storescp-{self.aet}-{len(self.logs)}.log"
+        self.logs.append(log_path)
+        log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [
+                *(dcmtk("storescp"), "-v", "-aet", self.aet, *self.options),
+                *("-od", str(self.out), str(self.port)),
+            ],
+            stdout=log,
+            stderr=log,
+            env=peer_env(),
+        )
+        wait_for_port(self.port, self.proc)
+        return self
+
+    def requests(self) -> int:
+        return sum(p.read_text().count("Received Store Request") for p in self.logs)
+
+    def received(self) -> set[str]:
+        return {str(pydicom.dcmread(p).SOPInstanceUID) for p in self.out.iterdir()}
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def config_file(path: Path, *remotes: str, extra: str = "") -> Path:
+    text = ""
+    for remote in remotes:
+        aet, _, address = remote.partition("@")
+        host, _, port = address.partition(":")
+        text += f'[[remote]]\nae_title = "{aet}"\nhost = "{host}"\nport = {port}\n'
+        text += "retry_minutes = [0.01, 0.01, 0.01]\n"
+    path.write_text(text + extra)
+    return path
+
+
+def jobs_json(data: Path, config: Path | None = None) -> list[dict]:
+    args = ["jobs", "--json", "--data", str(data)]
+    if config:
+        args += ["--config", str(config)]
+    run = run_jivex(*args)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def wait_for_job(data: Path, pk: int, states=("done", "failed", "cancelled")):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = next(j for j in jobs_json(data) if j["id"] == pk)
+        if job["state"] in states:
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {pk} still {job}")
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    """A data folder with the query studies, for embedded-core sends."""
+    root = tmp_path_factory.mktemp("jobs")
+    data = root / "data"
+    assert (
+        run_jivex("import", "--data", str(data), *query_archive_files()).returncode == 0
+    )
+    return data
+
+
+def test_send_a_study_and_a_patient_with_the_embedded_core(archive, tmp_path):
+    scp = StoreSCP(tmp_path, "DEST").start()
+    try:
+        run = run_jivex(
+            "send",
+            "--data",
+            str(archive),
+            "--remote",
+            f"DEST@127.0.0.1:{scp.port}",
+            "--to",
+            "DEST",
+            MR_STUDY,
+            "1CT1",
+        )
+        assert run.returncode == 0, run.stderr
+        assert "10 stored, 0 with warnings, 0 failed" in run.stdout
+        ours = {
+            r["SOPInstanceUID"]: r
+            for r in json.loads(
+                run_jivex(
+                    "ls", "--json", "--level", "instance", "--data", str(archive)
+                ).stdout
+            )
+        }
+        received = scp.received()
+        assert len(received) == 10 and received <= set(ours)
+        # Level 2: what arrives is what is stored.
+        for path in scp.out.iterdir():
+            got = pydicom.dcmread(path)
+            kept = pydicom.dcmread(ours[str(got.SOPInstanceUID)]["path"])
+            assert got.PixelData == kept.PixelData
+    finally:
+        scp.stop()
+    (job,) = [j for j in jobs_json(archive) if j["remote_ae"] == "DEST"][:1]
+    assert job["state"] == "done" and job["completed"] == 10
+
+
+def test_bad_send_requests_name_the_problem(archive):
+    run = run_jivex("send", "--data", str(archive), "--to", "NOBODY", MR_STUDY)
+    assert run.returncode == 2
+    assert "'NOBODY' is not in the remote AE table" in run.stderr
+    run = run_jivex(
+        "send",
+        "--data",
+        str(archive),
+        "--remote",
+        "DEST@127.0.0.1:9",
+        "--to",
+        "DEST",
+        "1.2.3.4",
+    )
+    assert run.returncode == 2
+    assert "nothing stored has the UID or Patient ID 1.2.3.4" in run.stderr
+
+
+def test_partial_failure_when_the_peer_refuses_a_class(archive, tmp_path):
+    cfg = tmp_path / "ctonly.cfg"
+    cfg.write_text(
+        "[[TransferSyntaxes]]\n[U]\nTransferSyntax1 = LocalEndianExplicit\n"
+        "TransferSyntax2 = LittleEndianImplicit\n[[PresentationContexts]]\n[CT]\n"
+        "PresentationContext1 = CTImageStorage\\U\n[[Profiles]]\n[CT]\n"
+        "PresentationContexts = CT\n"
+    )
+    scp = StoreSCP(tmp_path, "CTONLY", "-xf", str(cfg), "CT").start()
+    try:
+        run = run_jivex(
+            "send",
+            "--data",
+            str(archive),
+            "--remote",
+            f"CTONLY@127.0.0.1:{scp.port}",
+            "--to",
+            "CTONLY",
+            "--json",
+            MR_STUDY,
+            "1CT1",
+        )
+    finally:
+        scp.stop()
+    assert run.returncode == 1, run.stderr  # partial failure
+    job = json.loads(run.stdout)
+    assert (job["completed"], job["failed"]) == (1, 9)
+    assert "no presentation context for MR Image Storage" in job["last_error"]
+    assert len(scp.received()) == 1
+
+
+def test_destination_down_then_up_gets_everything_exactly_once(tmp_path):
+    data = tmp_path / "data"
+    files = make_ct_series(tmp_path / "files", 30)
+    assert run_jivex("import", "--data", str(data), *files).returncode == 0
+    scp = StoreSCP(tmp_path, "LATER")
+    config = config_file(tmp_path / "jivex.toml", f"LATER@127.0.0.1:{scp.port}")
+    server = JivexServer(data, config=config).start()
+    try:
+        run = run_jivex("send", "--data", str(data), "--to", "LATER", "QUEUE1")
+        assert run.returncode == 2
+        assert "could not be reached" in run.stderr
+        assert "will be tried again" in run.stderr
+        (job,) = jobs_json(data)
+        assert job["state"] in ("queued", "running") and job["attempts"] >= 1
+        assert job["completed"] == 0
+        scp.start()
+        job = wait_for_job(data, job["id"])
+        assert job["state"] == "done", job
+        assert job["completed"] == 30 and job["attempts"] >= 2
+        assert scp.requests() == 30  # each object sent once
+        assert len(scp.received()) == 30
+    finally:
+        server.stop()
+        scp.stop()
+
+
+def test_kill_during_a_send_loses_nothing(tmp_path):
+    """SIGKILL the core while the peer holds the 80th object, restart it:
+    the send resumes and every object arrives."""
+    data = tmp_path / "data"
+    files = make_ct_series(tmp_path / "files", 200)
+    assert run_jivex("import", "--data", str(data), *files).returncode == 0
+    received: list[str] = []
+    stall = threading.Event()
+    release = threading.Event()
+
+    def on_store(event):
+        if len(received) == 80 and not release.is_set():
+            stall.set()
+            release.wait(30)
+            return 0xA700  # never reached the first time: the sender is dead
+        received.append(event.request.AffectedSOPInstanceUID)
+        return 0x0000
+
+    peer = AE(ae_title="STALLER")
+    peer.add_supported_context(CTImageStorage, ExplicitVRLittleEndian)
+    port = free_port()
+    scp = peer.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    config = config_file(tmp_path / "jivex.toml", f"STALLER@127.0.0.1:{port}")
+    server = JivexServer(data, config=config).start()
+    try:
+        run = run_jivex(
+            "send", "--data", str(data), "--to", "STALLER", "--no-wait", "QUEUE1"
+        )
+        assert run.returncode == 0, run.stderr
+        assert stall.wait(60), "the send never reached the 80th object"
+        server.proc.kill()
+        server.proc.wait(10)
+        release.set()
+        server.start()
+        (job,) = jobs_json(data)
+        job = wait_for_job(data, job["id"])
+        assert job["state"] == "done", job
+        assert job["completed"] == 200 and job["failed"] == 0
+        stored = {r["SOPInstanceUID"] for r in server.ls()}
+        assert set(received) == stored  # nothing lost
+        assert len(received) == 200  # the object in flight was not confirmed
+    finally:
+        server.stop()
+        scp.shutdown()
+
+
+def test_cancel_and_retry_from_the_command_line(tmp_path):
+    data = tmp_path / "data"
+    files = make_ct_series(tmp_path / "files", 3)
+    assert run_jivex("import", "--data", str(data), *files).returncode == 0
+    port = free_port()
+    config = config_file(
+        tmp_path / "jivex.toml",
+        f"NOWHERE@127.0.0.1:{port}",
+    )
+    # A long schedule: the job waits after its first attempt.
+    config.write_text(config.read_text().replace("[0.01, 0.01, 0.01]", "[60]"))
+    server = JivexServer(data, config=config).start()
+    try:
+        run = run_jivex("send", "--data", str(data), "--to", "NOWHERE", "QUEUE1")
+        assert run.returncode == 2
+        (job,) = jobs_json(data)
+        assert job["state"] == "queued" and job["last_error"]
+        table = run_jivex("jobs", "--data", str(data))
+        assert "NOWHERE" in table.stdout and "could not be reached" in table.stdout
+        scp = StoreSCP(tmp_path, "NOWHERE", port=port).start()
+        try:
+            retried = run_jivex("jobs", "--data", str(data), "--retry", str(job["id"]))
+            assert retried.returncode == 0, retried.stderr
+            done = wait_for_job(data, job["id"])
+            assert done["state"] == "done" and done["completed"] == 3
+        finally:
+            scp.stop()
+        again = run_jivex("send", "--data", str(data), "--to", "NOWHERE", "QUEUE1")
+        assert again.returncode == 2
+        second = max(j["id"] for j in jobs_json(data))
+        cancel = run_jivex("jobs", "--data", str(data), "--cancel", str(second))
+        assert cancel.returncode == 0 and "cancelled" in cancel.stdout
+        assert wait_for_job(data, second)["state"] == "cancelled"
+        repeat = run_jivex("jobs", "--data", str(data), "--cancel", str(second))
+        assert repeat.returncode == 2 and "already cancelled" in repeat.stderr
+    finally:
+        server.stop()
+
+
+def test_peer_aborting_mid_transfer_fails_after_the_retries(tmp_path):
+    data = tmp_path / "data"
+    files = make_ct_series(tmp_path / "files", 3)
+    assert run_jivex("import", "--data", str(data), *files).returncode == 0
+    scp = StoreSCP(tmp_path, "ABORTER", "--abort-after").start()
+    config = config_file(tmp_path / "jivex.toml", f"ABORTER@127.0.0.1:{scp.port}")
+    server = JivexServer(data, config=config).start()
+    try:
+        run = run_jivex(
+            "send", "--data", str(data), "--to", "ABORTER", "--no-wait", "QUEUE1"
+        )
+        assert run.returncode == 0
+        (job,) = jobs_json(data)
+        job = wait_for_job(data, job["id"])
+        assert job["state"] == "failed"
+        assert job["attempts"] == 4  # the first and three retries
+        assert "went away during the transfer" in job["last_error"]
+        # The object in flight is not counted as failed: it is still pending.
+        assert job["completed"] == job["failed"] == 0 and job["remaining"] == 3
+        assert len(server.ls()) == 3  # nothing lost locally
+    finally:
+        server.stop()
+        scp.stop()
+
+
+def test_routing_forwards_what_matches(tmp_path):
+    data = tmp_path / "data"
+    scp = StoreSCP(tmp_path, "CTARCHIVE").start()
+    config = config_file(
+        tmp_path / "jivex.toml",
+        f"CTARCHIVE@127.0.0.1:{scp.port}",
+        extra='[[routing]]\ndestinations = ["CTARCHIVE"]\nmodality = ["CT"]\n'
+        "\n[jobs]\nforward_delay_seconds = 0.2\n",
+    )
+    server = JivexServer(data, config=config).start()
+    ct = make_ct_series(tmp_path / "files", 5)
+    mr = sorted(str(p) for p in (Path(query_archive_files()[0]).parent).glob("MR0*"))
+    try:
+        sent = subprocess.run(
+            [
+                dcmtk("storescu"),
+                "-aec",
+                "JIVEX",
+                "127.0.0.1",
+                str(server.port),
+                *ct,
+                *mr,
+            ],
+            capture_output=True,
+            text=True,
+            env=peer_env(),
+            timeout=60,
+        )
+        assert sent.returncode == 0, sent.stderr
+        deadline = time.monotonic() + 30
+        while len(scp.received()) < 5 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        received = scp.received()
+        ct_uids = {str(pydicom.dcmread(p).SOPInstanceUID) for p in ct}
+        assert received == ct_uids  # the CT images, and no MR image
+        jobs = jobs_json(data)
+        assert {j["kind"] for j in jobs} == {"forward"}
+        assert sum(j["completed"] for j in jobs) == 5
+    finally:
+        server.stop()
+        scp.stop()
+
+
+def test_routing_to_an_unknown_destination_is_a_config_error(tmp_path):
+    config = tmp_path / "jivex.toml"
+    config.write_text('[[routing]]\ndestinations = ["GHOST"]\n')
+    run = run_jivex("jobs", "--config", str(config), "--data", str(tmp_path / "d"))
+    assert run.returncode == 2
+    assert (
+        "routing rule 1: destination 'GHOST' is not in the remote table" in run.stderr
+    )
+
+
+def test_a_peer_with_no_pdu_limit_is_sent_to(archive, tmp_path):
+    """A-ASSOCIATE-AC with Maximum Length 0 (no limit, PS3.8 D.1)."""
+    got = []
+    peer = AE(ae_title="NOLIMIT")
+    peer.maximum_pdu_size = 0
+    peer.add_supported_context("1.2.840.10008.5.1.4.1.1.4")
+    peer.add_supported_context("1.2.840.10008.5.1.4.1.1.4", ExplicitVRLittleEndian)
+
+    def on_store(event):
+        got.append(len(event.request.DataSet.getvalue()))
+        return 0x0000
+
+    port = free_port()
+    scp = peer.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    try:
+        run = run_jivex(
+            "send",
+            "--data",
+            str(archive),
+            "--remote",
+            f"NOLIMIT@127.0.0.1:{port}",
+            "--to",
+            "NOLIMIT",
+            MR_STUDY,
+        )
+    finally:
+        scp.shutdown()
+    assert run.returncode == 0, run.stderr
+    assert len(got) == 9 and min(got) > 100_000
