@@ -92,7 +92,7 @@ KEYS: dict[str, Key] = {
     "RequestAttributesSequence": Key("SERIES", None, "sequence"),
     # Tables 12 and 13: presentation states and key object documents. The
     # statement's "Presentation Description" and "Presentation Creator's
-    # Name" are ContentDescription and ContentCreatorName today.
+    # Name" are ContentDescription and ContentCreatorName in today's standard.
     "ContentDescription": Key("IMAGE", _I.c.ContentDescription, "text"),
     "PresentationCreationDate": Key("IMAGE", _I.c.PresentationCreationDate, "date"),
     "PresentationCreationTime": Key("IMAGE", _I.c.PresentationCreationTime, "time"),
