@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages JiveX-Py needs when they are missing.
 #   install-system-deps.sh run    Qt's xcb libraries for a real window
-#   install-system-deps.sh test   DCMTK and Orthanc (the real peers of the tests)
+#   install-system-deps.sh test   DCMTK, Orthanc and dicom3tools (the real peers of
+#                                 the tests; dciodvfy checks the objects they make)
 #   install-system-deps.sh shots  Xvfb and ImageMagick, for screenshots
 #   install-system-deps.sh bench  DCMTK and Orthanc (benchmark peers)
 set -euo pipefail
@@ -24,6 +25,7 @@ for role in "$@"; do
         test)
             need storescu dcmtk
             need Orthanc orthanc
+            need dciodvfy dicom3tools
             ;;
         shots)
             need xvfb-run xvfb

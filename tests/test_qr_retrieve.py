@@ -2,7 +2,7 @@
 
 The archive holds the query studies of tests/corpus.py (DOE^J1: 9 MR images
 stored in Implicit VR), MR_small in JPEG 2000 lossless (study 4MR1) and a
-generated study of 80 small CT images for the cancel tests. Move
+generated study of 300 small CT images for the cancel tests. Move
 destinations are DCMTK storescp processes: DEST accepts every syntax it
 knows, PLAIN only uncompressed ones (so JPEG 2000 must be decompressed for
 it), CTONLY only CT Image Storage, REFUSER rejects every association; DOWN
@@ -51,7 +51,7 @@ CT_STUDY = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"
 J2K_FILE = get_testdata_file("MR_small_jp2klossless.dcm")
 J2K_STUDY = "1.3.6.1.4.1.5962.1.2.4.20040826185059.5457"
 BIG_STUDY = generate_uid(prefix="1.2.826.0.1.3680043.8.498.7461.99.")
-BIG_COUNT = 80
+BIG_COUNT = 300
 
 CT_ONLY_CONFIG = """\
 [[TransferSyntaxes]]

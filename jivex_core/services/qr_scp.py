@@ -1,8 +1,9 @@
 """JiveX DICOM Query/Retrieve SCP Service (statement 3.2.2).
 
 Patient Root and Study Root FIND, MOVE and GET at every level of the model,
-hierarchical only, with the keys of table 11 as matching or return keys.
-Matching runs in SQL (:mod:`jivex_core.store.query`); retrieves are served by
+hierarchical only, with the keys of tables 11 to 13 as matching or return
+keys, sequences included (PS3.4 C.2.2.2.6). Matching runs in SQL
+(:mod:`jivex_core.store.query`); retrieves are served by
 :mod:`jivex_core.services.retrieve`. C-GET, which the statement does not
 list, is offered because viewers behind firewalls depend on it: its storage
 contexts are accepted only when the requestor takes the SCP role for them.
@@ -18,6 +19,8 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pynetdicom import evt
@@ -43,7 +46,15 @@ from jivex_core.services.retrieve import Retriever
 from jivex_core.services.storage_scp import accepted_sop_classes
 from jivex_core.sopclasses import DEFAULT_TRANSFER_SYNTAXES
 from jivex_core.store import Store
-from jivex_core.store.query import KEYS, LEVELS, UNIQUE, QueryError, find
+from jivex_core.store.query import (
+    KEYS,
+    LEVELS,
+    SEQUENCES,
+    UNIQUE,
+    QueryError,
+    find,
+    sequence_items,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +185,9 @@ class QueryRetrieveSCP:
                 continue
             value = row.get(keyword)
             if elem.VR == "SQ":
-                ds.add_new(elem.tag, "SQ", Sequence())
+                seq, plain = _sequence(elem, row)
+                ascii_only = ascii_only and plain
+                ds.add_new(elem.tag, "SQ", seq)
                 continue
             if value is None:
                 ds.add_new(elem.tag, elem.VR, None)  # requested, not stored
@@ -188,6 +201,52 @@ class QueryRetrieveSCP:
             # PS3.4 C.4.1.1.3.2: the character set of what is returned.
             ds.SpecificCharacterSet = "ISO_IR 192"
         return ds
+
+
+def _sequence(elem: DataElement, row: dict[str, Any]) -> tuple[Sequence, bool]:
+    """A requested sequence key's value, and whether it is all ASCII.
+
+    The stored items, with the sub-keys the request's item asks for, or with
+    all that the index keeps of them when the item is empty or absent. A
+    sequence the index does not hold comes back empty.
+    """
+    key = SEQUENCES.get(elem.keyword)
+    if key is None:
+        return Sequence(), True
+    request = elem.value[0] if elem.value else None
+    return _items(sequence_items(elem.keyword, row), request, key.items)
+
+
+def _items(
+    stored: list[dict[str, Any]], request: Dataset | None, tree: dict[str, Any]
+) -> tuple[Sequence, bool]:
+    out = Sequence()
+    plain = True
+    for entry in stored:
+        item = Dataset()
+        if request is None or not len(request):
+            asked = [(sub, None) for sub in tree if sub in entry]
+        else:
+            asked = [(sub.keyword, sub) for sub in request]
+        for keyword, sub in asked:
+            if keyword not in tree:
+                # Requested, not kept by the index: present and empty.
+                empty = Sequence() if sub.VR == "SQ" else None
+                item.add_new(sub.tag, sub.VR, empty)
+                continue
+            tag = tag_for_keyword(keyword)
+            if tree[keyword] is None:
+                value = entry.get(keyword, "")
+                plain = plain and value.isascii()
+                item.add_new(tag, dictionary_VR(tag), value)
+                continue
+            asks_items = sub is not None and sub.VR == "SQ" and sub.value
+            nested = sub.value[0] if asks_items else None
+            seq, nested_plain = _items(entry.get(keyword, []), nested, tree[keyword])
+            plain = plain and nested_plain
+            item.add_new(tag, "SQ", seq)
+        out.append(item)
+    return out, plain
 
 
 def _failure(status: int, comment: str) -> tuple[Dataset, None]:
@@ -217,18 +276,16 @@ def _check(
             continue
         key = KEYS.get(keyword)
         wanted.add(keyword)
-        if key is None or elem.VR == "SQ":
+        if key is None or (elem.VR == "SQ" and keyword not in SEQUENCES):
             continue  # not supported: returned empty
         if LEVELS.index(key.level) > depth:
             raise QueryError(f"{keyword} is below the {level} level")
-        value = elem.value
-        if value is None or value == "":
+        if elem.VR == "SQ":
+            _check_sequence(elem, matching, wanted)
             continue
-        if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-            text = "\\".join(str(v) for v in value)
-        else:
-            text = str(value)
-        matching[keyword] = text
+        text = _text(elem.value)
+        if text:
+            matching[keyword] = text
     # Unique keys of the levels above the query level (PS3.4 C.4.1.2.2.1).
     above = LEVELS[(0 if patient_root else 1) : depth]
     for upper in above:
@@ -240,3 +297,29 @@ def _check(
                 "unique key)"
             )
     return level, matching, wanted
+
+
+def _check_sequence(
+    elem: DataElement, matching: dict[str, str], wanted: set[str]
+) -> None:
+    """Split a sequence key (PS3.4 C.2.2.2.6): one item of sub-keys."""
+    keyword = elem.keyword
+    key = SEQUENCES[keyword]
+    items = elem.value or []
+    if len(items) > 1:
+        raise QueryError(f"{keyword} holds {len(items)} items; a key holds one")
+    wanted.update(key.columns(keyword))
+    for sub in items[0] if items else ():
+        if sub.keyword in key.matching and sub.VR != "SQ":
+            text = _text(sub.value)
+            if text:
+                matching[f"{keyword}.{sub.keyword}"] = text
+
+
+def _text(value: Any) -> str:
+    """A key's value as one string, multiple values joined as on the wire."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)

@@ -121,8 +121,9 @@ def parse_dataset(
     so garbled bytes are refused before anything is written. An element with
     VR UN and undefined length is walked as the implicit VR sequence it is
     (PS3.5 6.2.2), and what follows it stays in step. The data set holds the
-    raw top-level elements below 64 KiB, or only those of *keep* (tags);
-    values stay undecoded until read.
+    raw top-level elements below 64 KiB, or only those of *keep* (tags),
+    whatever their size (the references of a presentation state to a long
+    series pass 64 KiB). Values stay undecoded until read.
     """
     implicit, little = transfer_syntax_encoding(transfer_syntax)
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
@@ -308,10 +309,10 @@ class _Walker:
                         )
                 elif length and (vr == b"SQ" or (vr is None and _is_sq(tag))):
                     self.items(vpos, vend, implicit, depth + 1, defined=True)
-            if (
-                out is not None
-                and (tag in keep if keep is not None else tag != _PIXEL_DATA)
-                and (value_end - vpos <= _MAX_KEPT_VALUE)
+            if out is not None and (
+                tag in keep
+                if keep is not None
+                else tag != _PIXEL_DATA and value_end - vpos <= _MAX_KEPT_VALUE
             ):
                 out[tag] = RawDataElement(
                     BaseTag(tag),

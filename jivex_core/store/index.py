@@ -9,11 +9,12 @@ when the index is opened.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 
 from jivex_core.errors import StoreError
 from jivex_core.store import schema
@@ -72,6 +74,17 @@ class InstanceRecord:
     NumberOfFrames: int | None
     ContentDate: str
     ContentTime: str
+    ContentDescription: str
+    PresentationCreationDate: str
+    PresentationCreationTime: str
+    ContentCreatorName: str
+    ObservationDateTime: str
+    # Of the first item of Concept Name Code Sequence (key object documents).
+    ConceptNameCodeSequence_CodeValue: str = ""
+    ConceptNameCodeSequence_CodingSchemeDesignator: str = ""
+    ConceptNameCodeSequence_CodeMeaning: str = ""
+    #: JSON of the STORED_SEQUENCES the object has, '' when none.
+    sequences: str = ""
 
     @classmethod
     def from_dataset(cls, ds: Dataset) -> InstanceRecord:
@@ -85,6 +98,15 @@ class InstanceRecord:
                 fields[name] = integer(ds, name)
             else:
                 fields[name] = text(ds, name)
+        if fields["SOPClassUID"].startswith(_CLASSES_WITH_SEQUENCES):
+            stored = _stored_sequences(ds)
+            concept = (stored.get("ConceptNameCodeSequence") or [{}])[0]
+            for name in ("CodeValue", "CodingSchemeDesignator", "CodeMeaning"):
+                fields[f"ConceptNameCodeSequence_{name}"] = concept.get(name, "")
+            if stored:
+                fields["sequences"] = json.dumps(
+                    stored, ensure_ascii=False, separators=(",", ":")
+                )
         return cls(**fields)
 
     def patient_key(self) -> str:
@@ -98,10 +120,17 @@ class InstanceRecord:
         return f"noid\\{self.PatientName}\\{self.PatientBirthDate}"
 
 
+#: The record's fields read as top-level attributes of the same keyword.
 _FIELD_KINDS = {
     name: (int if "int" in str(f.type) else str)
     for name, f in InstanceRecord.__dataclass_fields__.items()
+    if f.default is MISSING
 }
+
+#: Presentation states and structured reports (key object documents
+#: included): the only objects whose sequences of tables 12 and 13 are read,
+#: so an ordinary image costs no sequence decoding.
+_CLASSES_WITH_SEQUENCES = ("1.2.840.10008.5.1.4.1.1.11.", "1.2.840.10008.5.1.4.1.1.88.")
 
 #: Tags :meth:`InstanceRecord.from_dataset` reads: all a receive needs parsed.
 INDEX_TAGS: frozenset[int] = frozenset(
@@ -110,8 +139,48 @@ INDEX_TAGS: frozenset[int] = frozenset(
         *_FIELD_KINDS,
         "SpecificCharacterSet",
         "RequestAttributesSequence",
+        *schema.STORED_SEQUENCES,
     ]
 )
+
+
+def _stored_sequences(ds: Dataset) -> dict[str, list[dict[str, Any]]]:
+    """The STORED_SEQUENCES the data set has, reduced to what they keep."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for keyword, tree in schema.STORED_SEQUENCES.items():
+        items = _items(ds, keyword, tree)
+        if items:
+            out[keyword] = items
+    return out
+
+
+def _items(ds: Dataset, keyword: str, tree: dict[str, Any]) -> list[dict[str, Any]]:
+    """The items of one sequence with the sub-attributes *tree* names.
+
+    A sub-attribute is kept when the item has it, even empty (a type 2
+    attribute is known to be empty, not missing). A sequence that cannot be
+    decoded is indexed as absent: the object is still stored and found.
+    """
+    if keyword not in ds:
+        return []
+    try:
+        seq = ds[keyword].value
+        if not isinstance(seq, Sequence):
+            return []
+        out: list[dict[str, Any]] = []
+        for item in seq:
+            entry: dict[str, Any] = {}
+            for sub, subtree in tree.items():
+                if sub not in item:
+                    continue
+                entry[sub] = (
+                    text(item, sub) if subtree is None else _items(item, sub, subtree)
+                )
+            out.append(entry)
+        return out
+    except Exception as exc:
+        logger.warning("%s cannot be decoded; not indexed: %s", keyword, exc)
+        return []
 
 
 def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
@@ -145,23 +214,27 @@ def database_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'index.sqlite'}"
 
 
-def upgrade_schema(engine: sa.Engine) -> None:
-    """Apply pending Alembic revisions, logging each upgrade at WARNING."""
+def upgrade_schema(engine: sa.Engine, target: str = "head") -> None:
+    """Apply pending Alembic revisions, logging each upgrade at WARNING.
+
+    *target* other than the head builds the index of an earlier version, to
+    test the upgrade from it.
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
+    wanted = ScriptDirectory.from_config(cfg).get_revision(target).revision
     with engine.begin() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
-        if current == head:
+        if current == wanted:
             return
         if current is None:
-            logger.warning("Creating the index schema at revision %s", head)
+            logger.warning("Creating the index schema at revision %s", wanted)
         else:
             logger.warning(
-                "Upgrading the index schema from revision %s to %s", current, head
+                "Upgrading the index schema from revision %s to %s", current, wanted
             )
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, wanted)
 
 
 class Index:
@@ -253,6 +326,20 @@ class Index:
             "NumberOfFrames": rec.NumberOfFrames,
             "ContentDate": rec.ContentDate,
             "ContentTime": rec.ContentTime,
+            "ContentDescription": rec.ContentDescription,
+            "PresentationCreationDate": rec.PresentationCreationDate,
+            "PresentationCreationTime": rec.PresentationCreationTime,
+            "ContentCreatorName": rec.ContentCreatorName,
+            "ContentCreatorName_norm": _norm(rec.ContentCreatorName),
+            "ObservationDateTime": rec.ObservationDateTime,
+            "ConceptNameCodeSequence_CodeValue": rec.ConceptNameCodeSequence_CodeValue,
+            "ConceptNameCodeSequence_CodingSchemeDesignator": (
+                rec.ConceptNameCodeSequence_CodingSchemeDesignator
+            ),
+            "ConceptNameCodeSequence_CodeMeaning": (
+                rec.ConceptNameCodeSequence_CodeMeaning
+            ),
+            "sequences": rec.sequences,
             "path": path,
             "size": size,
             "TransferSyntaxUID": transfer_syntax,

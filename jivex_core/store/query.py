@@ -4,13 +4,17 @@ Single value, universal, wild card, range and list-of-UID matching become
 ``WHERE`` clauses on the index columns, so a query never loads rows it does
 not return. Person names match case-insensitively on their upper-cased
 ``*_norm`` columns, on every component group at once, as PS3.4 C.2.2.2.1
-allows. Used by the Query/Retrieve SCP, and later by the worklist, QIDO and
-the client.
+allows. Sequence keys (PS3.4 C.2.2.2.6) match on columns holding their first
+item's attributes and are returned from the index as well (:data:`SEQUENCES`).
+Used by the Query/Retrieve SCP, and later by the worklist, QIDO and the
+client.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +38,7 @@ class Key:
 
     level: str
     column: sa.Column | None  # None: computed
-    kind: str  # text, pn, date, time, uid, int, computed
+    kind: str  # text, pn, date, time, datetime, uid, int, computed, sequence
 
 
 _P, _ST, _SE, _I = schema.patient, schema.study, schema.series, schema.instance
@@ -84,7 +88,91 @@ KEYS: dict[str, Key] = {
     "NumberOfFrames": Key("IMAGE", _I.c.NumberOfFrames, "int"),
     "ContentDate": Key("IMAGE", _I.c.ContentDate, "date"),
     "ContentTime": Key("IMAGE", _I.c.ContentTime, "time"),
+    # Table 11's Request Attribute Sequence; its item's keys follow below.
+    "RequestAttributesSequence": Key("SERIES", None, "sequence"),
+    # Tables 12 and 13: presentation states and key object documents. The
+    # statement's "Presentation Description" and "Presentation Creator's
+    # Name" are ContentDescription and ContentCreatorName in today's standard.
+    "ContentDescription": Key("IMAGE", _I.c.ContentDescription, "text"),
+    "PresentationCreationDate": Key("IMAGE", _I.c.PresentationCreationDate, "date"),
+    "PresentationCreationTime": Key("IMAGE", _I.c.PresentationCreationTime, "time"),
+    "ContentCreatorName": Key("IMAGE", _I.c.ContentCreatorName, "pn"),
+    "ObservationDateTime": Key("IMAGE", _I.c.ObservationDateTime, "datetime"),
+    "ReferencedSeriesSequence": Key("IMAGE", _I.c.sequences, "sequence"),
+    "ReferencedRequestSequence": Key("IMAGE", _I.c.sequences, "sequence"),
+    "ConceptNameCodeSequence": Key("IMAGE", _I.c.sequences, "sequence"),
+    # Matching keys inside a sequence's item, named "<sequence>.<attribute>".
+    "RequestAttributesSequence.RequestedProcedureID": Key(
+        "SERIES", _SE.c.RequestedProcedureID, "text"
+    ),
+    "RequestAttributesSequence.ScheduledProcedureStepID": Key(
+        "SERIES", _SE.c.ScheduledProcedureStepID, "text"
+    ),
+    "ConceptNameCodeSequence.CodeValue": Key(
+        "IMAGE", _I.c.ConceptNameCodeSequence_CodeValue, "text"
+    ),
+    "ConceptNameCodeSequence.CodingSchemeDesignator": Key(
+        "IMAGE", _I.c.ConceptNameCodeSequence_CodingSchemeDesignator, "text"
+    ),
+    "ConceptNameCodeSequence.CodeMeaning": Key(
+        "IMAGE", _I.c.ConceptNameCodeSequence_CodeMeaning, "text"
+    ),
 }
+
+
+@dataclass(frozen=True)
+class SequenceKey:
+    """A sequence attribute the archive matches or returns (PS3.4 C.2.2.2.6)."""
+
+    #: The sub-attributes returned: keyword -> None, or a nested dict for a
+    #: nested sequence.
+    items: dict[str, Any]
+    #: Sub-attributes matched (on the first stored item); each has a KEYS
+    #: entry "<sequence>.<attribute>".
+    matching: tuple[str, ...] = ()
+    #: Items come from ``instance.sequences``; else they are the one item
+    #: that the matching keys' columns make up.
+    stored: bool = True
+
+    def columns(self, keyword: str) -> list[str]:
+        """The KEYS a query must select for :func:`sequence_items`."""
+        if self.stored:
+            return [keyword]
+        return [f"{keyword}.{sub}" for sub in self.matching]
+
+
+_REQUEST_ITEM = ("RequestedProcedureID", "ScheduledProcedureStepID")
+
+#: Every sequence of tables 11 to 13 by keyword; its level is that of KEYS.
+SEQUENCES: dict[str, SequenceKey] = {
+    "RequestAttributesSequence": SequenceKey(
+        dict.fromkeys(_REQUEST_ITEM), _REQUEST_ITEM, stored=False
+    ),
+    "ReferencedSeriesSequence": SequenceKey(
+        schema.STORED_SEQUENCES["ReferencedSeriesSequence"]
+    ),
+    "ReferencedRequestSequence": SequenceKey(
+        schema.STORED_SEQUENCES["ReferencedRequestSequence"]
+    ),
+    "ConceptNameCodeSequence": SequenceKey(
+        schema.STORED_SEQUENCES["ConceptNameCodeSequence"],
+        ("CodeValue", "CodingSchemeDesignator", "CodeMeaning"),
+    ),
+}
+
+
+def sequence_items(keyword: str, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stored items of a sequence key for one result row of :func:`find`.
+
+    Items map keywords to text, or to a list of items for a nested sequence.
+    """
+    key = SEQUENCES[keyword]
+    if key.stored:
+        text = row.get(keyword) or ""
+        return list(json.loads(text).get(keyword, [])) if text else []
+    item = {sub: row.get(f"{keyword}.{sub}") or "" for sub in key.matching}
+    return [item] if any(item.values()) else []
+
 
 #: The unique key of each level (PS3.4 C.2.2.1).
 UNIQUE = {
@@ -97,7 +185,14 @@ UNIQUE = {
 _NORM = {
     "PatientName": _P.c.PatientName_norm,
     "ReferringPhysicianName": _ST.c.ReferringPhysicianName_norm,
+    "ContentCreatorName": _I.c.ContentCreatorName_norm,
 }
+
+# A DT value (PS3.5 6.2): YYYY[MM[DD[HH[MM[SS[.F{1,6}]]]]]][&ZZXX].
+_DT = re.compile(
+    r"(\d{4}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?)?)?)?)"
+    r"(?:[+-](\d{2})(\d{2}))?"
+)
 
 
 def _like(value: str) -> str:
@@ -115,8 +210,12 @@ def condition(keyword: str, value: str) -> sa.ColumnElement[bool] | None:
     value = value.strip() if key.kind != "pn" else value.rstrip()
     if value == "" or value == "*":
         return None
+    if key.kind == "sequence":
+        raise QueryError(f"{keyword} is a sequence: it matches through its item")
     if column is None:
         return None  # computed keys are matched by the caller
+    if key.kind == "datetime":
+        return _datetime(keyword, column, value)
     if key.kind == "uid":
         uids = [u.strip() for u in value.split("\\") if u.strip()]
         return column.in_(uids) if len(uids) > 1 else column == uids[0]
@@ -150,6 +249,34 @@ def condition(keyword: str, value: str) -> sa.ColumnElement[bool] | None:
     if "*" in value or "?" in value:
         return column.like(_like(value), escape="\\")
     return column == value
+
+
+def _datetime(keyword: str, column: sa.Column, value: str) -> sa.ColumnElement[bool]:
+    """Single value or range matching of a DT key (PS3.4 C.2.2.2.5).
+
+    A ``-`` is both the range separator and the sign of a UTC offset: a value
+    that is one date-time with a valid offset is taken as that, anything else
+    with a ``-`` as a range. Bounds compare as text without their offsets.
+    """
+    single = _DT.fullmatch(value)
+    if single and (single[2] is None or _valid_offset(single[2], single[3])):
+        return column == value
+    for at in (i for i, c in enumerate(value) if c == "-"):
+        low, high = _DT.fullmatch(value[:at]), _DT.fullmatch(value[at + 1 :])
+        if (low or at == 0) and (high or at == len(value) - 1) and (low or high):
+            # An object with no value for the key matches no range.
+            parts = [column != ""]
+            if low:
+                parts.append(column >= low[1])
+            if high:
+                # A partial upper bound covers all of that year, day, minute...
+                parts.append(column <= high[1] + "\uffff")
+            return sa.and_(*parts)
+    raise QueryError(f"{keyword}: '{value}' is not a date-time or a range of them")
+
+
+def _valid_offset(hours: str, minutes: str) -> bool:
+    return int(hours) <= 14 and int(minutes) < 60
 
 
 def _count(conn: sa.Connection, rows: sa.Select) -> int:

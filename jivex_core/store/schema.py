@@ -4,15 +4,50 @@ The index holds what the query tables 11-13 of the conformance statement
 need, plus where each object's file is. Files stay the truth: the index can
 be rebuilt from them. Column names are the DICOM keywords of the attribute
 they hold; ``*_norm`` columns hold the upper-cased form used for
-case-insensitive matching of person names. Change the schema only through a
-new Alembic revision in ``migrations/versions``.
+case-insensitive matching of person names; ``<Sequence>_<Attribute>`` columns
+hold an attribute of a sequence's first item, for matching in SQL. Change the
+schema only through a new Alembic revision in ``migrations/versions``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
+
+_CODE: dict[str, Any] = dict.fromkeys(
+    ("CodeValue", "CodingSchemeDesignator", "CodingSchemeVersion", "CodeMeaning")
+)
+
+#: What ``instance.sequences`` keeps of each return-only sequence of tables 12
+#: and 13: the sub-attributes the tables name, a nested dict for a nested
+#: sequence. Nothing else of the items is kept: the column holds only what a
+#: query can return.
+STORED_SEQUENCES: dict[str, dict[str, Any]] = {
+    "ReferencedSeriesSequence": {
+        "SeriesInstanceUID": None,
+        "ReferencedImageSequence": dict.fromkeys(
+            ("ReferencedSOPClassUID", "ReferencedSOPInstanceUID")
+        ),
+    },
+    "ReferencedRequestSequence": {
+        "StudyInstanceUID": None,
+        "AccessionNumber": None,
+        "RequestedProcedureID": None,
+        "RequestedProcedureCodeSequence": _CODE,
+    },
+    "ConceptNameCodeSequence": _CODE,
+}
+
+
+def _added(name: str, length: int) -> sa.Column:
+    # Added by a later revision: rows that existed then hold ''.
+    return sa.Column(
+        name, sa.String(length), nullable=False, server_default=sa.text("''")
+    )
+
 
 patient = sa.Table(
     "patient",
@@ -105,6 +140,19 @@ instance = sa.Table(
     sa.Column("received_at", sa.DateTime, nullable=False),
     # The data set ended early; a complete copy of it replaces this one.
     sa.Column("incomplete", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Tables 12 and 13 (presentation states, key object documents), since
+    # revision 0003.
+    _added("ContentDescription", 1024),
+    _added("PresentationCreationDate", 8),
+    _added("PresentationCreationTime", 16),
+    _added("ContentCreatorName", 324),
+    _added("ContentCreatorName_norm", 324),
+    _added("ObservationDateTime", 26),
+    _added("ConceptNameCodeSequence_CodeValue", 64),
+    _added("ConceptNameCodeSequence_CodingSchemeDesignator", 64),
+    _added("ConceptNameCodeSequence_CodeMeaning", 1024),
+    # JSON: {keyword: [item, ...]} of STORED_SEQUENCES, '' when none.
+    sa.Column("sequences", sa.Text, nullable=False, server_default=sa.text("''")),
 )
 
 #: The job queue: every send, forward and retrieve the core runs. A job
