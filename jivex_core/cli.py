@@ -122,6 +122,30 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--json", action="store_true", help="print the job as JSON")
     send.add_argument("uids", nargs="+", metavar="UID")
 
+    find = sub.add_parser("find", help="query a remote archive (C-FIND)")
+    _common(find)
+    find.add_argument("--from", dest="source", required=True, metavar="AET")
+    _remote_option(find)
+    find.add_argument(
+        "--level", choices=["patient", "study", "series", "image"], default="study"
+    )
+    find.add_argument("--limit", type=int, metavar="N", help="cancel after N answers")
+    find.add_argument("--json", action="store_true", help="JSON array of objects")
+    find.add_argument("keys", nargs="*", metavar="KEY=VALUE")
+
+    move = sub.add_parser("move", help="retrieve from a remote archive (C-MOVE)")
+    _common(move)
+    move.add_argument("--from", dest="source", required=True, metavar="AET")
+    _remote_option(move)
+    move.add_argument(
+        "--level", choices=["patient", "study", "series"], default="study"
+    )
+    move.add_argument(
+        "--no-wait", action="store_true", help="queue the retrieve and exit at once"
+    )
+    move.add_argument("--json", action="store_true", help="print the jobs as JSON")
+    move.add_argument("uids", nargs="+", metavar="UID")
+
     jobs = sub.add_parser("jobs", help="list, cancel or retry sends and retrieves")
     _common(jobs)
     jobs.add_argument("--json", action="store_true", help="JSON array of objects")
@@ -155,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ls(args)
         if command == "import":
             return _import(args)
-        if command in ("send", "jobs"):
+        if command in ("send", "jobs", "find", "move"):
             return _with_core(args)
     except ConfigError as exc:
         print(f"jivex {command}: {exc}", file=sys.stderr)
@@ -395,14 +419,15 @@ def _with_core(args: argparse.Namespace) -> int:
     if client is not None:
         try:
             return _run_command(args, client.call)
-        except LinkError as exc:
+        except (LinkError, ValueError) as exc:
             print(f"jivex {args.command}: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         finally:
             client.close()
     from jivex_core.engine import Engine
 
-    engine = Engine(settings, network=False)
+    # A retrieve needs our Storage SCP to receive what it asks for.
+    engine = Engine(settings, network=args.command == "move")
     try:
         engine.start()
     except JivexError as exc:
@@ -425,10 +450,50 @@ def _with_core(args: argparse.Namespace) -> int:
 def _run_command(args: argparse.Namespace, call: Any) -> int:
     if args.command == "jobs":
         return _jobs(args, call)
+    if args.command == "find":
+        return _find(args, call)
+    if args.command == "move":
+        jobs = call("move", **{"from": args.source}, level=args.level, uids=args.uids)
+        if not args.no_wait:
+            jobs = [_wait(job, call) for job in jobs]
+        return max(_report(job, args.json) for job in jobs)
     job = call("send", to=args.to, uids=args.uids)
     if not args.no_wait:
         job = _wait(job, call)
     return _report(job, args.json)
+
+
+def _find(args: argparse.Namespace, call: Any) -> int:
+    keys = {}
+    for text in args.keys:
+        keyword, sep, value = text.partition("=")
+        if not sep or not keyword.strip():
+            raise ValueError(f"'{text}' is not KEY=VALUE (a DICOM keyword)")
+        keys[keyword.strip()] = value
+    result = call(
+        "find", **{"from": args.source}, level=args.level, keys=keys, limit=args.limit
+    )
+    rows = result["rows"]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=1))
+    else:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        _print_table(columns, [[row.get(c, "") for c in columns] for row in rows])
+    for error in result["errors"]:
+        print(f"jivex find: {error}", file=sys.stderr)
+    if result["truncated"]:
+        print(
+            f"jivex find: cancelled after {len(rows)} answers (--limit)",
+            file=sys.stderr,
+        )
+    return EXIT_PARTIAL if result["errors"] or result["truncated"] else EXIT_OK
+
+
+def _print_table(columns: list[str], rows: list[list[str]]) -> None:
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _wait(job: dict, call: Any) -> dict:
@@ -483,8 +548,5 @@ def _jobs(args: argparse.Namespace, call: Any) -> int:
         [str(job.get(c) if job.get(c) is not None else "") for c in columns]
         for job in jobs
     ]
-    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for row in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    _print_table(columns, rows)
     return EXIT_OK

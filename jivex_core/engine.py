@@ -151,6 +151,20 @@ class Engine:
             "jobs": job_list,
             "job": job_get,
             "cancel_job": lambda p: jobs.cancel(int(p["id"])).view(),
+            "find": lambda p: jobs.find(
+                str(p["from"]),
+                str(p.get("level") or "STUDY"),
+                {str(k): str(v) for k, v in (p.get("keys") or {}).items()},
+                p.get("limit"),
+            ),
+            "move": lambda p: [
+                job.view()
+                for job in jobs.move_uids(
+                    str(p["from"]),
+                    str(p.get("level") or "STUDY"),
+                    [str(u) for u in p["uids"]],
+                )
+            ],
             "retry_job": lambda p: jobs.retry(int(p["id"])).view(),
             "status": status,
             "list_studies": lambda p: store.index.studies(p.get("limit")),

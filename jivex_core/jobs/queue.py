@@ -278,6 +278,23 @@ class JobQueue:
                     .values({column: _J.c[column] + 1, "updated_at": now()})
                 )
 
+    def set_counts(
+        self, pk: int, total: int, completed: int, failed: int, warning: int
+    ) -> None:
+        """Counts a retrieve learns from the peer's responses."""
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(
+                sa.update(_J)
+                .where(_J.c.pk == pk)
+                .values(
+                    total=total,
+                    completed=completed,
+                    failed=failed,
+                    warning=warning,
+                    updated_at=now(),
+                )
+            )
+
     def finish(self, pk: int, state: str, error: str = "") -> None:
         """End a running job (done, failed or cancelled)."""
         with self._lock, self.engine.begin() as conn:

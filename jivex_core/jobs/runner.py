@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy as sa
+from pynetdicom.status import code_to_category
 
 from jivex_core.config import RemoteNode, Settings
 from jivex_core.jobs.queue import (
@@ -30,7 +31,7 @@ from jivex_core.jobs.queue import (
     JobQueue,
     now,
 )
-from jivex_core.services import storage_scu
+from jivex_core.services import qr_scu, storage_scu
 from jivex_core.services.association import make_ae
 from jivex_core.services.storage_scu import AssociationError, Outgoing
 from jivex_core.store import Store, schema
@@ -160,6 +161,66 @@ class JobRunner:
         job = self.queue.add("forward", remote_ae, {}, [sop_instance_uid], at)
         self._changed(job)
 
+    def move(self, remote_ae: str, level: str, keys: dict[str, str]) -> Job:
+        """Queue a retrieve from *remote_ae* to our own Storage SCP."""
+        node = self._node(remote_ae)
+        qr_scu.identifier(level, keys)  # refuse a bad request now, not later
+        job = self.queue.add(
+            "move", node.ae_title, {"level": level.upper(), "keys": keys}
+        )
+        self._changed(job)
+        return job
+
+    def move_uids(self, remote_ae: str, level: str, uids: list[str]) -> list[Job]:
+        """Queue retrieves of patients (by ID), studies or series by UID.
+
+        Series are hierarchical below their study: the remote is asked which
+        study each series belongs to, and one retrieve runs per study.
+        """
+        level = level.upper()
+        wanted = "\\".join(u.strip() for u in uids if u.strip())
+        if not wanted:
+            raise JobError("no UIDs given")
+        if level == "PATIENT":
+            return [self.move(remote_ae, level, {"PatientID": wanted})]
+        if level == "STUDY":
+            return [self.move(remote_ae, level, {"StudyInstanceUID": wanted})]
+        if level != "SERIES":
+            raise JobError(f"level '{level}' is not patient, study or series")
+        node = self._node(remote_ae)
+        found = qr_scu.find(
+            self.ae,
+            node,
+            "SERIES",
+            {"SeriesInstanceUID": wanted, "StudyInstanceUID": ""},
+            return_keys=(),
+        )
+        by_study: dict[str, list[str]] = {}
+        for row in found.rows:
+            by_study.setdefault(row.get("StudyInstanceUID", ""), []).append(
+                row.get("SeriesInstanceUID", "")
+            )
+        missing = set(u.strip() for u in uids) - {
+            s for series in by_study.values() for s in series
+        }
+        if missing:
+            raise JobError(f"'{remote_ae}' has no series " + ", ".join(sorted(missing)))
+        return [
+            self.move(
+                remote_ae,
+                "SERIES",
+                {"StudyInstanceUID": study, "SeriesInstanceUID": "\\".join(series)},
+            )
+            for study, series in by_study.items()
+        ]
+
+    def find(
+        self, remote_ae: str, level: str, keys: dict[str, str], limit: int | None
+    ) -> dict[str, Any]:
+        """Query *remote_ae* now (queries are not queued: someone waits)."""
+        node = self._node(remote_ae)
+        return qr_scu.find(self.ae, node, level, keys, limit=limit).view()
+
     def cancel(self, pk: int) -> Job:
         """Cancel a job (see :meth:`JobQueue.cancel`)."""
         job = self.queue.cancel(pk)
@@ -216,6 +277,8 @@ class JobRunner:
         try:
             if job.kind in ("send", "forward"):
                 self._send(job)
+            elif job.kind == "move":
+                self._move(job)
             else:
                 self.queue.finish(job.pk, FAILED, f"'{job.kind}' jobs are not run")
         except _Stopping:
@@ -246,6 +309,92 @@ class JobRunner:
             logger.error(
                 "Job %d failed after %d attempts: %s", job.pk, job.attempts, error
             )
+
+    # Retrieving -----------------------------------------------------------
+
+    def _move(self, job: Job) -> None:
+        node = self.settings.remote_node(job.remote_ae)
+        if node is None:
+            self.queue.finish(
+                job.pk, FAILED, f"'{job.remote_ae}' is no longer in the remote AE table"
+            )
+            return
+        level = str(job.request.get("level", "STUDY"))
+        keys = {str(k): str(v) for k, v in job.request.get("keys", {}).items()}
+        ours = self.settings.network.ae_title
+        try:
+            assoc, responses, cx_id = qr_scu.start_move(
+                self.ae, node, level, keys, ours
+            )
+        except AssociationError as exc:
+            self._retry_later(job, node, str(exc))
+            return
+        except qr_scu.QueryError as exc:
+            self.queue.finish(job.pk, FAILED, str(exc))
+            return
+        final = None
+        cancel_sent = False
+        try:
+            for status, answer in responses:
+                if "Status" not in status:
+                    break
+                code = int(status.Status)
+                counts = [
+                    int(status.get(f"NumberOf{name}Suboperations", 0) or 0)
+                    for name in ("Remaining", "Completed", "Failed", "Warning")
+                ]
+                remaining, completed, failed, warning = counts
+                self.queue.set_counts(
+                    job.pk,
+                    remaining + completed + failed + warning,
+                    completed,
+                    failed,
+                    warning,
+                )
+                if code_to_category(code) != "Pending":
+                    final = (code, status, answer)
+                    break
+                self.publish("job_progress", {"id": job.pk})
+                if self._stop.is_set():
+                    assoc.abort()
+                    raise _Stopping
+                if not cancel_sent and self.queue.cancel_requested(job.pk):
+                    assoc.send_c_cancel(1, cx_id)
+                    cancel_sent = True
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        if final is None:
+            self._retry_later(
+                job,
+                node,
+                f"'{node.ae_title}' ended the association before the final "
+                "C-MOVE response",
+            )
+            return
+        code, status, answer = final
+        comment = str(status.get("ErrorComment", "") or "")
+        detail = f"'{node.ae_title}' answered 0x{code:04X}" + (
+            f" ({comment})" if comment else ""
+        )
+        if code == 0x0000:
+            self.queue.finish(job.pk, DONE)
+        elif code == 0xFE00:
+            self.queue.finish(job.pk, CANCELLED, "cancelled")
+        elif code_to_category(code) == "Warning":
+            self.queue.finish(job.pk, DONE, f"{detail}: some objects failed")
+        elif code == 0xA801:
+            self.queue.finish(
+                job.pk,
+                FAILED,
+                f"{detail}: it does not know our AE title '{ours}' as a move "
+                "destination",
+            )
+        else:
+            self.queue.finish(job.pk, FAILED, detail)
+        logger.info(
+            "Job %d (C-MOVE from '%s') ended: %s", job.pk, node.ae_title, detail
+        )
 
     # Sending --------------------------------------------------------------
 

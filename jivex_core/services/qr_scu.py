@@ -1,0 +1,281 @@
+"""JiveX Client Communication Service (statement 3.2.6): C-FIND and C-MOVE.
+
+Queries go to the archives of the remote AE table. The association proposes
+Study Root and Patient Root; the model is chosen from what the peer accepts
+and the level asked for (PATIENT needs Patient Root). Each answer becomes a
+row of strings keyed by DICOM keyword, as ``jivex ls --json`` has them. When
+the answers outnumber the node's ``max_query_results`` (or the caller's
+cancel event is set), a C-FIND-CANCEL is sent and the result says it was cut.
+A broken identifier in one answer is reported and skipped, not fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.association import Association
+from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+from pynetdicom.status import code_to_category
+
+from jivex_core.config import RemoteNode
+from jivex_core.services.storage_scu import AssociationError, associate
+
+logger = logging.getLogger(__name__)
+
+LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+
+#: The return keys of table 26 asked at each level, unless the caller names
+#: its own; matching keys come on top.
+RETURN_KEYS: dict[str, tuple[str, ...]] = {
+    "PATIENT": (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "NumberOfPatientRelatedStudies",
+    ),
+    "STUDY": (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyDate",
+        "StudyTime",
+        "AccessionNumber",
+        "StudyID",
+        "StudyInstanceUID",
+        "ReferringPhysicianName",
+        "StudyDescription",
+        "ModalitiesInStudy",
+        "NumberOfStudyRelatedSeries",
+        "NumberOfStudyRelatedInstances",
+    ),
+    "SERIES": (
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "Modality",
+        "SeriesNumber",
+        "SeriesDescription",
+        "NumberOfSeriesRelatedInstances",
+        "PerformedProcedureStepStartDate",
+        "PerformedProcedureStepStartTime",
+    ),
+    "IMAGE": (
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "SOPInstanceUID",
+        "SOPClassUID",
+        "InstanceNumber",
+        "Rows",
+        "Columns",
+        "BitsAllocated",
+        "NumberOfFrames",
+    ),
+}
+
+#: Table 26-28 keys a site may add to every image-level query.
+OPTIONAL_KEYS = ("ContentDate", "ContentTime", "ObservationDateTime")
+
+_FIND = {
+    True: PatientRootQueryRetrieveInformationModelFind,
+    False: StudyRootQueryRetrieveInformationModelFind,
+}
+_MOVE = {
+    True: PatientRootQueryRetrieveInformationModelMove,
+    False: StudyRootQueryRetrieveInformationModelMove,
+}
+_SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian]
+
+
+class QueryError(ValueError):
+    """A query or retrieve that cannot be sent; the message names why."""
+
+
+@dataclass
+class FindResult:
+    """What a remote C-FIND answered."""
+
+    rows: list[dict[str, str]] = field(default_factory=list)
+    status: int | None = None
+    truncated: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    def view(self) -> dict[str, Any]:
+        """For the link and ``jivex find --json``."""
+        return {
+            "rows": self.rows,
+            "status": self.status,
+            "truncated": self.truncated,
+            "errors": self.errors,
+        }
+
+
+def identifier(
+    level: str, keys: dict[str, str], extra: tuple[str, ...] = ()
+) -> Dataset:
+    """A C-FIND or C-MOVE identifier from keywords and values.
+
+    Raises QueryError for an unknown level or keyword.
+    """
+    level = level.upper()
+    if level not in LEVELS:
+        raise QueryError(f"level '{level}' is not one of {', '.join(LEVELS)}")
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    text = []
+    for keyword, value in {**dict.fromkeys(extra, ""), **keys}.items():
+        tag = tag_for_keyword(keyword)
+        if tag is None:
+            raise QueryError(f"'{keyword}' is not a DICOM keyword")
+        vr = dictionary_VR(tag)
+        if vr == "SQ":
+            raise QueryError(f"'{keyword}' is a sequence; give its items' keys")
+        value = str(value)
+        text.append(value)
+        if vr in ("US", "UL", "SS", "SL", "FL", "FD") and value:
+            raise QueryError(f"'{keyword}' ({vr}) cannot be a matching key here")
+        ds.add_new(tag, vr, value or None)
+    if any(not value.isascii() for value in text):
+        ds.SpecificCharacterSet = "ISO_IR 192"
+    return ds
+
+
+def _string(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(_string(v) for v in value)
+    return str(value)
+
+
+def _row(ds: Dataset) -> dict[str, str]:
+    row: dict[str, str] = {}
+    for elem in ds:
+        if elem.keyword in ("", "SpecificCharacterSet", "QueryRetrieveLevel"):
+            continue
+        if elem.VR == "SQ":
+            continue
+        row[elem.keyword] = _string(elem.value).strip()
+    return row
+
+
+def _model(assoc: Association, models: dict[bool, str], level: str) -> tuple[str, int]:
+    accepted = {
+        str(cx.abstract_syntax): cx.context_id for cx in assoc.accepted_contexts
+    }
+    order = [True] if level == "PATIENT" else [False, True]
+    for patient_root in order:
+        uid = models[patient_root]
+        if uid in accepted:
+            return uid, accepted[uid]
+    assoc.release()
+    wanted = " or ".join(models[p].name for p in order)
+    raise QueryError(f"the peer accepted no context for {wanted}")
+
+
+def find(
+    ae: AE,
+    node: RemoteNode,
+    level: str,
+    keys: dict[str, str],
+    *,
+    return_keys: tuple[str, ...] | None = None,
+    limit: int | None = None,
+    cancel: threading.Event | None = None,
+) -> FindResult:
+    """Query *node*; QueryError when the query cannot be sent at all."""
+    level = level.upper()
+    extra = RETURN_KEYS.get(level, ()) if return_keys is None else return_keys
+    request = identifier(level, keys, extra)
+    limit = limit or node.max_query_results
+    contexts = [build_context(_FIND[p], _SYNTAXES) for p in (False, True)]
+    try:
+        assoc = associate(ae, node, contexts)
+    except AssociationError as exc:
+        raise QueryError(str(exc)) from None
+    result = FindResult()
+    try:
+        model, cx_id = _model(assoc, _FIND, level)
+        cancelled = False
+        for number, (status, answer) in enumerate(
+            assoc.send_c_find(request, model, msg_id=1), 1
+        ):
+            if "Status" not in status:
+                result.errors.append("the peer sent no final response")
+                break
+            code = int(status.Status)
+            category = code_to_category(code)
+            if category != "Pending":
+                result.status = code
+                if category == "Failure":
+                    comment = str(status.get("ErrorComment", "") or "")
+                    raise QueryError(
+                        f"'{node.ae_title}' answered 0x{code:04X}"
+                        + (f": {comment}" if comment else "")
+                    )
+                break
+            if result.truncated:
+                continue  # answers the peer sent before it saw the cancel
+            try:
+                if answer is None:
+                    raise ValueError("no identifier")
+                result.rows.append(_row(answer))
+            except Exception as exc:
+                result.errors.append(f"answer {number}: broken identifier: {exc}")
+                logger.warning(
+                    "C-FIND answer %d from '%s' is broken: %s",
+                    number,
+                    node.ae_title,
+                    exc,
+                )
+            wanted_stop = len(result.rows) >= limit or (cancel and cancel.is_set())
+            if wanted_stop and not cancelled:
+                assoc.send_c_cancel(1, cx_id)
+                cancelled = True
+                result.truncated = True
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    logger.info(
+        "C-FIND at %s level to '%s': %d answers%s",
+        level,
+        node.ae_title,
+        len(result.rows),
+        " (cancelled)" if result.truncated else "",
+    )
+    return result
+
+
+def move_contexts() -> list:
+    """The presentation contexts of a C-MOVE association (table 29)."""
+    return [build_context(_MOVE[p], _SYNTAXES) for p in (False, True)]
+
+
+def start_move(
+    ae: AE, node: RemoteNode, level: str, keys: dict[str, str], destination: str
+) -> tuple[Association, Any, int]:
+    """Open the association and send the C-MOVE; returns the association,
+    the response iterator and the context ID (for C-MOVE-CANCEL).
+
+    AssociationError when the peer cannot be reached or refuses (worth a
+    retry), QueryError when the request itself is wrong.
+    """
+    request = identifier(level, keys)
+    assoc = associate(ae, node, move_contexts())
+    model, cx_id = _model(assoc, _MOVE, level.upper())
+    responses = assoc.send_c_move(request, destination, model, msg_id=1)
+    return assoc, responses, cx_id
