@@ -2,10 +2,10 @@
 
 Single value, universal, wild card, range and list-of-UID matching become
 ``WHERE`` clauses on the index columns, so a query never loads rows it does
-not return. Person names match case-insensitively on their upper-cased
-``*_norm`` columns, on every component group at once, as PS3.4 C.2.2.2.1
-allows. Used by the Query/Retrieve SCP, and later by the worklist, QIDO and
-the client.
+not return. Person names match on their folded ``*_norm`` columns
+(:func:`jivex_core.charsets.fold`: case, width and composition do not count,
+as PS3.4 C.2.2.2.1 allows), component group by component group. Used by the
+Query/Retrieve SCP, and later by the worklist, QIDO and the client.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from jivex_core.charsets import fold
 from jivex_core.store import schema
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,50 @@ def _like(value: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
+def _groups(column: sa.ColumnElement[str]) -> sa.ColumnElement[int]:
+    """How many component groups a stored name has (one more than its '=')."""
+    bare = sa.func.replace(column, "=", "", type_=sa.String)
+    return sa.func.length(column) - sa.func.length(bare) + 1
+
+
+def _name_condition(column: sa.ColumnElement[str], value: str) -> Any:
+    """Match a person name component group by component group.
+
+    A value with '=' matches group by group, an empty or '*' group matching
+    anything. A value without '=' matches the alphabetic group and, when it
+    has characters beyond ASCII, any group: the ideographic and phonetic
+    groups are in other scripts, and an ASCII value matched on the first
+    group only keeps the index on the column in use. One LIKE pattern per
+    possible number of groups and position, each with as many literal '='
+    as the name has: a '*' then never spans two groups.
+    """
+    groups = value.split("=")
+    if len(groups) == 1:
+        one = _like(value)
+        options = {1: [one], 2: [one + "=%"], 3: [one + "=%=%"]}
+        if not value.isascii():
+            options[2].append("%=" + one)
+            options[3] += ["%=" + one + "=%", "%=%=" + one]
+    else:
+        while groups and groups[-1].strip() in ("", "*"):
+            groups.pop()
+        if not groups:
+            return None
+        parts = ["%" if g.strip() in ("", "*") else _like(g) for g in groups]
+        options = {
+            n: ["=".join(parts + ["%"] * (n - len(parts)))]
+            for n in range(len(parts), 4)
+        }
+    count = _groups(column)
+    return sa.or_(
+        *(
+            sa.and_(column.like(pattern, escape="\\"), count == n)
+            for n, patterns in options.items()
+            for pattern in patterns
+        )
+    )
+
+
 def condition(keyword: str, value: str) -> sa.ColumnElement[bool] | None:
     """The SQL condition for one matching key; None for universal matching.
 
@@ -142,11 +187,9 @@ def condition(keyword: str, value: str) -> sa.ColumnElement[bool] | None:
             raise QueryError(f"{keyword}: '{value}' is not an integer") from None
     if key.kind == "pn":
         norm = _NORM.get(keyword)
-        target = norm if norm is not None else column
-        wanted = value.upper() if norm is not None else value
-        if "*" in wanted or "?" in wanted:
-            return target.like(_like(wanted), escape="\\")
-        return target == wanted
+        if norm is None:
+            return _name_condition(column, value)
+        return _name_condition(norm, fold(value))
     if "*" in value or "?" in value:
         return column.like(_like(value), escape="\\")
     return column == value
@@ -261,3 +304,27 @@ def find(
             item = dict(row)
             _computed(item, conn, wanted)
             yield item
+
+
+def stored_character_sets(
+    engine: sa.Engine, patient_pk: int, study_pk: int | None
+) -> list[str]:
+    """The Specific Character Sets of a result row's study and patient.
+
+    The study's first: at study level and below, most returned text is the
+    study's. Each is the value of the first object indexed for that entity.
+    """
+    with engine.connect() as conn:
+        out = []
+        if study_pk is not None:
+            out.append(
+                conn.execute(
+                    sa.select(_ST.c.SpecificCharacterSet).where(_ST.c.pk == study_pk)
+                ).scalar_one_or_none()
+            )
+        out.append(
+            conn.execute(
+                sa.select(_P.c.SpecificCharacterSet).where(_P.c.pk == patient_pk)
+            ).scalar_one_or_none()
+        )
+    return [c for c in out if c]
