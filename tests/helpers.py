@@ -174,4 +174,6 @@ def findscu(
         warnings.simplefilter("ignore")
         found = [pydicom.dcmread(p) for p in sorted(out.glob("rsp*.dcm"))]
     log = (run.stdout + run.stderr).decode(errors="replace")
+    # A key findscu cannot parse would make any query look empty.
+    assert "Bad override key" not in log, log
     return found, log

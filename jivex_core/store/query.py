@@ -11,6 +11,7 @@ Query/Retrieve SCP, and later by the worklist, QIDO and the client.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -161,16 +162,17 @@ def condition(keyword: str, value: str) -> sa.ColumnElement[bool] | None:
     if value == "" or value == "*":
         return None
     if column is None:
-        return None  # computed keys are matched by the caller
+        return _count_condition(keyword, value)
     if key.kind == "uid":
         uids = [u.strip() for u in value.split("\\") if u.strip()]
+        if not uids:
+            return None
         return column.in_(uids) if len(uids) > 1 else column == uids[0]
-    if key.kind in ("date", "time") and "-" in value:
+    if key.kind == "time":
+        return _time_condition(keyword, column, value)
+    if key.kind == "date" and "-" in value:
         low, _, high = value.partition("-")
         low, high = low.strip(), high.strip()
-        if key.kind == "time":
-            # A time's upper bound covers all of that minute or second.
-            high = high + "\uffff" if high else high
         # An object with no value for the key matches no range.
         parts = [column != ""]
         if low:
@@ -190,9 +192,126 @@ def condition(keyword: str, value: str) -> sa.ColumnElement[bool] | None:
         if norm is None:
             return _name_condition(column, value)
         return _name_condition(norm, fold(value))
+    if keyword in _MULTI_VALUED:
+        return _any_value(column, value)
     if "*" in value or "?" in value:
         return column.like(_like(value), escape="\\")
     return column == value
+
+
+#: Keys whose index column holds all their values, joined by backslashes.
+_MULTI_VALUED = frozenset({"OtherPatientIDs", "OtherPatientNames"})
+
+
+def _any_value(column: sa.ColumnElement[str], value: str) -> Any:
+    """An entity matches when any one of its values does (PS3.4 C.2.2.3).
+
+    A '*' may still span two stored values: nothing delimits them in LIKE.
+    """
+    one, sep = _like(value), "\\\\"  # a literal backslash in the pattern
+    patterns = (one, one + sep + "%", "%" + sep + one, "%" + sep + one + sep + "%")
+    return sa.or_(*(column.like(p, escape="\\") for p in patterns))
+
+
+_TIME = re.compile(r"^(\d\d)(\d\d)?(\d\d)?(?:\.(\d{1,6}))?$")
+
+
+def _time_bounds(keyword: str, text: str) -> tuple[str, str]:
+    """The first and last moment a TM value stands for, as HHMMSS.FFFFFF.
+
+    A value names all of its last unit: '1000' is 10:00:00 to 10:00:59.999999,
+    as a date names all of its day. Colons (the ACR-NEMA form) are ignored.
+    """
+    match = _TIME.match(text.replace(":", ""))
+    if match is None or (match[4] and not match[3]):
+        raise QueryError(f"{keyword}: '{text}' is not a time")
+    hour, minute, second, fraction = match.groups()
+    if int(hour) > 23 or int(minute or 0) > 59 or int(second or 0) > 60:
+        raise QueryError(f"{keyword}: '{text}' is not a time")
+    given = hour + (minute or "") + (second or "")
+    fraction = fraction or ""
+    low = given.ljust(6, "0") + "." + fraction.ljust(6, "0")
+    high = given.ljust(6, "9") + "." + fraction.ljust(6, "9")
+    return low, high
+
+
+def _stored_time(column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    """A stored TM value as HHMMSS.FFFFFF, missing digits as zeros, in SQL."""
+    bare = sa.func.replace(column, ":", "", type_=sa.String)
+    whole = sa.func.substr(bare + "000000", 1, 6, type_=sa.String)
+    fraction = sa.func.substr(
+        sa.func.substr(bare, 8, type_=sa.String) + "000000", 1, 6, type_=sa.String
+    )
+    return whole + "." + fraction
+
+
+def _time_condition(keyword: str, column: sa.ColumnElement[str], value: str) -> Any:
+    """Single value and range matching of times, compared as times.
+
+    Both sides are brought to HHMMSS.FFFFFF, so '0930' and '093000' are one
+    time and an upper bound of '1000' takes in 10:00:30. A range that
+    crosses midnight is refused, as PS3.4 C.2.2.2.5.2 does not support it.
+    """
+    if "-" in value:
+        low_text, _, high_text = (part.strip() for part in value.partition("-"))
+        if not (low_text or high_text):
+            raise QueryError(f"{keyword}: '{value}' is not a range")
+        low = _time_bounds(keyword, low_text)[0] if low_text else ""
+        high = _time_bounds(keyword, high_text)[1] if high_text else ""
+        if low and high and low > high:
+            raise QueryError(f"{keyword}: '{value}' crosses midnight")
+    else:
+        low, high = _time_bounds(keyword, value)
+    stored = _stored_time(column)
+    # An object with no value for the key matches no time.
+    parts = [column != ""]
+    if low:
+        parts.append(stored >= low)
+    if high:
+        parts.append(stored <= high)
+    return sa.and_(*parts)
+
+
+def _related_count(keyword: str) -> Any:
+    """The number a Number of ... Related ... key stands for, per result row."""
+    st, se, i = _ST.alias(), _SE.alias(), _I.alias()
+    count = sa.select(sa.func.count())
+    if keyword == "NumberOfPatientRelatedStudies":
+        query = count.select_from(st).where(st.c.patient_pk == _P.c.pk)
+    elif keyword == "NumberOfPatientRelatedSeries":
+        query = count.select_from(se.join(st, se.c.study_pk == st.c.pk)).where(
+            st.c.patient_pk == _P.c.pk
+        )
+    elif keyword == "NumberOfPatientRelatedInstances":
+        query = count.select_from(
+            i.join(se, i.c.series_pk == se.c.pk).join(st, se.c.study_pk == st.c.pk)
+        ).where(st.c.patient_pk == _P.c.pk)
+    elif keyword == "NumberOfStudyRelatedSeries":
+        query = count.select_from(se).where(se.c.study_pk == _ST.c.pk)
+    elif keyword == "NumberOfStudyRelatedInstances":
+        query = count.select_from(i.join(se, i.c.series_pk == se.c.pk)).where(
+            se.c.study_pk == _ST.c.pk
+        )
+    elif keyword == "NumberOfSeriesRelatedInstances":
+        query = count.select_from(i).where(i.c.series_pk == _SE.c.pk)
+    else:
+        return None
+    return query.correlate_except(st, se, i).scalar_subquery()
+
+
+def _count_condition(keyword: str, value: str) -> Any:
+    """Single value matching on a computed count; None for other computed keys.
+
+    Modalities and SOP Classes in Study are matched by :func:`find`.
+    """
+    related = _related_count(keyword)
+    if related is None:
+        return None
+    try:
+        wanted = int(value)
+    except ValueError:
+        raise QueryError(f"{keyword}: '{value}' is not an integer") from None
+    return related == wanted
 
 
 def _count(conn: sa.Connection, rows: sa.Select) -> int:
