@@ -361,7 +361,19 @@ ANSWER_CHARSETS = {
 _DCMTK_CANNOT = {"ISO 2022 IR 87"}
 
 
-def _check_answer(ds: pydicom.Dataset, patient_id: str, expected) -> None:
+def _check_answer(archive, tmp_path, charset, patient_id: str, expected) -> None:
+    """Ask for one patient's names in *charset*; check the answer's encoding."""
+    found, log = _query(
+        archive,
+        tmp_path,
+        charset,
+        "PatientID",
+        patient_id,
+        "PatientName",
+        "ReferringPhysicianName",
+    )
+    assert len(found) == 1, log
+    ds = found[0]
     name, referring = _stored_names()[patient_id]
     assert ds.get("SpecificCharacterSet") == expected
     assert str(ds.PatientName) == name
@@ -387,17 +399,7 @@ def _check_answer(ds: pydicom.Dataset, patient_id: str, expected) -> None:
 def test_answers_to_a_default_repertoire_query_use_the_stored_set(
     archive, tmp_path, patient_id
 ):
-    found, log = _query(
-        archive,
-        tmp_path,
-        None,
-        "PatientID",
-        patient_id,
-        "PatientName",
-        "ReferringPhysicianName",
-    )
-    assert len(found) == 1, log
-    _check_answer(found[0], patient_id, ANSWER_CHARSETS[patient_id])
+    _check_answer(archive, tmp_path, None, patient_id, ANSWER_CHARSETS[patient_id])
 
 
 @pytest.mark.parametrize(
@@ -427,17 +429,7 @@ def test_answers_to_a_default_repertoire_query_use_the_stored_set(
 def test_answers_prefer_the_query_character_set(
     archive, tmp_path, charset, patient_id, expected
 ):
-    found, log = _query(
-        archive,
-        tmp_path,
-        charset,
-        "PatientID",
-        patient_id,
-        "PatientName",
-        "ReferringPhysicianName",
-    )
-    assert len(found) == 1, log
-    _check_answer(found[0], patient_id, expected)
+    _check_answer(archive, tmp_path, charset, patient_id, expected)
 
 
 def test_bad_character_sets_are_stored_and_found(archive, tmp_path):
