@@ -10,8 +10,11 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pydicom
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -135,3 +138,42 @@ def run_jivex(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [*JIVEX, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
     )
+
+
+def findscu(
+    server: JivexServer,
+    tmp_path: Path,
+    *keys: str | bytes,
+    model: str = "-S",
+    extra: tuple[str, ...] = (),
+) -> tuple[list[pydicom.Dataset], str]:
+    """Query *server* with DCMTK's findscu; return the answers and its log.
+
+    Each key is one ``-k`` argument. Bytes go to findscu as they are, so a
+    value can be given in the character set the query names.
+    """
+    out = tmp_path / f"rsp{len(list(tmp_path.iterdir()))}"
+    out.mkdir()
+    args: list[str | bytes] = [
+        dcmtk("findscu"),
+        "-v",
+        model,
+        "-X",
+        "-od",
+        str(out),
+        *extra,
+        "-aec",
+        "JIVEX",
+        "127.0.0.1",
+        str(server.query_port),
+    ]
+    for key in keys:
+        args += ["-k", key]
+    run = subprocess.run(args, capture_output=True, env=peer_env(), timeout=60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = [pydicom.dcmread(p) for p in sorted(out.glob("rsp*.dcm"))]
+    log = (run.stdout + run.stderr).decode(errors="replace")
+    # A key findscu cannot parse would make any query look empty.
+    assert "Bad override key" not in log, log
+    return found, log

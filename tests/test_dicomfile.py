@@ -7,13 +7,15 @@ import struct
 import warnings
 import zlib
 
+import pydicom
 import pytest
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+from pynetdicom.dsutils import encode
 
 from jivex_core.errors import CannotUnderstandError
 from jivex_core.store import dicomfile
 from jivex_core.store.dicomfile import parse_dataset, split_file
-from jivex_core.store.index import InstanceRecord
+from jivex_core.store.index import INDEX_TAGS, InstanceRecord
 from tests.corpus import readable_files
 
 EXPLICIT = "1.2.840.10008.1.2.1"
@@ -138,3 +140,53 @@ def test_implicit_bytes_on_an_explicit_context_are_filed_as_implicit(caplog):
     assert "stored as Implicit VR Little Endian" in caplog.text
     with pytest.raises(CannotUnderstandError, match="does not allow"):
         parse_dataset(implicit, "1.2.840.10008.1.2.4.50")
+
+
+def _person_name_data_set(charset: str, name: bytes) -> bytes:
+    ds = pydicom.Dataset()
+    ds.SpecificCharacterSet = charset.split("\\")
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = "1.2.3.4"
+    ds.PatientName = "x" * len(name)
+    data = encode(ds, False, True)
+    assert data is not None
+    return data.replace(b"x" * len(name), name)
+
+
+@pytest.mark.parametrize(
+    ("charset", "raw", "name"),
+    [
+        # The switch back to Latin-1 before '^' left to the reader.
+        (
+            "ISO 2022 IR 100\\ISO 2022 IR 144",
+            b"\x1b-L\xb8\xd2\xd0\xdd\xde\xd2^J\xfcrgen",
+            "Иванов^Jürgen",
+        ),
+        # ... and written out.
+        (
+            "ISO 2022 IR 100\\ISO 2022 IR 144",
+            b"\x1b-L\xb8\xd2\xd0\xdd\xde\xd2\x1b-A^J\xfcrgen",
+            "Иванов^Jürgen",
+        ),
+        # Korean in G1, then Latin-1 in G1 again after the '^'.
+        (
+            "ISO 2022 IR 100\\ISO 2022 IR 149",
+            b"\xe7^\x1b$)C\xa4\xba^\xe7",
+            "ç^ㅊ^ç",
+        ),
+        # In JIS X 0208, $^ is one kana: 05/14 is no delimiter there.
+        (
+            "\\ISO 2022 IR 87",
+            b"\x1b$B$d$^$@\x1b(B^\x1b$B$?$m$&\x1b(B\\Tarou",
+            "やまだ^たろう\\Tarou",
+        ),
+    ],
+)
+def test_person_names_restart_from_the_first_character_set_at_delimiters(
+    charset, raw, name
+):
+    data = _person_name_data_set(charset, raw)
+    parsed = parse_dataset(data, ExplicitVRLittleEndian, INDEX_TAGS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert dicomfile.text(parsed.dataset, "PatientName") == name

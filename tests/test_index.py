@@ -93,8 +93,8 @@ def test_an_index_of_revision_0002_is_upgraded_in_place(tmp_path, caplog):
     store = Store(tmp_path, min_free_bytes=0)
     try:
         engine = store.index.engine
-        assert _revision(engine) == "0004"
-        assert "from revision 0002 to 0004" in caplog.text
+        assert _revision(engine) == "0005"
+        assert "from revision 0002 to 0005" in caplog.text
         # The old row answers as an object without the new attributes.
         series = {
             "StudyInstanceUID": "1.113654.3.13.1026",
@@ -169,5 +169,27 @@ def test_an_ordinary_image_has_its_sequences_left_undecoded(tmp_path):
     try:
         result = _ingest(store, path)
         assert result.stored and result.record.sequences == ""
+    finally:
+        store.close()
+
+
+def test_names_indexed_before_the_fold_are_folded_on_upgrade(tmp_path):
+    old = sa.create_engine(database_url(tmp_path))
+    upgrade_schema(old, "0002")
+    _fill_revision_0002(old)
+    upgrade_schema(old, "0004")
+    name = "Ｙａｍａｄａ^ｔａｒｏｕ"  # full-width Latin: width folds away
+    with old.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE patient SET PatientName = :n, PatientName_norm = :u"),
+            {"n": name, "u": name.upper()},
+        )
+    old.dispose()
+    store = Store(tmp_path, min_free_bytes=0)
+    try:
+        engine = store.index.engine
+        assert _revision(engine) == "0005"
+        (row,) = find(engine, "PATIENT", {"PatientName": "yamada*"}, {"PatientID"})
+        assert row["PatientID"] == "583295"
     finally:
         store.close()

@@ -8,6 +8,17 @@ keys, sequences included (PS3.4 C.2.2.2.6). Matching runs in SQL
 list, is offered because viewers behind firewalls depend on it: its storage
 contexts are accepted only when the requestor takes the SCP role for them.
 
+Character sets (statement section 5): pynetdicom hands the identifier over
+decoded with its own Specific Character Set, and names match on their folded
+form (:func:`jivex_core.charsets.fold`), so a query in one character set finds
+names stored in any other. An answer whose text goes beyond ASCII carries the
+Specific Character Set it is encoded in (PS3.4 C.4.1.1.3.2), the first of: the
+query's own (the peer has shown it reads that one), the set of the stored
+objects the values come from, UTF-8 (ISO_IR 192), which encodes everything and
+is the answer wherever pydicom cannot encode the values in the others. The
+query's set comes first because peers do not all read every set: Orthanc 1.10
+refuses a whole answer in ISO 2022 IR 87 although it asked in UTF-8.
+
 Statuses (PS3.4 C.4.1.1.4): FF00 pending, 0000 done, FE00 cancelled, A900
 identifier does not match the model (with an Error Comment), C000 unable to
 process.
@@ -34,6 +45,7 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
+from jivex_core.charsets import response_character_set
 from jivex_core.config import Settings
 from jivex_core.services.association import (
     ASSOCIATION_HANDLERS,
@@ -54,6 +66,7 @@ from jivex_core.store.query import (
     QueryError,
     find,
     sequence_items,
+    stored_character_sets,
 )
 
 logger = logging.getLogger(__name__)
@@ -154,6 +167,7 @@ class QueryRetrieveSCP:
             == PatientRootQueryRetrieveInformationModelFind
         )
         count = 0
+        charsets: dict[tuple[int, int | None], list[str]] = {}
         try:
             request = event.identifier
             level, matching, wanted = _check(request, patient_root)
@@ -163,7 +177,7 @@ class QueryRetrieveSCP:
                     yield STATUS_CANCELLED, None
                     return
                 count += 1
-                yield STATUS_PENDING, self._response(request, level, row)
+                yield STATUS_PENDING, self._response(request, level, row, charsets)
         except QueryError as exc:
             logger.error("C-FIND from %s refused with 0xA900: %s", peer, exc)
             yield _failure(STATUS_IDENTIFIER_MISMATCH, str(exc))
@@ -176,9 +190,16 @@ class QueryRetrieveSCP:
             "C-FIND from %s at %s level: %d matches (0x0000)", peer, level, count
         )
 
-    def _response(self, request: Dataset, level: str, row: dict[str, Any]) -> Dataset:
+    def _response(
+        self,
+        request: Dataset,
+        level: str,
+        row: dict[str, Any],
+        charsets: dict[tuple[int, int | None], list[str]],
+    ) -> Dataset:
         ds = Dataset()
-        ascii_only = True
+        texts: list[tuple[str, str]] = []
+        sequences_plain = True
         for elem in request:
             keyword = elem.keyword
             if keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
@@ -186,19 +207,27 @@ class QueryRetrieveSCP:
             value = row.get(keyword)
             if elem.VR == "SQ":
                 seq, plain = _sequence(elem, row)
-                ascii_only = ascii_only and plain
+                sequences_plain = sequences_plain and plain
                 ds.add_new(elem.tag, "SQ", seq)
                 continue
             if value is None:
                 ds.add_new(elem.tag, elem.VR, None)  # requested, not stored
                 continue
-            if isinstance(value, str) and not value.isascii():
-                ascii_only = False
+            if isinstance(value, str):
+                texts.append((elem.VR, value))
             ds.add_new(elem.tag, elem.VR, value)
         ds.QueryRetrieveLevel = level
         ds.RetrieveAETitle = self.settings.network.ae_title
-        if not ascii_only:
-            # PS3.4 C.4.1.1.3.2: the character set of what is returned.
+        if not all(text.isascii() for _vr, text in texts):
+            key = (row["_patient_pk"], row.get("_study_pk"))
+            if key not in charsets:
+                charsets[key] = stored_character_sets(self.store.index.engine, *key)
+            asked = request.get("SpecificCharacterSet")
+            chosen = response_character_set(texts, [asked, *charsets[key]])
+            if chosen is not None:
+                ds.SpecificCharacterSet = chosen
+        if not sequences_plain:
+            # Text inside items: UTF-8 carries it whatever else is returned.
             ds.SpecificCharacterSet = "ISO_IR 192"
         return ds
 

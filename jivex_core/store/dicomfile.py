@@ -19,6 +19,7 @@ from io import BytesIO
 from typing import Any
 
 from pydicom import dcmread
+from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
@@ -31,6 +32,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
+from pydicom.valuerep import PN_DELIMS
 
 from jivex_core.errors import CannotUnderstandError
 from jivex_core.sopclasses import UNCOMPRESSED_BY_ENCODING, transfer_syntax_encoding
@@ -562,6 +564,53 @@ def _raw_text(ds: Dataset, keyword: str) -> str | None:
     return "\\".join(part.strip("\x00 ") for part in decoded.split("\\")).strip()
 
 
+#: Escape sequences that put a multi-byte set into G0 (PS3.3 C.12.1.1.2):
+#: while one is in G0, bytes 05/14 and 03/13 are halves of characters.
+_MULTI_BYTE_G0 = (b"\x1b$B", b"\x1b$@", b"\x1b$A", b"\x1b$(")
+_SINGLE_BYTE_G0 = (b"\x1b(B", b"\x1b(J")
+
+
+def _extended_name(ds: Dataset, keyword: str) -> str | None:
+    """Decode a still-raw PN value that uses code extensions; None otherwise.
+
+    PS3.5 6.2.1.2 makes the first character set active again at each '^' and
+    '=' of a name. pydicom decodes a name as one run, so a set invoked by an
+    escape sequence stays active past them when the writer left the switch
+    back to the reader, as many do (and DCMTK reads it so): "Иванов^Jürgen"
+    in ISO 2022 IR 100 and 144 would read "Иванов^Jќrgen". Each component is
+    decoded on its own here, from the first set.
+    """
+    tag = tag_for_keyword(keyword)
+    raw = ds.get_item(tag) if tag is not None else None
+    if not isinstance(raw, RawDataElement) or not isinstance(raw.value, bytes):
+        return None
+    if b"\x1b" not in raw.value or (raw.VR or dictionary_VR(tag)) != "PN":
+        return None
+    declared = ds.get("SpecificCharacterSet")
+    terms = [declared] if isinstance(declared, str) else list(declared or [])
+    if len(terms) < 2:
+        return None
+    encodings = convert_encodings(terms)
+    value = raw.value.rstrip(b"\x00 ")
+    out: list[str] = []
+    start = pos = 0
+    multi_byte = False
+    while pos < len(value):
+        if value[pos] == 0x1B:
+            if value.startswith(_MULTI_BYTE_G0, pos):
+                multi_byte = True
+            elif value.startswith(_SINGLE_BYTE_G0, pos):
+                multi_byte = False
+        elif not multi_byte and value[pos] in b"^=\\":
+            out.append(decode_bytes(value[start:pos], encodings, PN_DELIMS))
+            out.append(chr(value[pos]))
+            start = pos + 1
+        pos += 1
+    out.append(decode_bytes(value[start:], encodings, PN_DELIMS))
+    names = "".join(out).split("\\")
+    return "\\".join(name.strip("\x00 ").rstrip("=") for name in names)
+
+
 def text(ds: Dataset, keyword: str) -> str:
     """Return an attribute as one string ('' when absent or unreadable).
 
@@ -570,6 +619,13 @@ def text(ds: Dataset, keyword: str) -> str:
     fast = _raw_text(ds, keyword)
     if fast is not None:
         return fast
+    try:
+        name = _extended_name(ds, keyword)
+    except Exception as exc:
+        logger.warning("Attribute %s cannot be decoded: %s", keyword, exc)
+        return ""
+    if name is not None:
+        return name
     try:
         value: Any = ds.get(keyword)
     except Exception as exc:

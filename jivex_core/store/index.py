@@ -27,6 +27,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from jivex_core.charsets import fold
 from jivex_core.errors import StoreError
 from jivex_core.store import schema
 from jivex_core.store.dicomfile import integer, text
@@ -192,7 +193,7 @@ def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
 
 
 def _norm(name: str) -> str:
-    return name.upper()
+    return fold(name)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -204,7 +205,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     # Wild card matching is case-sensitive but for person names, which match
-    # on their upper-cased columns (PS3.4 C.2.2.2.4).
+    # on their folded columns (PS3.4 C.2.2.2.4).
     cur.execute("PRAGMA case_sensitive_like=ON")
     cur.close()
 

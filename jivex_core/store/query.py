@@ -2,10 +2,11 @@
 
 Single value, universal, wild card, range and list-of-UID matching become
 ``WHERE`` clauses on the index columns, so a query never loads rows it does
-not return. Person names match case-insensitively on their upper-cased
-``*_norm`` columns, on every component group at once, as PS3.4 C.2.2.2.1
-allows. Sequence keys (PS3.4 C.2.2.2.6) match on columns holding their first
-item's attributes and are returned from the index as well (:data:`SEQUENCES`).
+not return. Person names match on their folded ``*_norm`` columns
+(:func:`jivex_core.charsets.fold`: case, width and composition do not count,
+as PS3.4 C.2.2.2.1 allows), component group by component group. Sequence
+keys (PS3.4 C.2.2.2.6) match on columns holding their first item's
+attributes and are returned from the index as well (:data:`SEQUENCES`).
 Used by the Query/Retrieve SCP, and later by the worklist, QIDO and the
 client.
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from jivex_core.charsets import fold
 from jivex_core.store import schema
 
 logger = logging.getLogger(__name__)
@@ -200,6 +202,50 @@ def _like(value: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
+def _groups(column: sa.ColumnElement[str]) -> sa.ColumnElement[int]:
+    """How many component groups a stored name has (one more than its '=')."""
+    bare = sa.func.replace(column, "=", "", type_=sa.String)
+    return sa.func.length(column) - sa.func.length(bare) + 1
+
+
+def _name_condition(column: sa.ColumnElement[str], value: str) -> Any:
+    """Match a person name component group by component group.
+
+    A value with '=' matches group by group, an empty or '*' group matching
+    anything. A value without '=' matches the alphabetic group and, when it
+    has characters beyond ASCII, any group: the ideographic and phonetic
+    groups are in other scripts, and an ASCII value matched on the first
+    group only keeps the index on the column in use. One LIKE pattern per
+    possible number of groups and position, each with as many literal '='
+    as the name has: a '*' then never spans two groups.
+    """
+    groups = value.split("=")
+    if len(groups) == 1:
+        one = _like(value)
+        options = {1: [one], 2: [one + "=%"], 3: [one + "=%=%"]}
+        if not value.isascii():
+            options[2].append("%=" + one)
+            options[3] += ["%=" + one + "=%", "%=%=" + one]
+    else:
+        while groups and groups[-1].strip() in ("", "*"):
+            groups.pop()
+        if not groups:
+            return None
+        parts = ["%" if g.strip() in ("", "*") else _like(g) for g in groups]
+        options = {
+            n: ["=".join(parts + ["%"] * (n - len(parts)))]
+            for n in range(len(parts), 4)
+        }
+    count = _groups(column)
+    return sa.or_(
+        *(
+            sa.and_(column.like(pattern, escape="\\"), count == n)
+            for n, patterns in options.items()
+            for pattern in patterns
+        )
+    )
+
+
 def condition(keyword: str, value: str) -> sa.ColumnElement[bool] | None:
     """The SQL condition for one matching key; None for universal matching.
 
@@ -213,18 +259,19 @@ def condition(keyword: str, value: str) -> sa.ColumnElement[bool] | None:
     if key.kind == "sequence":
         raise QueryError(f"{keyword} is a sequence: it matches through its item")
     if column is None:
-        return None  # computed keys are matched by the caller
+        return _count_condition(keyword, value)
     if key.kind == "datetime":
         return _datetime(keyword, column, value)
     if key.kind == "uid":
         uids = [u.strip() for u in value.split("\\") if u.strip()]
+        if not uids:
+            return None
         return column.in_(uids) if len(uids) > 1 else column == uids[0]
-    if key.kind in ("date", "time") and "-" in value:
+    if key.kind == "time":
+        return _time_condition(keyword, column, value)
+    if key.kind == "date" and "-" in value:
         low, _, high = value.partition("-")
         low, high = low.strip(), high.strip()
-        if key.kind == "time":
-            # A time's upper bound covers all of that minute or second.
-            high = high + "\uffff" if high else high
         # An object with no value for the key matches no range.
         parts = [column != ""]
         if low:
@@ -241,11 +288,11 @@ def condition(keyword: str, value: str) -> sa.ColumnElement[bool] | None:
             raise QueryError(f"{keyword}: '{value}' is not an integer") from None
     if key.kind == "pn":
         norm = _NORM.get(keyword)
-        target = norm if norm is not None else column
-        wanted = value.upper() if norm is not None else value
-        if "*" in wanted or "?" in wanted:
-            return target.like(_like(wanted), escape="\\")
-        return target == wanted
+        if norm is None:
+            return _name_condition(column, value)
+        return _name_condition(norm, fold(value))
+    if keyword in _MULTI_VALUED:
+        return _any_value(column, value)
     if "*" in value or "?" in value:
         return column.like(_like(value), escape="\\")
     return column == value
@@ -277,6 +324,121 @@ def _datetime(keyword: str, column: sa.Column, value: str) -> sa.ColumnElement[b
 
 def _valid_offset(hours: str, minutes: str) -> bool:
     return int(hours) <= 14 and int(minutes) < 60
+
+
+#: Keys whose index column holds all their values, joined by backslashes.
+_MULTI_VALUED = frozenset({"OtherPatientIDs", "OtherPatientNames"})
+
+
+def _any_value(column: sa.ColumnElement[str], value: str) -> Any:
+    """An entity matches when any one of its values does (PS3.4 C.2.2.3).
+
+    A '*' may still span two stored values: nothing delimits them in LIKE.
+    """
+    one, sep = _like(value), "\\\\"  # a literal backslash in the pattern
+    patterns = (one, one + sep + "%", "%" + sep + one, "%" + sep + one + sep + "%")
+    return sa.or_(*(column.like(p, escape="\\") for p in patterns))
+
+
+_TIME = re.compile(r"^(\d\d)(\d\d)?(\d\d)?(?:\.(\d{1,6}))?$")
+
+
+def _time_bounds(keyword: str, text: str) -> tuple[str, str]:
+    """The first and last moment a TM value stands for, as HHMMSS.FFFFFF.
+
+    A value names all of its last unit: '1000' is 10:00:00 to 10:00:59.999999,
+    as a date names all of its day. Colons (the ACR-NEMA form) are ignored.
+    """
+    match = _TIME.match(text.replace(":", ""))
+    if match is None or (match[4] and not match[3]):
+        raise QueryError(f"{keyword}: '{text}' is not a time")
+    hour, minute, second, fraction = match.groups()
+    if int(hour) > 23 or int(minute or 0) > 59 or int(second or 0) > 60:
+        raise QueryError(f"{keyword}: '{text}' is not a time")
+    given = hour + (minute or "") + (second or "")
+    fraction = fraction or ""
+    low = given.ljust(6, "0") + "." + fraction.ljust(6, "0")
+    high = given.ljust(6, "9") + "." + fraction.ljust(6, "9")
+    return low, high
+
+
+def _stored_time(column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    """A stored TM value as HHMMSS.FFFFFF, missing digits as zeros, in SQL."""
+    bare = sa.func.replace(column, ":", "", type_=sa.String)
+    whole = sa.func.substr(bare + "000000", 1, 6, type_=sa.String)
+    fraction = sa.func.substr(
+        sa.func.substr(bare, 8, type_=sa.String) + "000000", 1, 6, type_=sa.String
+    )
+    return whole + "." + fraction
+
+
+def _time_condition(keyword: str, column: sa.ColumnElement[str], value: str) -> Any:
+    """Single value and range matching of times, compared as times.
+
+    Both sides are brought to HHMMSS.FFFFFF, so '0930' and '093000' are one
+    time and an upper bound of '1000' takes in 10:00:30. A range that
+    crosses midnight is refused, as PS3.4 C.2.2.2.5.2 does not support it.
+    """
+    if "-" in value:
+        low_text, _, high_text = (part.strip() for part in value.partition("-"))
+        if not (low_text or high_text):
+            raise QueryError(f"{keyword}: '{value}' is not a range")
+        low = _time_bounds(keyword, low_text)[0] if low_text else ""
+        high = _time_bounds(keyword, high_text)[1] if high_text else ""
+        if low and high and low > high:
+            raise QueryError(f"{keyword}: '{value}' crosses midnight")
+    else:
+        low, high = _time_bounds(keyword, value)
+    stored = _stored_time(column)
+    # An object with no value for the key matches no time.
+    parts = [column != ""]
+    if low:
+        parts.append(stored >= low)
+    if high:
+        parts.append(stored <= high)
+    return sa.and_(*parts)
+
+
+def _related_count(keyword: str) -> Any:
+    """The number a Number of ... Related ... key stands for, per result row."""
+    st, se, i = _ST.alias(), _SE.alias(), _I.alias()
+    count = sa.select(sa.func.count())
+    if keyword == "NumberOfPatientRelatedStudies":
+        query = count.select_from(st).where(st.c.patient_pk == _P.c.pk)
+    elif keyword == "NumberOfPatientRelatedSeries":
+        query = count.select_from(se.join(st, se.c.study_pk == st.c.pk)).where(
+            st.c.patient_pk == _P.c.pk
+        )
+    elif keyword == "NumberOfPatientRelatedInstances":
+        query = count.select_from(
+            i.join(se, i.c.series_pk == se.c.pk).join(st, se.c.study_pk == st.c.pk)
+        ).where(st.c.patient_pk == _P.c.pk)
+    elif keyword == "NumberOfStudyRelatedSeries":
+        query = count.select_from(se).where(se.c.study_pk == _ST.c.pk)
+    elif keyword == "NumberOfStudyRelatedInstances":
+        query = count.select_from(i.join(se, i.c.series_pk == se.c.pk)).where(
+            se.c.study_pk == _ST.c.pk
+        )
+    elif keyword == "NumberOfSeriesRelatedInstances":
+        query = count.select_from(i).where(i.c.series_pk == _SE.c.pk)
+    else:
+        return None
+    return query.correlate_except(st, se, i).scalar_subquery()
+
+
+def _count_condition(keyword: str, value: str) -> Any:
+    """Single value matching on a computed count; None for other computed keys.
+
+    Modalities and SOP Classes in Study are matched by :func:`find`.
+    """
+    related = _related_count(keyword)
+    if related is None:
+        return None
+    try:
+        wanted = int(value)
+    except ValueError:
+        raise QueryError(f"{keyword}: '{value}' is not an integer") from None
+    return related == wanted
 
 
 def _count(conn: sa.Connection, rows: sa.Select) -> int:
@@ -417,3 +579,27 @@ def retrieve_rows(engine: sa.Engine, matching: dict[str, str]) -> list[dict[str,
             query = query.where(clause)
     with engine.connect() as conn:
         return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def stored_character_sets(
+    engine: sa.Engine, patient_pk: int, study_pk: int | None
+) -> list[str]:
+    """The Specific Character Sets of a result row's study and patient.
+
+    The study's first: at study level and below, most returned text is the
+    study's. Each is the value of the first object indexed for that entity.
+    """
+    with engine.connect() as conn:
+        out = []
+        if study_pk is not None:
+            out.append(
+                conn.execute(
+                    sa.select(_ST.c.SpecificCharacterSet).where(_ST.c.pk == study_pk)
+                ).scalar_one_or_none()
+            )
+        out.append(
+            conn.execute(
+                sa.select(_P.c.SpecificCharacterSet).where(_P.c.pk == patient_pk)
+            ).scalar_one_or_none()
+        )
+    return [c for c in out if c]

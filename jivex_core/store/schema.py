@@ -3,10 +3,11 @@
 The index holds what the query tables 11-13 of the conformance statement
 need, plus where each object's file is. Files stay the truth: the index can
 be rebuilt from them. Column names are the DICOM keywords of the attribute
-they hold; ``*_norm`` columns hold the upper-cased form used for
-case-insensitive matching of person names; ``<Sequence>_<Attribute>`` columns
-hold an attribute of a sequence's first item, for matching in SQL. Change the
-schema only through a new Alembic revision in ``migrations/versions``.
+they hold; ``*_norm`` columns hold the folded form (upper case, plain
+width, composed: :func:`jivex_core.charsets.fold`) person names match on;
+``<Sequence>_<Attribute>`` columns hold an attribute of a sequence's first
+item, for matching in SQL. Change the schema only through a new Alembic
+revision in ``migrations/versions``.
 """
 
 from __future__ import annotations
