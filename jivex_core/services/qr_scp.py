@@ -32,6 +32,7 @@ from jivex_core.services.association import (
     close_socket,
     make_ae,
 )
+from jivex_core.services.find_responses import SYNTAXES, EncodedIdentifier, FlatAnswers
 from jivex_core.store import Store
 from jivex_core.store.query import KEYS, LEVELS, UNIQUE, QueryError, find
 
@@ -41,6 +42,10 @@ STATUS_PENDING = 0xFF00
 STATUS_CANCELLED = 0xFE00
 STATUS_IDENTIFIER_MISMATCH = 0xA900
 STATUS_UNABLE_TO_PROCESS = 0xC000
+
+_QUERY_RETRIEVE_LEVEL = 0x00080052
+_RETRIEVE_AE_TITLE = 0x00080054
+_NOT_ECHOED = (_QUERY_RETRIEVE_LEVEL, 0x00080005)  # and Specific Character Set
 
 _SYNTAXES = [
     "1.2.840.10008.1.2",
@@ -101,16 +106,18 @@ class QueryRetrieveSCP:
             == PatientRootQueryRetrieveInformationModelFind
         )
         count = 0
+        syntax = event.context.transfer_syntax
         try:
             request = event.identifier
             level, matching, wanted = _check(request, patient_root)
+            answers = self._flat_answers(request, level, syntax)
             for row in find(self.store.index.engine, level, matching, wanted):
                 if event.is_cancelled:
                     logger.info("C-FIND from %s cancelled after %d", peer, count)
                     yield STATUS_CANCELLED, None
                     return
                 count += 1
-                yield STATUS_PENDING, self._response(request, level, row)
+                yield STATUS_PENDING, self._identifier(answers, request, level, row)
         except QueryError as exc:
             logger.error("C-FIND from %s refused with 0xA900: %s", peer, exc)
             yield _failure(STATUS_IDENTIFIER_MISMATCH, str(exc))
@@ -121,6 +128,43 @@ class QueryRetrieveSCP:
             return
         logger.info(
             "C-FIND from %s at %s level: %d matches (0x0000)", peer, level, count
+        )
+
+    def _flat_answers(
+        self, request: Dataset, level: str, syntax: str
+    ) -> FlatAnswers | None:
+        """What writes this request's answers as bytes; None: pydicom does.
+
+        The same elements as :meth:`_response`. While identifiers are
+        logged, pynetdicom needs the Dataset itself.
+        """
+        if self.settings.logging.dump_datasets or str(syntax) not in SYNTAXES:
+            return None
+        elements = [
+            (elem.tag, elem.VR, elem.keyword)
+            for elem in request
+            if elem.tag not in _NOT_ECHOED
+            # Group lengths are never written (PS3.5 7.2).
+            and not (elem.tag.element == 0 and elem.tag.group > 6)
+        ]
+        fixed = {
+            _QUERY_RETRIEVE_LEVEL: ("CS", level),
+            _RETRIEVE_AE_TITLE: ("AE", self.settings.network.ae_title),
+        }
+        return FlatAnswers(elements, fixed, syntax)
+
+    def _identifier(
+        self,
+        answers: FlatAnswers | None,
+        request: Dataset,
+        level: str,
+        row: dict[str, Any],
+    ) -> Dataset:
+        """The answer for *row*: already encoded when it is plain text."""
+        if answers is None or (encoded := answers.encode(row)) is None:
+            return self._response(request, level, row)
+        return EncodedIdentifier(
+            encoded, answers.syntax, lambda: self._response(request, level, row)
         )
 
     def _response(self, request: Dataset, level: str, row: dict[str, Any]) -> Dataset:
