@@ -1,4 +1,4 @@
-"""Computed C-FIND keys (statement, table 11) from the index, in one statement.
+"""C-FIND in SQL: the computed keys in one statement, the matching on indexes.
 
 The archive is built here so that every count differs between patients,
 studies and series: a count taken from the wrong row, or from the whole
@@ -81,17 +81,37 @@ def archive(tmp_path_factory):
 
 
 @pytest.fixture
-def statements(archive):
-    """The SQL statements the index runs during the test."""
-    seen: list[str] = []
+def executed(archive):
+    """(statement, parameters) of what the index runs during the test."""
+    seen: list[tuple[str, object]] = []
 
-    def record(conn, cursor, statement, *args):
-        seen.append(statement)
+    def record(conn, cursor, statement, parameters, *args):
+        seen.append((statement, parameters))
 
     engine = archive[0].index.engine
     sa.event.listen(engine, "before_cursor_execute", record)
     yield seen
     sa.event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.fixture
+def statements(executed):
+    """The SQL statements the index runs during the test."""
+    return _Statements(executed)
+
+
+class _Statements:
+    def __init__(self, executed):
+        self._executed = executed
+
+    def __len__(self):
+        return len(self._executed)
+
+    def __getitem__(self, i):
+        return self._executed[i][0]
+
+    def __repr__(self):
+        return repr([s for s, _ in self._executed])
 
 
 def test_study_level_counts_are_per_study(archive):
@@ -185,3 +205,28 @@ def test_modalities_in_study_as_a_matching_key_and_returned(archive):
     )
     # The whole list comes back, not only the modalities asked for.
     assert sorted(row["ModalitiesInStudy"] for row in rows) == [["CT", "PT"], ["MR"]]
+
+
+@pytest.mark.parametrize(
+    ("matching", "index"),
+    [
+        ({"PatientID": "PA"}, "ix_patient_PatientID"),
+        # A wild card after a literal prefix is a range on the upper-cased
+        # names: SQLite does that only with case_sensitive_like on and a
+        # BINARY index, as the index has.
+        ({"PatientName": "pa*"}, "ix_patient_PatientName_norm"),
+        ({"StudyDate": "20230101-20230331"}, "ix_study_StudyDate"),
+        ({"AccessionNumber": "A1"}, "ix_study_AccessionNumber"),
+    ],
+)
+def test_matching_searches_an_index(archive, executed, matching, index):
+    store, _ = archive
+    list(find(store.index.engine, "STUDY", matching, {"StudyInstanceUID", *COMPUTED}))
+    statement, parameters = executed[-1]
+    with store.index.engine.connect() as conn:
+        plan = list(conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
+    # The outer query's loops; the computed keys' subqueries hang below them.
+    outer = [detail for _, parent, _, detail in plan if parent == 0]
+    outer = [d for d in outer if "SUBQUERY" not in d]
+    assert any(f"INDEX {index} " in d for d in outer), plan
+    assert not any(d.startswith("SCAN") for d in outer), plan
