@@ -54,6 +54,7 @@ from jivex_core.services.association import (
     close_socket,
     make_ae,
 )
+from jivex_core.services.find_responses import SYNTAXES, EncodedIdentifier, FlatAnswers
 from jivex_core.services.retrieve import Retriever
 from jivex_core.services.storage_scp import accepted_sop_classes
 from jivex_core.sopclasses import DEFAULT_TRANSFER_SYNTAXES
@@ -76,6 +77,10 @@ STATUS_CANCELLED = 0xFE00
 STATUS_IDENTIFIER_MISMATCH = 0xA900
 STATUS_UNABLE_TO_PROCESS = 0xC000
 STATUS_NOT_AUTHORIZED = 0x0124
+
+_QUERY_RETRIEVE_LEVEL = 0x00080052
+_RETRIEVE_AE_TITLE = 0x00080054
+_NOT_ECHOED = (_QUERY_RETRIEVE_LEVEL, 0x00080005)  # and Specific Character Set
 
 _SYNTAXES = [
     "1.2.840.10008.1.2",
@@ -168,16 +173,21 @@ class QueryRetrieveSCP:
         )
         count = 0
         charsets: dict[tuple[int, int | None], list[str]] = {}
+        syntax = event.context.transfer_syntax
         try:
             request = event.identifier
             level, matching, wanted = _check(request, patient_root)
+            answers = self._flat_answers(request, level, syntax)
             for row in find(self.store.index.engine, level, matching, wanted):
                 if event.is_cancelled:
                     logger.info("C-FIND from %s cancelled after %d", peer, count)
                     yield STATUS_CANCELLED, None
                     return
                 count += 1
-                yield STATUS_PENDING, self._response(request, level, row, charsets)
+                yield (
+                    STATUS_PENDING,
+                    self._identifier(answers, request, level, row, charsets),
+                )
         except QueryError as exc:
             logger.error("C-FIND from %s refused with 0xA900: %s", peer, exc)
             yield _failure(STATUS_IDENTIFIER_MISMATCH, str(exc))
@@ -190,12 +200,52 @@ class QueryRetrieveSCP:
             "C-FIND from %s at %s level: %d matches (0x0000)", peer, level, count
         )
 
+    def _flat_answers(
+        self, request: Dataset, level: str, syntax: str
+    ) -> FlatAnswers | None:
+        """What writes this request's answers as bytes; None: pydicom does.
+
+        The same elements as :meth:`_response`. While identifiers are
+        logged, pynetdicom needs the Dataset itself.
+        """
+        if self.settings.logging.dump_datasets or str(syntax) not in SYNTAXES:
+            return None
+        elements = [
+            (elem.tag, elem.VR, elem.keyword)
+            for elem in request
+            if elem.tag not in _NOT_ECHOED
+            # Group lengths are never written (PS3.5 7.2).
+            and not (elem.tag.element == 0 and elem.tag.group > 6)
+        ]
+        fixed = {
+            _QUERY_RETRIEVE_LEVEL: ("CS", level),
+            _RETRIEVE_AE_TITLE: ("AE", self.settings.network.ae_title),
+        }
+        return FlatAnswers(elements, fixed, syntax)
+
+    def _identifier(
+        self,
+        answers: FlatAnswers | None,
+        request: Dataset,
+        level: str,
+        row: dict[str, Any],
+        charsets: dict[tuple[int, int | None], list[str]] | None = None,
+    ) -> Dataset:
+        """The answer for *row*: already encoded when it is plain text."""
+        if answers is None or (encoded := answers.encode(row)) is None:
+            return self._response(request, level, row, charsets)
+        return EncodedIdentifier(
+            encoded,
+            answers.syntax,
+            lambda: self._response(request, level, row, charsets),
+        )
+
     def _response(
         self,
         request: Dataset,
         level: str,
         row: dict[str, Any],
-        charsets: dict[tuple[int, int | None], list[str]],
+        charsets: dict[tuple[int, int | None], list[str]] | None = None,
     ) -> Dataset:
         ds = Dataset()
         texts: list[tuple[str, str]] = []
@@ -219,9 +269,15 @@ class QueryRetrieveSCP:
         ds.QueryRetrieveLevel = level
         ds.RetrieveAETitle = self.settings.network.ae_title
         if not all(text.isascii() for _vr, text in texts):
-            key = (row["_patient_pk"], row.get("_study_pk"))
+            key = (row.get("_patient_pk"), row.get("_study_pk"))
+            if charsets is None:
+                charsets = {}
             if key not in charsets:
-                charsets[key] = stored_character_sets(self.store.index.engine, *key)
+                charsets[key] = (
+                    stored_character_sets(self.store.index.engine, *key)
+                    if key[0] is not None
+                    else []
+                )
             asked = request.get("SpecificCharacterSet")
             chosen = response_character_set(texts, [asked, *charsets[key]])
             if chosen is not None:

@@ -441,62 +441,77 @@ def _count_condition(keyword: str, value: str) -> Any:
     return related == wanted
 
 
-def _count(conn: sa.Connection, rows: sa.Select) -> int:
-    return int(
-        conn.execute(
-            sa.select(sa.func.count()).select_from(rows.subquery())
-        ).scalar_one()
+# The computed keys are correlated subqueries of the one SELECT, on aliases so
+# that they never correlate to the outer query's own study or series.
+_CST, _CSE, _CI = _ST.alias("c_study"), _SE.alias("c_series"), _I.alias("c_instance")
+_SEPARATOR = "\\"  # the value delimiter: no single CS or UI value holds one
+
+
+def _count(source: Any, where: sa.ColumnElement[bool]) -> sa.ScalarSelect[Any]:
+    return sa.select(sa.func.count()).select_from(source).where(where).scalar_subquery()
+
+
+def _patient_series() -> Any:
+    return _CSE.join(_CST, _CSE.c.study_pk == _CST.c.pk)
+
+
+def _study_instances() -> Any:
+    return _CI.join(_CSE, _CI.c.series_pk == _CSE.c.pk)
+
+
+def _sop_classes_in_study() -> sa.ScalarSelect[Any]:
+    distinct = (
+        sa.select(_CI.c.SOPClassUID.label("uid"))
+        .distinct()
+        .select_from(_study_instances())
+        .where(_CSE.c.study_pk == _ST.c.pk)
+        .correlate(_ST)
+        .subquery()
     )
+    return sa.select(sa.func.group_concat(distinct.c.uid, _SEPARATOR)).scalar_subquery()
 
 
-def _count_instances(conn: sa.Connection, series: sa.Select) -> int:
-    return int(
-        conn.execute(
-            sa.select(sa.func.count()).where(_I.c.series_pk.in_(series))
-        ).scalar_one()
-    )
-
-
-def _computed(level_row: dict[str, Any], conn: sa.Connection, wanted: set[str]) -> None:
-    """Fill the computed keys of one result row in place."""
-    if wanted & {
-        "NumberOfPatientRelatedStudies",
-        "NumberOfPatientRelatedSeries",
-        "NumberOfPatientRelatedInstances",
-    }:
-        pk = level_row["_patient_pk"]
-        studies = sa.select(_ST.c.pk).where(_ST.c.patient_pk == pk)
-        series = sa.select(_SE.c.pk).where(_SE.c.study_pk.in_(studies))
-        level_row["NumberOfPatientRelatedStudies"] = _count(conn, studies)
-        level_row["NumberOfPatientRelatedSeries"] = _count(conn, series)
-        level_row["NumberOfPatientRelatedInstances"] = _count_instances(conn, series)
-    if "_study_pk" in level_row and wanted & {
-        "NumberOfStudyRelatedSeries",
-        "NumberOfStudyRelatedInstances",
-        "ModalitiesInStudy",
-        "SOPClassesInStudy",
-    }:
-        pk = level_row["_study_pk"]
-        series = sa.select(_SE.c.pk).where(_SE.c.study_pk == pk)
-        level_row["NumberOfStudyRelatedSeries"] = _count(conn, series)
-        level_row["NumberOfStudyRelatedInstances"] = _count_instances(conn, series)
-        level_row["ModalitiesInStudy"] = sorted(
-            m
-            for (m,) in conn.execute(
-                sa.select(_SE.c.Modality).distinct().where(_SE.c.study_pk == pk)
-            )
-            if m
-        )
-        level_row["SOPClassesInStudy"] = sorted(
-            c
-            for (c,) in conn.execute(
-                sa.select(_I.c.SOPClassUID).distinct().where(_I.c.series_pk.in_(series))
-            )
-        )
-    if "_series_pk" in level_row and "NumberOfSeriesRelatedInstances" in wanted:
-        level_row["NumberOfSeriesRelatedInstances"] = conn.execute(
-            sa.select(sa.func.count()).where(_I.c.series_pk == level_row["_series_pk"])
-        ).scalar_one()
+#: Keyword -> (lowest level it is computed at, its subquery).
+_COMPUTED: dict[str, tuple[int, Any]] = {
+    "NumberOfPatientRelatedStudies": (
+        0,
+        lambda: _count(_CST, _CST.c.patient_pk == _P.c.pk),
+    ),
+    "NumberOfPatientRelatedSeries": (
+        0,
+        lambda: _count(_patient_series(), _CST.c.patient_pk == _P.c.pk),
+    ),
+    "NumberOfPatientRelatedInstances": (
+        0,
+        lambda: _count(
+            _CI.join(_patient_series(), _CI.c.series_pk == _CSE.c.pk),
+            _CST.c.patient_pk == _P.c.pk,
+        ),
+    ),
+    "NumberOfStudyRelatedSeries": (
+        1,
+        lambda: _count(_CSE, _CSE.c.study_pk == _ST.c.pk),
+    ),
+    "NumberOfStudyRelatedInstances": (
+        1,
+        lambda: _count(_study_instances(), _CSE.c.study_pk == _ST.c.pk),
+    ),
+    "ModalitiesInStudy": (
+        1,
+        lambda: (
+            sa.select(sa.func.group_concat(_CSE.c.Modality, _SEPARATOR))
+            .where(_CSE.c.study_pk == _ST.c.pk)
+            .scalar_subquery()
+        ),
+    ),
+    "SOPClassesInStudy": (1, _sop_classes_in_study),
+    "NumberOfSeriesRelatedInstances": (
+        2,
+        lambda: _count(_CI, _CI.c.series_pk == _SE.c.pk),
+    ),
+}
+#: Computed keys whose value is a list: sorted, distinct, empty ones left out.
+_LISTS = ("ModalitiesInStudy", "SOPClassesInStudy")
 
 
 def find(
@@ -509,7 +524,10 @@ def find(
 
     *matching* holds the keys with a value; *wanted* every requested key.
     Patient attributes are returned at every level, as the Study Root model
-    treats them as study attributes (statement, table 11).
+    treats them as study attributes (statement, table 11). One statement
+    answers the query, the computed keys included: a query that returns
+    hundreds of studies costs one round trip to the database, not one per
+    study and key.
     """
     depth = LEVELS.index(level)
     levels = LEVELS[: depth + 1]
@@ -527,12 +545,17 @@ def find(
         and KEYS[k].level in levels
         and (k in wanted or k in matching)
     ]
+    computed = [
+        subquery().label(k)
+        for k, (lowest, subquery) in _COMPUTED.items()
+        if k in wanted and depth >= lowest
+    ]
     extra = [_P.c.pk.label("_patient_pk")]
     if depth >= 1:
         extra.append(_ST.c.pk.label("_study_pk"))
     if depth >= 2:
         extra.append(_SE.c.pk.label("_series_pk"))
-    query = sa.select(*columns, *extra).select_from(source)
+    query = sa.select(*columns, *computed, *extra).select_from(source)
     for keyword, value in matching.items():
         clause = condition(keyword, value)
         if clause is not None:
@@ -545,10 +568,14 @@ def find(
                 _SE.c.study_pk == _ST.c.pk, _SE.c.Modality.in_(wanted_modalities)
             )
         )
+    lists = [k for k in _LISTS if k in wanted and depth >= _COMPUTED[k][0]]
     with engine.connect() as conn:
         for row in conn.execute(query).mappings():
             item = dict(row)
-            _computed(item, conn, wanted)
+            for key in lists:
+                item[key] = sorted(
+                    {v for v in (item[key] or "").split(_SEPARATOR) if v}
+                )
             yield item
 
 
