@@ -20,12 +20,14 @@ import pydicom.config
 from jivex_core import __version__
 from jivex_core.config import Settings
 from jivex_core.errors import ConfigError, JivexError
-from jivex_core.jobs.queue import JobQueue
 from jivex_core.jobs.runner import JobRunner
 from jivex_core.link import LinkServer
 from jivex_core.services.qr_scp import QueryRetrieveSCP
+from jivex_core.services.qr_scu import RetrieveJobs
 from jivex_core.services.storage_scp import StorageSCP
+from jivex_core.services.storage_scu import SendJobs
 from jivex_core.store import InstanceRecord, Store
+from jivex_core.store.jobs import JobQueue
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +113,8 @@ class Engine:
         self.qr_scp: QueryRetrieveSCP | None = None
         self.link: LinkServer | None = None
         self.jobs: JobRunner | None = None
+        self.sends: SendJobs | None = None
+        self.retrieves: RetrieveJobs | None = None
 
     def methods(self) -> dict[str, Any]:
         """The link's methods, by name (each takes a dict of parameters)."""
@@ -126,8 +130,8 @@ class Engine:
                 **store.status(),
             }
 
-        jobs = self.jobs
-        assert jobs is not None
+        jobs, sends, retrieves = self.jobs, self.sends, self.retrieves
+        assert jobs is not None and sends is not None and retrieves is not None
 
         def job_list(params: dict) -> list[dict]:
             states = params.get("states") or []
@@ -145,13 +149,13 @@ class Engine:
 
         return {
             "ping": lambda _p: {"pid": os.getpid(), "version": __version__},
-            "send": lambda p: jobs.send(
+            "send": lambda p: sends.queue(
                 str(p["to"]), [str(u) for u in p["uids"]]
             ).view(),
             "jobs": job_list,
             "job": job_get,
             "cancel_job": lambda p: jobs.cancel(int(p["id"])).view(),
-            "find": lambda p: jobs.find(
+            "find": lambda p: retrieves.find(
                 str(p["from"]),
                 str(p.get("level") or "STUDY"),
                 {str(k): str(v) for k, v in (p.get("keys") or {}).items()},
@@ -159,7 +163,7 @@ class Engine:
             ),
             "move": lambda p: [
                 job.view()
-                for job in jobs.move_uids(
+                for job in retrieves.queue_uids(
                     str(p["from"]),
                     str(p.get("level") or "STUDY"),
                     [str(u) for u in p["uids"]],
@@ -201,8 +205,10 @@ class Engine:
             self.store.index.count_instances(),
         )
         self.jobs = JobRunner(
-            self.settings, self.store, JobQueue(self.store.index.engine), self._publish
+            self.settings, JobQueue(self.store.index.engine), self._publish
         )
+        self.sends = SendJobs(self.settings, self.store, self.jobs)
+        self.retrieves = RetrieveJobs(self.settings, self.jobs)
         if self.settings.routing:
             self.store.add_listener(self._route)
         if not self.network:

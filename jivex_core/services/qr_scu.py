@@ -31,8 +31,11 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.status import code_to_category
 
-from jivex_core.config import RemoteNode
+from jivex_core.config import RemoteNode, Settings
+from jivex_core.jobs.runner import JobContext, JobRunner, RetryLater, Stopping
+from jivex_core.services.association import make_ae
 from jivex_core.services.storage_scu import AssociationError, associate
+from jivex_core.store.jobs import CANCELLED, DONE, FAILED, Job, JobError
 
 logger = logging.getLogger(__name__)
 
@@ -279,3 +282,144 @@ def start_move(
     model, cx_id = _model(assoc, _MOVE, level.upper())
     responses = assoc.send_c_move(request, destination, model, msg_id=1)
     return assoc, responses, cx_id
+
+
+class RetrieveJobs:
+    """Queues and runs retrieves (C-MOVE to our own Storage SCP) and answers
+    queries, which nobody queues: someone waits for them."""
+
+    def __init__(self, settings: Settings, runner: JobRunner) -> None:
+        self.settings = settings
+        self.runner = runner
+        self.ae = make_ae(settings)
+        runner.register("move", self)
+
+    def find(
+        self, remote_ae: str, level: str, keys: dict[str, str], limit: int | None
+    ) -> dict[str, Any]:
+        """Query *remote_ae* now; QueryError or JobError say what is wrong."""
+        node = self.runner.node(remote_ae)
+        return find(self.ae, node, level, keys, limit=limit).view()
+
+    def queue(self, remote_ae: str, level: str, keys: dict[str, str]) -> Job:
+        """Queue one C-MOVE of what *keys* select at *level*."""
+        identifier(level, keys)  # refuse a bad request now, not at its turn
+        return self.runner.submit(
+            "move", remote_ae, {"level": level.upper(), "keys": keys}
+        )
+
+    def queue_uids(self, remote_ae: str, level: str, uids: list[str]) -> list[Job]:
+        """Queue retrieves of patients (by ID), studies or series by UID.
+
+        Series are hierarchical below their study: the remote is asked which
+        study each series belongs to, and one retrieve runs per study.
+        """
+        level = level.upper()
+        values = [u.strip() for u in uids if u.strip()]
+        if not values:
+            raise JobError("no UIDs given")
+        joined = "\\".join(values)
+        if level == "PATIENT":
+            return [self.queue(remote_ae, level, {"PatientID": joined})]
+        if level == "STUDY":
+            return [self.queue(remote_ae, level, {"StudyInstanceUID": joined})]
+        if level != "SERIES":
+            raise JobError(f"level '{level}' is not patient, study or series")
+        node = self.runner.node(remote_ae)
+        found = find(
+            self.ae,
+            node,
+            "SERIES",
+            {"SeriesInstanceUID": joined, "StudyInstanceUID": ""},
+            return_keys=(),
+        )
+        by_study: dict[str, list[str]] = {}
+        for row in found.rows:
+            by_study.setdefault(row.get("StudyInstanceUID", ""), []).append(
+                row.get("SeriesInstanceUID", "")
+            )
+        known = {uid for series in by_study.values() for uid in series}
+        missing = sorted(set(values) - known)
+        if missing:
+            raise JobError(f"'{remote_ae}' has no series " + ", ".join(missing))
+        return [
+            self.queue(
+                remote_ae,
+                "SERIES",
+                {"StudyInstanceUID": study, "SeriesInstanceUID": "\\".join(series)},
+            )
+            for study, series in by_study.items()
+        ]
+
+    def __call__(self, ctx: JobContext) -> None:
+        job, node = ctx.job, ctx.node
+        level = str(job.request.get("level", "STUDY"))
+        keys = {str(k): str(v) for k, v in job.request.get("keys", {}).items()}
+        ours = self.settings.network.ae_title
+        try:
+            assoc, responses, cx_id = start_move(self.ae, node, level, keys, ours)
+        except AssociationError as exc:
+            raise RetryLater(str(exc)) from None
+        except QueryError as exc:
+            ctx.finish(FAILED, str(exc))
+            return
+        final = None
+        cancel_sent = False
+        try:
+            for status, _answer in responses:
+                if "Status" not in status:
+                    break
+                code = int(status.Status)
+                remaining, completed, failed, warning = (
+                    int(status.get(f"NumberOf{name}Suboperations", 0) or 0)
+                    for name in ("Remaining", "Completed", "Failed", "Warning")
+                )
+                ctx.queue.set_counts(
+                    job.pk,
+                    remaining + completed + failed + warning,
+                    completed,
+                    failed,
+                    warning,
+                )
+                if code_to_category(code) != "Pending":
+                    final = (code, status)
+                    break
+                ctx.progress()
+                try:
+                    wants_cancel = ctx.check()
+                except Stopping:
+                    assoc.abort()
+                    raise
+                if wants_cancel and not cancel_sent:
+                    assoc.send_c_cancel(1, cx_id)
+                    cancel_sent = True
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        if final is None:
+            raise RetryLater(
+                f"'{node.ae_title}' ended the association before the final "
+                "C-MOVE response"
+            )
+        code, status = final
+        comment = str(status.get("ErrorComment", "") or "")
+        detail = f"'{node.ae_title}' answered 0x{code:04X}" + (
+            f" ({comment})" if comment else ""
+        )
+        if code == 0x0000:
+            ctx.finish(DONE)
+        elif code == 0xFE00:
+            ctx.finish(CANCELLED, "cancelled")
+        elif code_to_category(code) == "Warning":
+            ctx.finish(DONE, f"{detail}: some objects failed")
+        elif code == 0xA801:
+            ctx.finish(
+                FAILED,
+                f"{detail}: it does not know our AE title '{ours}' as a move "
+                "destination",
+            )
+        else:
+            ctx.finish(FAILED, detail)
+        logger.info(
+            "Job %d (C-MOVE from '%s') ended: %s", job.pk, node.ae_title, detail
+        )

@@ -1,6 +1,6 @@
 """JiveX DICOM Storage SCU Service (statement 3.2.5): sending stored objects.
 
-Used by C-MOVE sub-operations now, and by sends and routing later. For each
+Used by C-MOVE sub-operations and by the send and forward jobs. For each
 SOP class to send, the association proposes one context per stored transfer
 syntax, plus Explicit and Implicit VR Little Endian as fallbacks (Implicit
 VR Little Endian is the one syntax every SCP accepts). An object goes out as
@@ -31,8 +31,18 @@ from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.status import code_to_category
 
-from jivex_core.config import RemoteNode
-from jivex_core.services.association import set_nodelay
+from jivex_core.config import RemoteNode, Settings
+from jivex_core.jobs.runner import JobContext, JobRunner, RetryLater
+from jivex_core.services.association import make_ae, set_nodelay
+from jivex_core.store import Store
+from jivex_core.store.jobs import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    Job,
+    resolve_uids,
+    stored_objects,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -208,3 +218,93 @@ def store(
         reason = f"status 0x{int(status):04X}" + (f": {comment}" if comment else "")
         return Outcome(obj.sop_instance, int(status), "failure", reason)
     return Outcome(obj.sop_instance, int(status), category)
+
+
+class SendJobs:
+    """Runs send and forward jobs: the objects of a job, over as few
+    associations as their presentation contexts allow."""
+
+    def __init__(self, settings: Settings, store: Store, runner: JobRunner) -> None:
+        self.settings = settings
+        self.store = store
+        self.runner = runner
+        self.ae = make_ae(settings)
+        runner.register("send", self)
+        runner.register("forward", self)
+
+    def queue(self, remote_ae: str, uids: list[str]) -> Job:
+        """Queue a send of what *uids* stand for (patients by ID, studies,
+        series, instances) to *remote_ae*; JobError says what is wrong."""
+        self.runner.node(remote_ae)
+        instances = resolve_uids(self.store.index.engine, uids)
+        return self.runner.submit("send", remote_ae, {"uids": uids}, instances)
+
+    def __call__(self, ctx: JobContext) -> None:
+        job, node, queue = ctx.job, ctx.node, ctx.queue
+        pending = queue.items(job.pk, "pending")
+        found = stored_objects(
+            self.store.index.engine, [item["SOPInstanceUID"] for item in pending]
+        )
+        objects: list[tuple[int, Outgoing]] = []
+        for item in pending:
+            kept = found.get(item["SOPInstanceUID"])
+            if kept is None:
+                queue.record(job.pk, item["pk"], "failure", None, "no longer stored")
+                continue
+            path = self.store.data_dir / kept.path
+            obj = Outgoing(
+                kept.sop_class, kept.sop_instance, kept.transfer_syntax, path
+            )
+            objects.append((item["pk"], obj))
+        item_of = {obj.sop_instance: pk for pk, obj in objects}
+        msg_id = 0
+        for contexts in plan_contexts(obj for _, obj in objects):
+            classes = {str(cx.abstract_syntax) for cx in contexts}
+            try:
+                assoc = associate(self.ae, node, contexts)
+            except AssociationError as exc:
+                raise RetryLater(str(exc)) from None
+            try:
+                for _, obj in objects:
+                    if obj.sop_class not in classes:
+                        continue
+                    if ctx.check():
+                        ctx.finish(CANCELLED, "cancelled")
+                        logger.info("Job %d cancelled", job.pk)
+                        return
+                    msg_id = msg_id % 65535 + 1
+                    outcome = store(assoc, obj, msg_id=msg_id)
+                    if outcome.lost:
+                        # Unconfirmed: pending for the next attempt.
+                        raise RetryLater(
+                            f"'{node.ae_title}' went away during the transfer "
+                            f"({outcome.reason})"
+                        )
+                    queue.record(
+                        job.pk,
+                        item_of[obj.sop_instance],
+                        outcome.category,
+                        outcome.status,
+                        outcome.reason,
+                    )
+                    ctx.progress()
+            finally:
+                if assoc.is_established:
+                    assoc.release()
+        final = queue.get(job.pk)
+        assert final is not None
+        failures = queue.items(job.pk, "failed") if final.failed else []
+        if final.failed and not (final.completed or final.warning):
+            ctx.finish(FAILED, failures[0]["error"])
+        elif failures:
+            ctx.finish(DONE, f"{final.failed} objects failed: {failures[0]['error']}")
+        else:
+            ctx.finish(DONE)
+        logger.info(
+            "Job %d to '%s' finished: %d stored, %d warnings, %d failed",
+            job.pk,
+            node.ae_title,
+            final.completed,
+            final.warning,
+            final.failed,
+        )

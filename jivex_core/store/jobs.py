@@ -1,4 +1,4 @@
-"""The durable job queue, kept in the index database.
+"""The durable job queue, kept in the index database (see jivex_core.jobs).
 
 A job is a send, a forward or a retrieve, with its state, attempts, next
 attempt time and last error. Its items are the objects it moves, each marked
@@ -386,3 +386,73 @@ class JobQueue:
                     sa.select(_J.c.cancel_requested).where(_J.c.pk == pk)
                 ).scalar()
             )
+
+
+_P, _ST, _SE, _I = schema.patient, schema.study, schema.series, schema.instance
+
+
+def resolve_uids(engine: sa.Engine, values: list[str]) -> list[str]:
+    """The SOP Instance UIDs that patients (by ID), studies, series or
+    instances stand for, in study, series and instance order.
+
+    Raises JobError naming the values that match nothing stored.
+    """
+    wanted = [v.strip() for v in values if v.strip()]
+    if not wanted:
+        raise JobError("no UIDs given")
+    source = (
+        _P.join(_ST, _ST.c.patient_pk == _P.c.pk)
+        .join(_SE, _SE.c.study_pk == _ST.c.pk)
+        .join(_I, _I.c.series_pk == _SE.c.pk)
+    )
+    found: list[str] = []
+    unknown = []
+    with engine.connect() as conn:
+        for value in wanted:
+            rows = conn.execute(
+                sa.select(_I.c.SOPInstanceUID)
+                .select_from(source)
+                .where(
+                    sa.or_(
+                        _I.c.SOPInstanceUID == value,
+                        _SE.c.SeriesInstanceUID == value,
+                        _ST.c.StudyInstanceUID == value,
+                        _P.c.PatientID == value,
+                    )
+                )
+                .order_by(_ST.c.pk, _SE.c.SeriesNumber, _SE.c.pk, _I.c.InstanceNumber)
+            ).all()
+            if not rows:
+                unknown.append(value)
+            found.extend(r.SOPInstanceUID for r in rows)
+    if unknown:
+        raise JobError("nothing stored has the UID or Patient ID " + ", ".join(unknown))
+    return list(dict.fromkeys(found))
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """Where a stored object is and how it is encoded, for sending it."""
+
+    sop_class: str
+    sop_instance: str
+    transfer_syntax: str
+    path: str  # relative to the data folder
+
+
+def stored_objects(engine: sa.Engine, uids: list[str]) -> dict[str, StoredObject]:
+    """The stored objects among *uids*, by SOP Instance UID."""
+    out: dict[str, StoredObject] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(uids), 500):
+            chunk = uids[start : start + 500]
+            for row in conn.execute(
+                sa.select(
+                    _I.c.SOPClassUID,
+                    _I.c.SOPInstanceUID,
+                    _I.c.TransferSyntaxUID,
+                    _I.c.path,
+                ).where(_I.c.SOPInstanceUID.in_(chunk))
+            ):
+                out[row.SOPInstanceUID] = StoredObject(*row)
+    return out
