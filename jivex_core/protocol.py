@@ -33,6 +33,17 @@ Methods (``params`` → ``result``):
     SOPInstanceUID, SOPClassUID, InstanceNumber, NumberOfFrames, path
     (absolute), in display order (Instance Number, then receive order)
 
+``send`` ``{"to": AET, "uids": [str]}`` → job (see ``jobs``)
+``find`` ``{"from": AET, "level": str, "keys": {keyword: value}, "limit": int?}``
+    → ``{"rows": [{keyword: str}], "status": int, "truncated": bool,
+    "errors": [str]}``
+``move`` ``{"from": AET, "level": str, "uids": [str]}`` → list of jobs
+``jobs`` ``{"states": [str]?, "limit": int?}`` → jobs, newest first: id,
+    kind, state, remote_ae, created_at, updated_at, next_attempt_at, attempts,
+    last_error, total, completed, failed, warning, remaining, request
+``job`` ``{"id": int, "items": bool?}`` → one job (with its objects)
+``cancel_job`` / ``retry_job`` ``{"id": int}`` → the job
+
 Events:
 
 ``instance_stored`` ``{PatientID, PatientName, StudyInstanceUID,
@@ -40,6 +51,8 @@ Events:
 ``service_state`` ``{"service": str, "state": "running"|"stopped",
     "port": int?, "error": str?}``
 ``core_stopping`` ``{}``
+``job`` a job, as ``jobs`` lists it, whenever its state changes
+``job_progress`` ``{"id": int}`` after each object of a running job
 
 Dates are DICOM strings (``YYYYMMDD``) so that rows read the same as
 ``jivex ls --json``. Names are Unicode, already decoded from the object's
