@@ -90,3 +90,50 @@ def query_archive_files() -> list[str]:
         get_charset_files("chrH31.dcm")[0],
         get_charset_files("chrI2.dcm")[0],
     ]
+
+
+def make_ct_series(
+    folder: Path,
+    count: int,
+    size: int = 64,
+    patient_id: str = "QUEUE1",
+    study: str | None = None,
+) -> list[str]:
+    """*count* small CT images of one new series, as files in *folder*.
+
+    Each image's pixels hold its instance number, so that a test can tell
+    them apart after a transfer.
+    """
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    study, series = study or generate_uid(), generate_uid()
+    paths = []
+    for number in range(1, count + 1):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.PatientName = f"Test^{patient_id}"
+        ds.PatientID = patient_id
+        ds.StudyInstanceUID = study
+        ds.SeriesInstanceUID = series
+        ds.Modality = "CT"
+        ds.InstanceNumber = number
+        ds.Rows = ds.Columns = size
+        ds.BitsAllocated = ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 0
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.PixelData = np.full((size, size), number, np.uint16).tobytes()
+        path = folder / f"ct{number:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(str(path))
+    return paths

@@ -177,3 +177,92 @@ def findscu(
     # A key findscu cannot parse would make any query look empty.
     assert "Bad override key" not in log, log
     return found, log
+
+
+class StoreSCP:
+    """A DCMTK storescp on a loopback port, writing into its own folder.
+
+    With -v its log has one line per C-STORE request, so a test can tell
+    objects received twice from objects received once.
+    """
+
+    def __init__(self, root: Path, aet: str, *options: str, port: int = 0) -> None:
+        self.aet, self.port = aet, port or free_port()
+        self.root, self.options = root, options
+        self.out = root / f"received-{aet}"
+        self.out.mkdir(exist_ok=True)
+        self.proc: subprocess.Popen | None = None
+        self.logs: list[Path] = []
+
+    def start(self) -> StoreSCP:
+        log_path = self.root / f"storescp-{self.aet}-{len(self.logs)}.log"
+        self.logs.append(log_path)
+        log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [
+                *(dcmtk("storescp"), "-v", "-aet", self.aet, *self.options),
+                *("-od", str(self.out), str(self.port)),
+            ],
+            stdout=log,
+            stderr=log,
+            env=peer_env(),
+        )
+        wait_for_port(self.port, self.proc)
+        return self
+
+    def clear(self) -> None:
+        for path in self.out.iterdir():
+            path.unlink()
+
+    def requests(self) -> int:
+        return sum(p.read_text().count("Received Store Request") for p in self.logs)
+
+    def datasets(self) -> dict[str, pydicom.Dataset]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = [pydicom.dcmread(p) for p in sorted(self.out.iterdir())]
+        return {str(ds.SOPInstanceUID): ds for ds in found}
+
+    def received(self) -> set[str]:
+        return set(self.datasets())
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+
+
+def start_orthanc(
+    root: Path, dicom_port: int, http_port: int, modalities: dict[str, list]
+) -> subprocess.Popen:
+    """Orthanc on the given ports with its REST API on loopback only.
+
+    Orthanc 1.10 has no option to bind one address: its ports are free ones
+    chosen by the test, remote access is refused, and the caller stops it.
+    PEERS.md: it needs TCP_NODELAY=1, and UTF-8 to compare names.
+    """
+    config = {
+        "Name": "jivex-test",
+        "StorageDirectory": str(root / "orthanc-storage"),
+        "IndexDirectory": str(root / "orthanc-index"),
+        "Plugins": [],
+        "DicomAet": "ORTHANC",
+        "DicomPort": dicom_port,
+        "HttpPort": http_port,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "DefaultEncoding": "Utf8",
+        "DicomModalities": modalities,
+        "SaveJobs": False,
+    }
+    (root / "orthanc.json").write_text(json.dumps(config))
+    log = open(root / "orthanc.log", "wb")
+    proc = subprocess.Popen(
+        [ORTHANC, str(root / "orthanc.json")], stdout=log, stderr=log, env=peer_env()
+    )
+    wait_for_port(http_port, proc, 60)
+    wait_for_port(dicom_port, proc, 60)
+    return proc

@@ -15,98 +15,24 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 
-from tests.corpus import query_archive_files
+from tests.corpus import make_ct_series, query_archive_files
 from tests.helpers import (
     JivexServer,
+    StoreSCP,
     dcmtk,
     free_port,
     peer_env,
     run_jivex,
-    wait_for_port,
 )
 
 pytestmark = pytest.mark.interop
 
 MR_STUDY = "1.113654.3.13.1026"
-
-
-def make_ct_series(folder: Path, count: int, size: int = 64) -> list[str]:
-    """*count* CT images of one new study, as files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    study, series = generate_uid(), generate_uid()
-    paths = []
-    for number in range(1, count + 1):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.PatientName = "Queue^Test"
-        ds.PatientID = "QUEUE1"
-        ds.StudyInstanceUID = study
-        ds.SeriesInstanceUID = series
-        ds.Modality = "CT"
-        ds.InstanceNumber = number
-        ds.Rows = ds.Columns = size
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 0
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.PixelData = np.full((size, size), number, np.uint16).tobytes()
-        path = folder / f"ct{number:04d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(str(path))
-    return paths
-
-
-class StoreSCP:
-    """DCMTK storescp; with -v its log has one line per C-STORE request."""
-
-    def __init__(self, root: Path, aet: str, *options: str, port: int = 0) -> None:
-        self.aet, self.port = aet, port or free_port()
-        self.root, self.options = root, options
-        self.out = root / f"received-{aet}"
-        self.out.mkdir(exist_ok=True)
-        self.proc: subprocess.Popen | None = None
-        self.logs: list[Path] = []
-
-    def start(self) -> StoreSCP:
-        log_path = self.root / f"storescp-{self.aet}-{len(self.logs)}.log"
-        self.logs.append(log_path)
-        log = open(log_path, "wb")
-        self.proc = subprocess.Popen(
-            [
-                *(dcmtk("storescp"), "-v", "-aet", self.aet, *self.options),
-                *("-od", str(self.out), str(self.port)),
-            ],
-            stdout=log,
-            stderr=log,
-            env=peer_env(),
-        )
-        wait_for_port(self.port, self.proc)
-        return self
-
-    def requests(self) -> int:
-        return sum(p.read_text().count("Received Store Request") for p in self.logs)
-
-    def received(self) -> set[str]:
-        return {str(pydicom.dcmread(p).SOPInstanceUID) for p in self.out.iterdir()}
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 def config_file(path: Path, *remotes: str, extra: str = "") -> Path:

@@ -13,8 +13,6 @@ encoding to compare names.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import urllib.error
 import urllib.request
 
@@ -24,14 +22,12 @@ from tests.corpus import query_archive_files
 from tests.helpers import (
     JivexServer,
     free_port,
-    peer_env,
     run_jivex,
-    wait_for_port,
+    start_orthanc,
 )
 
 pytestmark = pytest.mark.interop
 
-ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -51,27 +47,10 @@ def peers(tmp_path_factory):
     jivex = JivexServer(
         root / "data", extra=["--remote", f"ORTHANC@127.0.0.1:{dicom_port}"]
     ).start()
-    config = {
-        "Name": "jivex-test",
-        "StorageDirectory": str(root / "orthanc-storage"),
-        "IndexDirectory": str(root / "orthanc-index"),
-        "Plugins": [],
-        "DicomAet": "ORTHANC",
-        "DicomPort": dicom_port,
-        "HttpPort": http_port,
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "DefaultEncoding": "Utf8",
-        "DicomModalities": {"jivex": ["JIVEX", "127.0.0.1", jivex.query_port]},
-        "SaveJobs": False,
-    }
-    (root / "orthanc.json").write_text(json.dumps(config))
-    log = open(root / "orthanc.log", "wb")
-    orthanc = subprocess.Popen(
-        [ORTHANC, str(root / "orthanc.json")], stdout=log, stderr=log, env=peer_env()
+    orthanc = start_orthanc(
+        root, dicom_port, http_port, {"jivex": ["JIVEX", "127.0.0.1", jivex.query_port]}
     )
     try:
-        wait_for_port(http_port, orthanc, 60)
         yield jivex, http_port
     finally:
         orthanc.terminate()

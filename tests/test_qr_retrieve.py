@@ -15,7 +15,6 @@ import re
 import subprocess
 import threading
 import time
-import warnings
 from io import BytesIO
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
 from pynetdicom.dimse_primitives import C_MOVE
@@ -34,14 +33,14 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from tests.corpus import query_archive_files
+from tests.corpus import make_ct_series, query_archive_files
 from tests.helpers import (
     JivexServer,
+    StoreSCP,
     dcmtk,
     free_port,
     peer_env,
     run_jivex,
-    wait_for_port,
 )
 
 pytestmark = pytest.mark.interop
@@ -70,77 +69,7 @@ PresentationContexts = CTOnly
 
 
 def _big_study(folder: Path) -> list[str]:
-    """BIG_COUNT tiny CT images of one series, as files."""
-    folder.mkdir()
-    series = generate_uid()
-    paths = []
-    for number in range(1, BIG_COUNT + 1):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.PatientName = "Cancel^Test"
-        ds.PatientID = "CANCEL1"
-        ds.StudyInstanceUID = BIG_STUDY
-        ds.SeriesInstanceUID = series
-        ds.Modality = "CT"
-        ds.InstanceNumber = number
-        ds.Rows = ds.Columns = 8
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 0
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.PixelData = np.full((8, 8), number, np.uint16).tobytes()
-        path = folder / f"ct{number:03d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(str(path))
-    return paths
-
-
-class StoreSCP:
-    """A DCMTK storescp on a free loopback port, writing into one folder."""
-
-    def __init__(self, root: Path, aet: str, *options: str) -> None:
-        self.aet = aet
-        self.port = free_port()
-        self.out = root / f"received-{aet}"
-        self.out.mkdir()
-        self.log_path = root / f"storescp-{aet}.log"
-        log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [
-                dcmtk("storescp"),
-                "-aet",
-                aet,
-                *options,
-                "-od",
-                str(self.out),
-                str(self.port),
-            ],
-            stdout=log,
-            stderr=log,
-            env=peer_env(),
-        )
-        wait_for_port(self.port, self.proc)
-
-    def clear(self) -> None:
-        for path in self.out.iterdir():
-            path.unlink()
-
-    def received(self) -> dict[str, pydicom.Dataset]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            found = [pydicom.dcmread(p) for p in sorted(self.out.iterdir())]
-        return {str(ds.SOPInstanceUID): ds for ds in found}
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+    return make_ct_series(folder, BIG_COUNT, 8, "CANCEL1", BIG_STUDY)
 
 
 @pytest.fixture(scope="module")
@@ -150,10 +79,11 @@ def setup(tmp_path_factory):
     imported = run_jivex("import", "--data", str(root / "data"), *files)
     assert imported.returncode == 0, imported.stderr
     (root / "ctonly.cfg").write_text(CT_ONLY_CONFIG)
-    dest = StoreSCP(root, "DEST", "+xa")
-    plain = StoreSCP(root, "PLAIN")
+    dest = StoreSCP(root, "DEST", "+xa").start()
+    plain = StoreSCP(root, "PLAIN").start()
     ctonly = StoreSCP(root, "CTONLY", "-xf", str(root / "ctonly.cfg"), "CTOnly")
-    refuser = StoreSCP(root, "REFUSER", "--refuse")
+    ctonly.start()
+    refuser = StoreSCP(root, "REFUSER", "--refuse").start()
     scps = (dest, plain, ctonly, refuser)
     remotes = [f"{p.aet}@127.0.0.1:{p.port}" for p in scps]
     remotes.append(f"DOWN@127.0.0.1:{free_port()}")
@@ -218,7 +148,7 @@ def test_move_study_to_a_storescp(setup):
     stored = {
         r["SOPInstanceUID"]: r for r in server.ls() if r["StudyInstanceUID"] == MR_STUDY
     }
-    received = dest.received()
+    received = dest.datasets()
     assert set(received) == set(stored) and len(received) == 9
     # Pending responses count down; the final one has the totals.
     assert re.search(r"Remaining Suboperations\s*: 8\b", log), log
@@ -243,7 +173,7 @@ def test_move_compressed_object_as_stored_or_decompressed(setup):
             server, name, "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={J2K_STUDY}"
         )
         assert final_status(log) == SUCCESS, log
-        (ds,) = scp.received().values()
+        (ds,) = scp.datasets().values()
         if expected_ts:
             assert ds.file_meta.TransferSyntaxUID == expected_ts
             assert ds.PixelData == original.PixelData  # the stored bytes
@@ -273,7 +203,7 @@ def test_move_at_series_and_image_levels_and_patient_root(setup):
         server, "DEST", "QueryRetrieveLevel=PATIENT", "PatientID=1CT1", model="-P"
     )
     assert final_status(log) == SUCCESS, log
-    assert [ds.StudyInstanceUID for ds in dest.received().values()] == [CT_STUDY]
+    assert [ds.StudyInstanceUID for ds in dest.datasets().values()] == [CT_STUDY]
     dest.clear()
     _, log = movescu(
         server,

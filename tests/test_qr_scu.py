@@ -10,7 +10,6 @@ ports with remote access refused, and stops with the module.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import urllib.request
 
@@ -23,12 +22,11 @@ from tests.helpers import (
     free_port,
     peer_env,
     run_jivex,
-    wait_for_port,
+    start_orthanc,
 )
 
 pytestmark = pytest.mark.interop
 
-ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 MR_STUDY = "1.113654.3.13.1026"
 CT_STUDY = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"
@@ -47,28 +45,10 @@ def peers(tmp_path_factory):
         root / "data", extra=["--remote", f"ORTHANC@127.0.0.1:{dicom_port}"]
     )
     jivex.port, jivex.query_port = free_port(), free_port()
-    config = {
-        "Name": "jivex-test",
-        "StorageDirectory": str(root / "orthanc-storage"),
-        "IndexDirectory": str(root / "orthanc-index"),
-        "Plugins": [],
-        "DicomAet": "ORTHANC",
-        "DicomPort": dicom_port,
-        "HttpPort": http_port,
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "DefaultEncoding": "Utf8",
-        "DicomModalities": {"jivex": ["JIVEX", "127.0.0.1", jivex.port]},
-        "SaveJobs": False,
-    }
-    (root / "orthanc.json").write_text(json.dumps(config))
-    log = open(root / "orthanc.log", "wb")
-    orthanc = subprocess.Popen(
-        [ORTHANC, str(root / "orthanc.json")], stdout=log, stderr=log, env=peer_env()
+    orthanc = start_orthanc(
+        root, dicom_port, http_port, {"jivex": ["JIVEX", "127.0.0.1", jivex.port]}
     )
     try:
-        wait_for_port(http_port, orthanc, 60)
-        wait_for_port(dicom_port, orthanc, 60)
         stored = subprocess.run(
             [
                 *(dcmtk("storescu"), "-aec", "ORTHANC", "127.0.0.1", str(dicom_port)),

@@ -66,6 +66,7 @@ from jivex_core.store.query import (
     UNIQUE,
     QueryError,
     find,
+    query_level,
     sequence_items,
     stored_character_sets,
 )
@@ -346,12 +347,7 @@ def _check(
     request: Dataset, patient_root: bool
 ) -> tuple[str, dict[str, str], set[str]]:
     """Validate a hierarchical query (PS3.4 C.4.1.2.2); split its keys."""
-    level = str(request.get("QueryRetrieveLevel", "") or "").strip().upper()
-    allowed = LEVELS if patient_root else LEVELS[1:]
-    if level not in allowed:
-        raise QueryError(
-            f"QueryRetrieveLevel '{level}' is not one of {', '.join(allowed)}"
-        )
+    level = query_level(request.get("QueryRetrieveLevel"), patient_root)
     depth = LEVELS.index(level)
     matching: dict[str, str] = {}
     wanted: set[str] = set()

@@ -41,7 +41,13 @@ from jivex_core.services.association import Peer, make_ae
 from jivex_core.services.storage_scu import AssociationError, Outcome, Outgoing
 from jivex_core.store import Store
 from jivex_core.store.dicomfile import decode_identifier
-from jivex_core.store.query import LEVELS, UNIQUE, QueryError, retrieve_rows
+from jivex_core.store.query import (
+    LEVELS,
+    UNIQUE,
+    QueryError,
+    query_level,
+    retrieve_rows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +97,7 @@ class Retriever:
         that leave the upper ones out are served all the same, and other
         keys are ignored. Raises QueryError naming what is wrong.
         """
-        level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
-        allowed = LEVELS if patient_root else LEVELS[1:]
-        if level not in allowed:
-            raise QueryError(
-                f"QueryRetrieveLevel '{level}' is not one of {', '.join(allowed)}"
-            )
+        level = query_level(identifier.get("QueryRetrieveLevel"), patient_root)
         depth = LEVELS.index(level)
         matching: dict[str, str] = {}
         for index, name in enumerate(LEVELS):

@@ -176,6 +176,21 @@ def sequence_items(keyword: str, row: dict[str, Any]) -> list[dict[str, Any]]:
     return [item] if any(item.values()) else []
 
 
+def query_level(value: object, patient_root: bool) -> str:
+    """An identifier's Query/Retrieve Level, checked against the model.
+
+    Patient Root has all four levels, Study Root no PATIENT level (PS3.4
+    C.6.1 and C.6.2); raises QueryError naming the allowed ones.
+    """
+    level = str(value or "").strip().upper()
+    allowed = LEVELS if patient_root else LEVELS[1:]
+    if level not in allowed:
+        raise QueryError(
+            f"QueryRetrieveLevel '{level}' is not one of {', '.join(allowed)}"
+        )
+    return level
+
+
 #: The unique key of each level (PS3.4 C.2.2.1).
 UNIQUE = {
     "PATIENT": "PatientID",
