@@ -23,6 +23,7 @@ from tests.helpers import (
     peer_env,
     run_jivex,
     start_orthanc,
+    wait_for_port,
 )
 
 pytestmark = pytest.mark.interop
@@ -235,3 +236,70 @@ def test_an_unreachable_archive(tmp_path):
         assert "will be tried again" in moved.stderr
     finally:
         server.stop()
+
+
+DCMQRSCP_CONFIG = """\
+NetworkTCPPort  = {port}
+MaxPDUSize      = 16384
+MaxAssociations = 16
+
+HostTable BEGIN
+jivex = (JIVEX, 127.0.0.1, {ours})
+HostTable END
+
+VendorTable BEGIN
+VendorTable END
+
+AETable BEGIN
+DCMQR {db} RW (200, 1024mb) ANY
+AETable END
+"""
+
+
+def test_dcmqrscp_as_a_second_archive(tmp_path):
+    """DCMTK's dcmqrscp: query it and retrieve from it (PEERS.md: keep its
+    archive small; it ignores ModalitiesInStudy as a matching key)."""
+    db = tmp_path / "dcmqr"
+    db.mkdir()
+    port = free_port()
+    server = JivexServer(
+        tmp_path / "data", extra=["--remote", f"DCMQR@127.0.0.1:{port}"]
+    )
+    server.port = free_port()
+    config = tmp_path / "dcmqrscp.cfg"
+    config.write_text(DCMQRSCP_CONFIG.format(port=port, ours=server.port, db=db))
+    log = open(tmp_path / "dcmqrscp.log", "wb")
+    peer = subprocess.Popen(
+        [dcmtk("dcmqrscp"), "-c", str(config)],
+        stdout=log,
+        stderr=log,
+        env=peer_env(),
+    )
+    try:
+        wait_for_port(port, peer)
+        stored = subprocess.run(
+            [
+                *(dcmtk("storescu"), "-aec", "DCMQR", "127.0.0.1", str(port)),
+                *query_archive_files()[:9],  # the 9 MR images of DOE^J1
+            ],
+            capture_output=True,
+            text=True,
+            env=peer_env(),
+            timeout=60,
+        )
+        assert stored.returncode == 0, stored.stderr
+        server.start()
+        found = jivex_cli(
+            server, "find", "--from", "DCMQR", "--json", "PatientID=583295"
+        )
+        assert found.returncode == 0, found.stderr
+        (row,) = json.loads(found.stdout)
+        assert row["StudyInstanceUID"] == MR_STUDY
+        moved = jivex_cli(server, "move", "--from", "DCMQR", "--json", MR_STUDY)
+        assert moved.returncode == 0, moved.stderr
+        assert json.loads(moved.stdout)["completed"] == 9
+        assert len(server.ls()) == 9
+    finally:
+        server.stop()
+        peer.terminate()
+        peer.wait(10)
