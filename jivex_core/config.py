@@ -13,7 +13,7 @@ import logging
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import (
@@ -84,6 +84,9 @@ class RemoteNode(_Section):
     send_at: str | None = None
     #: C-FIND answers after which a query is cancelled (statement 3.2.6.3).
     max_query_results: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    #: How retrieves from this node run: C-MOVE to our Storage SCP, or C-GET
+    #: on the query association (for a node that cannot reach our port).
+    retrieve: Literal["move", "get"] = "move"
 
     _check_ae = field_validator("ae_title")(check_ae_title)
 

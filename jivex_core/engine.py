@@ -208,7 +208,7 @@ class Engine:
             self.settings, JobQueue(self.store.index.engine), self._publish
         )
         self.sends = SendJobs(self.settings, self.store, self.jobs)
-        self.retrieves = RetrieveJobs(self.settings, self.jobs)
+        self.retrieves = RetrieveJobs(self.settings, self.store, self.jobs)
         if self.settings.routing:
             self.store.add_listener(self._route)
         if not self.network:

@@ -14,6 +14,8 @@ import subprocess
 import urllib.request
 
 import pytest
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
 
 from tests.corpus import query_archive_files
 from tests.helpers import (
@@ -303,3 +305,57 @@ def test_dcmqrscp_as_a_second_archive(tmp_path):
         server.stop()
         peer.terminate()
         peer.wait(10)
+
+
+def test_retrieve_with_c_get_from_orthanc(peers, tmp_path):
+    """A remote configured with retrieve = "get": the objects come back on
+    our own association, which asks for the SCP role of the storage
+    classes; Orthanc sends nothing without that."""
+    _, _, dicom_port = peers
+    config = tmp_path / "jivex.toml"
+    config.write_text(
+        f'[[remote]]\nae_title = "ORTHANC"\nhost = "127.0.0.1"\nport = {dicom_port}\n'
+        'retrieve = "get"\n'
+    )
+    server = JivexServer(tmp_path / "data", config=config).start()
+    try:
+        run = jivex_cli(server, "move", "--from", "ORTHANC", "--json", MR_STUDY)
+        assert run.returncode == 0, run.stderr
+        job = json.loads(run.stdout)
+        assert job["state"] == "done" and job["completed"] == 9, job
+        rows = server.ls()
+        assert len(rows) == 9 and {r["calling_ae"] for r in rows} == {"ORTHANC"}
+        assert "(C-GET)" in server.log()
+    finally:
+        server.stop()
+
+
+def test_our_c_get_proposes_role_selection(tmp_path):
+    """What the C-GET association asks for, seen by a pynetdicom acceptor."""
+    seen = {}
+
+    def on_requested(event):
+        seen.update(event.assoc.requestor.role_selection)
+
+    peer = AE(ae_title="GETPEER")
+    peer.add_supported_context(StudyRootQueryRetrieveInformationModelGet)
+    port = free_port()
+    scp = peer.start_server(
+        ("127.0.0.1", port),
+        block=False,
+        evt_handlers=[(evt.EVT_REQUESTED, on_requested)],
+    )
+    config = tmp_path / "jivex.toml"
+    config.write_text(
+        f'[[remote]]\nae_title = "GETPEER"\nhost = "127.0.0.1"\nport = {port}\n'
+        'retrieve = "get"\nretry_minutes = [60]\n'
+    )
+    server = JivexServer(tmp_path / "data", config=config).start()
+    try:
+        jivex_cli(server, "move", "--from", "GETPEER", MR_STUDY)
+    finally:
+        server.stop()
+        scp.shutdown()
+    ct = "1.2.840.10008.5.1.4.1.1.2"
+    assert ct in seen
+    assert seen[ct].scp_role is True

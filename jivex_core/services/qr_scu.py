@@ -20,13 +20,15 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from pynetdicom.association import Association
-from pynetdicom.presentation import build_context
+from pynetdicom.presentation import build_context, build_role
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
 from pynetdicom.status import code_to_category
@@ -34,7 +36,10 @@ from pynetdicom.status import code_to_category
 from jivex_core.config import RemoteNode, Settings
 from jivex_core.jobs.runner import JobContext, JobRunner, RetryLater, Stopping
 from jivex_core.services.association import make_ae
-from jivex_core.services.storage_scu import AssociationError, associate
+from jivex_core.services.storage_scp import store_received
+from jivex_core.services.storage_scu import MAX_CONTEXTS, AssociationError, associate
+from jivex_core.sopclasses import STORAGE_SOP_CLASSES
+from jivex_core.store import Store
 from jivex_core.store.jobs import CANCELLED, DONE, FAILED, Job, JobError
 
 logger = logging.getLogger(__name__)
@@ -100,6 +105,10 @@ _FIND = {
 _MOVE = {
     True: PatientRootQueryRetrieveInformationModelMove,
     False: StudyRootQueryRetrieveInformationModelMove,
+}
+_GET = {
+    True: PatientRootQueryRetrieveInformationModelGet,
+    False: StudyRootQueryRetrieveInformationModelGet,
 }
 _SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian]
 
@@ -263,6 +272,46 @@ def find(
     return result
 
 
+#: What C-GET proposes for the objects to come back on its association: the
+#: storage classes of table 3, each with the syntaxes an archive keeps.
+_GET_SYNTAXES = [
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+]
+
+
+def start_get(
+    ae: AE, node: RemoteNode, level: str, keys: dict[str, str], on_store: Any
+) -> tuple[Association, Any, int]:
+    """Open a C-GET association and send the request.
+
+    The storage contexts carry SCP/SCU Role Selection items asking for the
+    SCP role (PS3.4 C.4.3.1): without them a peer may not send anything
+    back. *on_store* handles each C-STORE that arrives. Errors as for
+    :func:`start_move`.
+    """
+    request = identifier(level, keys)
+    storage = list(STORAGE_SOP_CLASSES)[: MAX_CONTEXTS - 2]
+    contexts = [build_context(_GET[p], _SYNTAXES) for p in (False, True)]
+    contexts += [build_context(uid, _GET_SYNTAXES) for uid in storage]
+    roles = [build_role(uid, scp_role=True) for uid in storage]
+    assoc = associate(
+        ae, node, contexts, ext_neg=roles, handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    model, cx_id = _model(assoc, _GET, level.upper())
+    responses = assoc.send_c_get(request, model, msg_id=1)
+    return assoc, responses, cx_id
+
+
 def move_contexts() -> list:
     """The presentation contexts of a C-MOVE association (table 29)."""
     return [build_context(_MOVE[p], _SYNTAXES) for p in (False, True)]
@@ -288,8 +337,9 @@ class RetrieveJobs:
     """Queues and runs retrieves (C-MOVE to our own Storage SCP) and answers
     queries, which nobody queues: someone waits for them."""
 
-    def __init__(self, settings: Settings, runner: JobRunner) -> None:
+    def __init__(self, settings: Settings, store: Store, runner: JobRunner) -> None:
         self.settings = settings
+        self.store = store
         self.runner = runner
         self.ae = make_ae(settings)
         runner.register("move", self)
@@ -355,14 +405,36 @@ class RetrieveJobs:
         job, node = ctx.job, ctx.node
         level = str(job.request.get("level", "STUDY"))
         keys = {str(k): str(v) for k, v in job.request.get("keys", {}).items()}
-        ours = self.settings.network.ae_title
+        get = node.retrieve == "get"
         try:
-            assoc, responses, cx_id = start_move(self.ae, node, level, keys, ours)
+            if get:
+                assoc, responses, cx_id = start_get(
+                    self.ae, node, level, keys, self._on_c_store(node)
+                )
+            else:
+                assoc, responses, cx_id = start_move(
+                    self.ae, node, level, keys, self.settings.network.ae_title
+                )
         except AssociationError as exc:
             raise RetryLater(str(exc)) from None
         except QueryError as exc:
             ctx.finish(FAILED, str(exc))
             return
+        self._follow(ctx, assoc, responses, cx_id, "C-GET" if get else "C-MOVE")
+
+    def _on_c_store(self, node: RemoteNode) -> Any:
+        label = f"'{node.ae_title}' (C-GET)"
+
+        def handler(event: Any) -> int:
+            return store_received(self.store, event, node.ae_title, label)
+
+        return handler
+
+    def _follow(
+        self, ctx: JobContext, assoc: Association, responses: Any, cx_id: int, name: str
+    ) -> None:
+        """Count the pending responses of a retrieve until its final one."""
+        job, node = ctx.job, ctx.node
         final = None
         cancel_sent = False
         try:
@@ -371,8 +443,8 @@ class RetrieveJobs:
                     break
                 code = int(status.Status)
                 remaining, completed, failed, warning = (
-                    int(status.get(f"NumberOf{name}Suboperations", 0) or 0)
-                    for name in ("Remaining", "Completed", "Failed", "Warning")
+                    int(status.get(f"NumberOf{part}Suboperations", 0) or 0)
+                    for part in ("Remaining", "Completed", "Failed", "Warning")
                 )
                 ctx.queue.set_counts(
                     job.pk,
@@ -399,13 +471,14 @@ class RetrieveJobs:
         if final is None:
             raise RetryLater(
                 f"'{node.ae_title}' ended the association before the final "
-                "C-MOVE response"
+                f"{name} response"
             )
         code, status = final
         comment = str(status.get("ErrorComment", "") or "")
         detail = f"'{node.ae_title}' answered 0x{code:04X}" + (
             f" ({comment})" if comment else ""
         )
+        ours = self.settings.network.ae_title
         if code == 0x0000:
             ctx.finish(DONE)
         elif code == 0xFE00:
@@ -421,5 +494,5 @@ class RetrieveJobs:
         else:
             ctx.finish(FAILED, detail)
         logger.info(
-            "Job %d (C-MOVE from '%s') ended: %s", job.pk, node.ae_title, detail
+            "Job %d (%s from '%s') ended: %s", job.pk, name, node.ae_title, detail
         )

@@ -137,54 +137,64 @@ class StorageSCP:
     def _on_c_store(self, event: evt.Event) -> int:
         """Handle one C-STORE request (PS3.4 B.2.2); never raises."""
         peer = Peer.of(event.assoc)
-        req = event.request
-        sop_class = str(req.AffectedSOPClassUID or "")
-        sop_instance = str(req.AffectedSOPInstanceUID or "")
-        context_class = str(event.context.abstract_syntax)
-        if sop_class != context_class:
-            # PS3.7 9.1.1: the SOP class must be that of the context used.
-            logger.error(
-                "C-STORE from %s of '%s' refused with 0x%04X: SOP Class '%s' sent "
-                "on a presentation context for '%s'",
-                peer,
-                sop_instance,
-                STATUS_SOP_CLASS_NOT_SUPPORTED,
-                sop_class,
-                context_class,
-            )
-            return STATUS_SOP_CLASS_NOT_SUPPORTED
-        try:
-            data = req.DataSet.getvalue()
-            result = self.store.ingest(
-                data,
-                str(event.context.transfer_syntax),
-                peer.calling_ae,
-                sop_class_uid=sop_class,
-                sop_instance_uid=sop_instance,
-            )
-        except JivexError as exc:
-            status = dimse_status(exc)
-            logger.error(
-                "C-STORE from %s of '%s' refused with 0x%04X: %s",
-                peer,
-                sop_instance,
-                status,
-                exc,
-            )
-            return status
-        except Exception as exc:
-            status = dimse_status(exc)
-            logger.exception(
-                "C-STORE from %s of '%s' failed with 0x%04X", peer, sop_instance, status
-            )
-            return status
-        logger.info(
-            "C-STORE from %s: %s '%s' %s (0x0000)",
+        return store_received(self.store, event, peer.calling_ae, str(peer))
+
+
+def store_received(store: Store, event: evt.Event, source_ae: str, peer: str) -> int:
+    """Store the object of one C-STORE request; the status to answer.
+
+    Shared by the Storage SCP and by C-GET retrieves, whose objects arrive
+    on the association we opened; *source_ae* is who sent the object, *peer*
+    how logs name it. Never raises.
+    """
+    req = event.request
+    sop_class = str(req.AffectedSOPClassUID or "")
+    sop_instance = str(req.AffectedSOPInstanceUID or "")
+    context_class = str(event.context.abstract_syntax)
+    if sop_class != context_class:
+        # PS3.7 9.1.1: the SOP class must be that of the context used.
+        logger.error(
+            "C-STORE from %s of '%s' refused with 0x%04X: SOP Class '%s' sent "
+            "on a presentation context for '%s'",
             peer,
-            STORAGE_SOP_CLASSES.get(sop_class, sop_class),
             sop_instance,
-            ("stored, incomplete" if result.incomplete else "stored")
-            if result.stored
-            else "already stored, kept the existing object",
+            STATUS_SOP_CLASS_NOT_SUPPORTED,
+            sop_class,
+            context_class,
         )
-        return STATUS_SUCCESS
+        return STATUS_SOP_CLASS_NOT_SUPPORTED
+    try:
+        data = req.DataSet.getvalue()
+        result = store.ingest(
+            data,
+            str(event.context.transfer_syntax),
+            source_ae,
+            sop_class_uid=sop_class,
+            sop_instance_uid=sop_instance,
+        )
+    except JivexError as exc:
+        status = dimse_status(exc)
+        logger.error(
+            "C-STORE from %s of '%s' refused with 0x%04X: %s",
+            peer,
+            sop_instance,
+            status,
+            exc,
+        )
+        return status
+    except Exception as exc:
+        status = dimse_status(exc)
+        logger.exception(
+            "C-STORE from %s of '%s' failed with 0x%04X", peer, sop_instance, status
+        )
+        return status
+    logger.info(
+        "C-STORE from %s: %s '%s' %s (0x0000)",
+        peer,
+        STORAGE_SOP_CLASSES.get(sop_class, sop_class),
+        sop_instance,
+        ("stored, incomplete" if result.incomplete else "stored")
+        if result.stored
+        else "already stored, kept the existing object",
+    )
+    return STATUS_SUCCESS

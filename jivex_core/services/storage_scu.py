@@ -111,7 +111,11 @@ def plan_contexts(objects: Iterable[Outgoing]) -> list[list[PresentationContext]
 
 
 def associate(
-    ae: AE, node: RemoteNode, contexts: list[PresentationContext]
+    ae: AE,
+    node: RemoteNode,
+    contexts: list[PresentationContext],
+    ext_neg: list[Any] | None = None,
+    handlers: list[Any] | None = None,
 ) -> Association:
     """Open an association to *node*; AssociationError says why not."""
     connected: list[bool] = []
@@ -121,7 +125,11 @@ def associate(
         contexts=contexts,
         ae_title=node.ae_title,
         max_pdu=node.max_pdu,
-        evt_handlers=[(evt.EVT_CONN_OPEN, lambda _event: connected.append(True))],
+        ext_neg=ext_neg,
+        evt_handlers=[
+            (evt.EVT_CONN_OPEN, lambda _event: connected.append(True)),
+            *(handlers or []),
+        ],
     )
     if assoc.is_established:
         set_nodelay(assoc)
