@@ -229,10 +229,10 @@ class _Listening:
 
 
 def test_a_message_someone_listens_to_is_built_by_pynetdicom(caplog):
-    assert not find_responses._only_quiet_listeners(_Listening(print))
+    assert not find_responses.only_quiet_listeners(_Listening(print))
     standard = _Listening(_handlers.standard_dimse_sent_handler)
     with caplog.at_level(logging.WARNING, logger="pynetdicom"):
-        assert find_responses._only_quiet_listeners(standard)
+        assert find_responses.only_quiet_listeners(standard)
     # pynetdicom's own message log, when on, gets its message.
     with caplog.at_level(logging.DEBUG, logger="pynetdicom"):
-        assert not find_responses._only_quiet_listeners(standard)
+        assert not find_responses.only_quiet_listeners(standard)

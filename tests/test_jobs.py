@@ -230,7 +230,10 @@ def test_kill_during_a_send_loses_nothing(tmp_path):
         assert job["completed"] == 200 and job["failed"] == 0
         stored = {r["SOPInstanceUID"] for r in server.ls()}
         assert set(received) == stored  # nothing lost
-        assert len(received) == 200  # the object in flight was not confirmed
+        # Confirmations are written in batches: those of the last batch
+        # before the kill were lost with the process, so those objects were
+        # sent again; none was counted without being confirmed.
+        assert 200 <= len(received) <= 200 + 80
     finally:
         server.stop()
         scp.shutdown()

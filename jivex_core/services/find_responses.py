@@ -185,16 +185,16 @@ def pending_find_response(
         (command, b"\x03", b"\x01"),
         (data_set, b"\x02", b"\x00"),
     ):
-        fragments = list(_fragments(payload, max_pdu))
-        for i, fragment in enumerate(fragments):
+        pieces = list(fragments(payload, max_pdu))
+        for i, fragment in enumerate(pieces):
             pdata = P_DATA()
-            header = last if i == len(fragments) - 1 else more
+            header = last if i == len(pieces) - 1 else more
             pdata.presentation_data_value_list.append((context_id, header + fragment))
             out.append(pdata)
     return out
 
 
-def _fragments(payload: bytes, max_pdu: int) -> Iterator[bytes]:
+def fragments(payload: bytes, max_pdu: int) -> Iterator[bytes]:
     """PDV values of at most *max_pdu* - 6 bytes (0: no limit)."""
     if max_pdu == 0:
         yield payload
@@ -218,7 +218,7 @@ def _encode_passing_encoded(
     return _pynetdicom_encode(ds, is_implicit_vr, is_little_endian, deflated)
 
 
-def _only_quiet_listeners(assoc: Any) -> bool:
+def only_quiet_listeners(assoc: Any) -> bool:
     """Whether nothing would see the DIMSE message pynetdicom builds to send."""
     for handler, _args in assoc.get_handlers(evt.EVT_DIMSE_SENT):
         if handler is not _handlers.standard_dimse_sent_handler:
@@ -235,7 +235,7 @@ def _send_msg(
     self: dimse.DIMSEServiceProvider, primitive: Any, context_id: int
 ) -> None:
     """pynetdicom's ``send_msg``, with pending C-FIND answers built here."""
-    if type(primitive) is C_FIND and _only_quiet_listeners(self.assoc):
+    if type(primitive) is C_FIND and only_quiet_listeners(self.assoc):
         pdata = pending_find_response(primitive, context_id, self.maximum_pdu_size)
         if pdata is not None:
             for item in pdata:

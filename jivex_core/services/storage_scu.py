@@ -12,6 +12,7 @@ decompressed, and the data set otherwise sent unchanged.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,8 @@ from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.status import code_to_category
 
 from jivex_core.config import RemoteNode, Settings
-from jivex_core.jobs.runner import JobContext, JobRunner, RetryLater
+from jivex_core.jobs.runner import JobContext, JobRunner, RetryLater, Stopping
+from jivex_core.services import store_requests  # noqa: F401 (fast C-STORE-RQ)
 from jivex_core.services.association import make_ae, set_nodelay
 from jivex_core.store import Store
 from jivex_core.store.jobs import (
@@ -265,40 +267,38 @@ class SendJobs:
             )
             objects.append((item["pk"], obj))
         item_of = {obj.sop_instance: pk for pk, obj in objects}
+        batch = _Outcomes(ctx)
         msg_id = 0
-        for contexts in plan_contexts(obj for _, obj in objects):
-            classes = {str(cx.abstract_syntax) for cx in contexts}
-            try:
-                assoc = associate(self.ae, node, contexts)
-            except AssociationError as exc:
-                raise RetryLater(str(exc)) from None
-            try:
-                for _, obj in objects:
-                    if obj.sop_class not in classes:
-                        continue
-                    if ctx.check():
-                        ctx.finish(CANCELLED, "cancelled")
-                        logger.info("Job %d cancelled", job.pk)
-                        return
-                    msg_id = msg_id % 65535 + 1
-                    outcome = store(assoc, obj, msg_id=msg_id)
-                    if outcome.lost:
-                        # Unconfirmed: pending for the next attempt.
-                        raise RetryLater(
-                            f"'{node.ae_title}' went away during the transfer "
-                            f"({outcome.reason})"
-                        )
-                    queue.record(
-                        job.pk,
-                        item_of[obj.sop_instance],
-                        outcome.category,
-                        outcome.status,
-                        outcome.reason,
-                    )
-                    ctx.progress()
-            finally:
-                if assoc.is_established:
-                    assoc.release()
+        try:
+            for contexts in plan_contexts(obj for _, obj in objects):
+                classes = {str(cx.abstract_syntax) for cx in contexts}
+                try:
+                    assoc = associate(self.ae, node, contexts)
+                except AssociationError as exc:
+                    raise RetryLater(str(exc)) from None
+                try:
+                    for _, obj in objects:
+                        if obj.sop_class not in classes:
+                            continue
+                        if batch.cancelled():
+                            batch.flush()
+                            ctx.finish(CANCELLED, "cancelled")
+                            logger.info("Job %d cancelled", job.pk)
+                            return
+                        msg_id = msg_id % 65535 + 1
+                        outcome = store(assoc, obj, msg_id=msg_id)
+                        if outcome.lost:
+                            # Unconfirmed: pending for the next attempt.
+                            raise RetryLater(
+                                f"'{node.ae_title}' went away during the transfer "
+                                f"({outcome.reason})"
+                            )
+                        batch.add(item_of[obj.sop_instance], outcome)
+                finally:
+                    if assoc.is_established:
+                        assoc.release()
+        finally:
+            batch.flush()
         final = queue.get(job.pk)
         assert final is not None
         failures = queue.items(job.pk, "failed") if final.failed else []
@@ -316,3 +316,43 @@ class SendJobs:
             final.warning,
             final.failed,
         )
+
+
+class _Outcomes:
+    """Outcomes of a send, written to the queue in batches.
+
+    One transaction per object would cost about as much as sending a small
+    one. A crash loses at most the last batch of confirmations: those
+    objects are sent again after the restart, none is ever marked sent
+    without its confirmation. Cancel requests are looked at per batch too.
+    """
+
+    def __init__(self, ctx: JobContext, size: int = 64, seconds: float = 0.25) -> None:
+        self.ctx = ctx
+        self.size = size
+        self.seconds = seconds
+        self.pending: list[tuple[int, str, int | None, str]] = []
+        self.flushed = time.monotonic()
+        self._cancel = False
+
+    def add(self, item_pk: int, outcome: Outcome) -> None:
+        self.pending.append((item_pk, outcome.category, outcome.status, outcome.reason))
+        if len(self.pending) >= self.size or self._due():
+            self.flush()
+
+    def _due(self) -> bool:
+        return time.monotonic() - self.flushed >= self.seconds
+
+    def flush(self) -> None:
+        if self.pending:
+            self.ctx.queue.record_many(self.ctx.job.pk, self.pending)
+            self.pending = []
+            self.ctx.progress()
+        self.flushed = time.monotonic()
+        self._cancel = self.ctx.check()
+
+    def cancelled(self) -> bool:
+        """Whether to stop (checked at the last flush); raises Stopping."""
+        if self.ctx.runner.stopping:
+            raise Stopping
+        return self._cancel

@@ -278,6 +278,44 @@ class JobQueue:
                     .values({column: _J.c[column] + 1, "updated_at": now()})
                 )
 
+    def record_many(
+        self, pk: int, outcomes: list[tuple[int, str, int | None, str]]
+    ) -> None:
+        """Several objects' outcomes (item pk, category, status, error) in one
+        transaction: a sender writes them in batches, not one per object."""
+        if not outcomes:
+            return
+        counts = {"completed": 0, "warning": 0, "failed": 0}
+        rows = []
+        for item_pk, category, status, error in outcomes:
+            column = {"success": "completed", "warning": "warning"}.get(
+                category, "failed"
+            )
+            counts[column] += 1
+            state = "failed" if column == "failed" else "done"
+            rows.append(
+                {"b_pk": item_pk, "state": state, "status": status, "error": error}
+            )
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(
+                sa.update(_ITEM)
+                .where(_ITEM.c.pk == sa.bindparam("b_pk"), _ITEM.c.state == "pending")
+                .values(
+                    state=sa.bindparam("state"),
+                    status=sa.bindparam("status"),
+                    error=sa.bindparam("error"),
+                ),
+                rows,
+            )
+            conn.execute(
+                sa.update(_J)
+                .where(_J.c.pk == pk)
+                .values(
+                    {name: _J.c[name] + n for name, n in counts.items() if n}
+                    | {"updated_at": now()}
+                )
+            )
+
     def set_counts(
         self, pk: int, total: int, completed: int, failed: int, warning: int
     ) -> None:
