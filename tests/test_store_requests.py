@@ -40,10 +40,7 @@ def _pynetdicom_pdvs(req: C_STORE, max_pdu: int) -> list[bytes]:
 def test_the_same_pdvs_as_pynetdicom(max_pdu, originator):
     path = Path(get_testdata_file("CT_small.dcm"))
     req = _request(path, originator)
-    ours = [
-        pdata.presentation_data_value_list[0][1]
-        for pdata in store_requests.request_pdata(req, 1, max_pdu)
-    ]
+    ours = [value for _cx, value in store_requests.request_pdvs(req, 1, max_pdu)]
     assert ours == _pynetdicom_pdvs(_request(path, originator), max_pdu)
 
 
@@ -51,4 +48,4 @@ def test_requests_without_a_file_are_left_to_pynetdicom():
     req = C_STORE()
     req.MessageID = 1
     req.AffectedSOPInstanceUID = "1.2.3"
-    assert store_requests.request_pdata(req, 1, 16384) is None
+    assert store_requests.request_pdvs(req, 1, 16384) is None

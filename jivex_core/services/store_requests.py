@@ -3,7 +3,7 @@
 When the Storage SCU sends an object as stored, pynetdicom streams the file
 but still builds the C-STORE-RQ command set with pydicom (twice, for its
 group length) and wraps every PDV fragment through its message encoder: on
-a 512x512 CT that is more time than the transfer itself. :func:`request_pdata`
+a 512x512 CT that is more time than the transfer itself. :func:`request_pdvs`
 writes the command set (PS3.7 9.3.1.1: Implicit VR Little Endian, elements
 in tag order, group length first) and cuts the command and the file's data
 set into PDVs (PS3.8 annex E.2) directly. Only requests pynetdicom would
@@ -65,8 +65,11 @@ def command_set(primitive: C_STORE) -> bytes:
     return struct.pack("<HHII", 0x0000, 0x0000, 4, len(body)) + body
 
 
-def request_pdata(primitive: Any, context_id: int, max_pdu: int) -> list[P_DATA] | None:
-    """The P-DATA of a C-STORE-RQ streamed from a file, or None."""
+def request_pdvs(
+    primitive: Any, context_id: int, max_pdu: int
+) -> list[tuple[int, bytes]] | None:
+    """The PDVs (context ID, header and fragment) of a C-STORE-RQ streamed
+    from a file, or None when it is not one."""
     path = getattr(primitive, "_dataset_path", None)
     if type(primitive) is not C_STORE or not isinstance(path, tuple):
         return None
@@ -83,12 +86,10 @@ def request_pdata(primitive: Any, context_id: int, max_pdu: int) -> list[P_DATA]
         (command_set(primitive), b"\x03", b"\x01"),
         (data_set, b"\x02", b"\x00"),
     ):
-        fragments = list(find_responses.fragments(payload, max_pdu))
-        for index, fragment in enumerate(fragments):
-            pdata = P_DATA()
-            header = last if index == len(fragments) - 1 else more
-            pdata.presentation_data_value_list.append((context_id, header + fragment))
-            out.append(pdata)
+        pieces = list(find_responses.fragments(payload, max_pdu))
+        for index, fragment in enumerate(pieces):
+            header = last if index == len(pieces) - 1 else more
+            out.append((context_id, header + fragment))
     return out
 
 
@@ -99,11 +100,14 @@ def _send_msg(
     self: dimse.DIMSEServiceProvider, primitive: Any, context_id: int
 ) -> None:
     """``send_msg``, with C-STORE requests of stored files built here."""
-    if type(primitive) is C_STORE and find_responses.only_quiet_listeners(self.assoc):
-        pdata = request_pdata(primitive, context_id, self.maximum_pdu_size)
-        if pdata is not None:
-            for item in pdata:
-                self.dul.send_pdu(item)
+    assoc = self.assoc
+    if type(primitive) is C_STORE and find_responses.only_quiet_listeners(assoc):
+        pdvs = request_pdvs(primitive, context_id, self.maximum_pdu_size)
+        if pdvs is not None:
+            for pdv in pdvs:
+                pdata = P_DATA()
+                pdata.presentation_data_value_list.append(pdv)
+                self.dul.send_pdu(pdata)
             return
     _send_msg_before(self, primitive, context_id)
 
