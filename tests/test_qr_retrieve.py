@@ -289,6 +289,20 @@ def test_destination_refusing_some_classes(setup):
     )
     assert final_status(log) == SUCCESS, log
     assert len(ctonly.received()) == 1
+    # Both studies at once (a list of UIDs): one stored, one refused, so
+    # B000 with the refused one in the Failed SOP Instance UID List.
+    ctonly.clear()
+    _, log = movescu(
+        server,
+        "CTONLY",
+        "QueryRetrieveLevel=STUDY",
+        f"StudyInstanceUID={CT_STUDY}\\{J2K_STUDY}",
+    )
+    assert final_status(log) == WARNING, log
+    assert final_counts(log) == {"Completed": 1, "Failed": 1, "Warning": 0}, log
+    mr = next(r for r in server.ls() if r["PatientID"] == "4MR1")
+    assert mr["SOPInstanceUID"] in log.split("Failed SOP Instance UID List")[-1]
+    assert len(ctonly.received()) == 1
 
 
 def test_movescu_cancel_after_first_response(setup):
@@ -443,6 +457,10 @@ def test_bad_retrieve_identifiers(setup):
         (["QueryRetrieveLevel=WARD", "StudyInstanceUID=1.2"], "is not one of"),
         (["QueryRetrieveLevel=STUDY", "StudyInstanceUID=1.2*"], "holds a wild card"),
         (
+            ["QueryRetrieveLevel=PATIENT", "PatientID=1CT1\\4MR1"],
+            "PatientID '1CT1\\4MR1' holds more than one value",
+        ),
+        (
             [
                 "QueryRetrieveLevel=STUDY",
                 f"StudyInstanceUID={MR_STUDY}",
@@ -451,7 +469,8 @@ def test_bad_retrieve_identifiers(setup):
             "below the STUDY level",
         ),
     ]:
-        _, log = movescu(server, "DEST", *keys)
+        model = "-P" if "QueryRetrieveLevel=PATIENT" in keys else "-S"
+        _, log = movescu(server, "DEST", *keys, model=model)
         assert final_status(log) == IDENTIFIER_MISMATCH, log
         assert comment in server.log()
     # Nothing matches: success with no sub-operations.

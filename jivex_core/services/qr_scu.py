@@ -370,7 +370,8 @@ class RetrieveJobs:
             raise JobError("no UIDs given")
         joined = "\\".join(values)
         if level == "PATIENT":
-            return [self.queue(remote_ae, level, {"PatientID": joined})]
+            # Patient IDs are no UIDs: no list matching, one retrieve each.
+            return [self.queue(remote_ae, level, {"PatientID": v}) for v in values]
         if level == "STUDY":
             return [self.queue(remote_ae, level, {"StudyInstanceUID": joined})]
         if level != "SERIES":

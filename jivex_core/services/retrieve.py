@@ -114,6 +114,9 @@ class Retriever:
                 continue
             if "*" in value or "?" in value:
                 raise QueryError(f"{keyword} '{value}' holds a wild card")
+            if "\\" in value and keyword == "PatientID":
+                # List of UID matching (PS3.4 C.2.2.2.2) is for UIDs only.
+                raise QueryError(f"{keyword} '{value}' holds more than one value")
             if index == depth and not value:
                 raise QueryError(f"a {level} retrieve needs {keyword}")
             if value:
