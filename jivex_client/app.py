@@ -13,17 +13,21 @@ from typing import Any
 
 import qasync
 from PySide6.QtCore import QCoreApplication, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QLabel,
     QMainWindow,
     QMessageBox,
     QTabWidget,
+    QToolButton,
     QWidget,
 )
 
 from jivex_client.browser.widget import StudyBrowser
 from jivex_client.core_link import CoreError, CoreLink
+from jivex_client.jobs.monitor import JobMonitor
+from jivex_client.jobs.tracker import JobTracker
 from jivex_client.tasks import spawn
 from jivex_client.text import format_person_name
 from jivex_client.viewer.loader import FrameLoader
@@ -41,21 +45,35 @@ class MainWindow(QMainWindow):
         self.link = link
         self.loader = FrameLoader()
         self.setWindowTitle(self.tr("JiveX-Py workstation"))
+        self.tracker = JobTracker(link, self)
+        self.job_monitor: JobMonitor | None = None
         self.tabs = QTabWidget()
         self.tabs.setTabsClosable(True)
         self.tabs.setDocumentMode(True)
-        self.browser = StudyBrowser(link)
+        self.browser = StudyBrowser(link, self.tracker)
         self.tabs.addTab(self.browser, self.tr("Studies"))
         self.tabs.tabBar().setTabButton(
             0, self.tabs.tabBar().ButtonPosition.RightSide, None
         )
         self.setCentralWidget(self.tabs)
         self.core_label = QLabel(link.state or self.tr("Core not started"))
+        self.jobs_action = QAction(self.tr("&Jobs…"), self)
+        self.jobs_action.setShortcut(QKeySequence(self.tr("Ctrl+J")))
+        self.jobs_action.setToolTip(self.tr("Sends, forwards and retrieves"))
+        self.menuBar().addMenu(self.tr("&View")).addAction(self.jobs_action)
+        self.jobs_button = QToolButton()
+        self.jobs_button.setDefaultAction(self.jobs_action)
+        self.jobs_button.setAutoRaise(True)
+        self.statusBar().addPermanentWidget(self.jobs_button)
         self.statusBar().addPermanentWidget(self.core_label)
+        self._on_tracker_active_count_changed(0)
         self._death_box: QMessageBox | None = None
 
         self.tabs.tabCloseRequested.connect(self._on_tabs_tab_close_requested)
         self.browser.series_activated.connect(self._on_browser_series_activated)
+        self.browser.jobs_requested.connect(self.show_jobs)
+        self.jobs_action.triggered.connect(self.show_jobs)
+        self.tracker.active_count_changed.connect(self._on_tracker_active_count_changed)
         link.state_changed.connect(self._on_link_state_changed)
         link.core_died.connect(self._on_link_core_died)
         link.event_received.connect(self._on_link_event_received)
@@ -93,7 +111,23 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(index)
         viewer.view.setFocus()
 
+    def show_jobs(self) -> JobMonitor:
+        """Show the job monitor window (one, kept while the main window is)."""
+        if self.job_monitor is None:
+            self.job_monitor = JobMonitor(self.tracker, self)
+        self.job_monitor.show()
+        self.job_monitor.raise_()
+        self.job_monitor.activateWindow()
+        return self.job_monitor
+
     # -- slots -----------------------------------------------------------
+
+    def _on_tracker_active_count_changed(self, count: int) -> None:
+        self.jobs_button.setText(
+            self.tr("Jobs: {count} active").format(count=count)
+            if count
+            else self.tr("Jobs")
+        )
 
     def _on_browser_series_activated(self, study: dict, series: dict) -> None:
         spawn(self.open_series(study, series), "Opening a series")

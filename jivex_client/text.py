@@ -31,3 +31,12 @@ def format_date(value: str) -> str:
     if len(text) == 8 and text.isdigit():
         return f"{text[:4]}-{text[4:6]}-{text[6:]}"
     return text
+
+
+def count_text(count: int, one: str, many: str) -> str:
+    """*one* or *many* (each with a ``{n}`` placeholder) for *count* things.
+
+    The caller passes both forms through its translation call; languages with
+    more plural forms than English get the *many* form for all but one.
+    """
+    return (one if count == 1 else many).format(n=count)

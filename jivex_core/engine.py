@@ -138,6 +138,14 @@ class Engine:
             limit = int(params.get("limit") or 200)
             return [job.view() for job in jobs.queue.list(limit, states)]
 
+        def remotes(_params: dict) -> list[dict]:
+            # What a user picks from: no retry schedule or PDU size, which
+            # are the core's business.
+            return [
+                {"ae_title": node.ae_title, "host": node.host, "port": node.port}
+                for node in self.settings.remote
+            ]
+
         def job_get(params: dict) -> dict:
             job = jobs.queue.get(int(params["id"]))
             if job is None:
@@ -149,6 +157,7 @@ class Engine:
 
         return {
             "ping": lambda _p: {"pid": os.getpid(), "version": __version__},
+            "remotes": remotes,
             "send": lambda p: sends.queue(
                 str(p["to"]), [str(u) for u in p["uids"]]
             ).view(),

@@ -33,6 +33,8 @@ Methods (``params`` → ``result``):
     SOPInstanceUID, SOPClassUID, InstanceNumber, NumberOfFrames, path
     (absolute), in display order (Instance Number, then receive order)
 
+``remotes`` → the remote AE table (``[[remote]]`` and ``--remote``), in the
+    configuration's order: list of {ae_title, host, port}
 ``send`` ``{"to": AET, "uids": [str]}`` → job (see ``jobs``)
 ``find`` ``{"from": AET, "level": str, "keys": {keyword: value}, "limit": int?}``
     → ``{"rows": [{keyword: str}], "status": int, "truncated": bool,

@@ -77,6 +77,27 @@ class CoreSetup:
             encoding="utf-8",
         )
 
+    def add_remote(
+        self,
+        ae_title: str,
+        port: int,
+        retry_minutes: Sequence[float] = (0.05,),
+        max_query_results: int | None = None,
+    ) -> None:
+        """Add a remote AE on 127.0.0.1 to the settings (before the core
+        starts). The short default retry schedule keeps retries in a test."""
+        block = (
+            "\n[[remote]]\n"
+            f'ae_title = "{ae_title}"\n'
+            'host = "127.0.0.1"\n'
+            f"port = {port}\n"
+            f"retry_minutes = [{', '.join(str(float(m)) for m in retry_minutes)}]\n"
+        )
+        if max_query_results is not None:
+            block += f"max_query_results = {max_query_results}\n"
+        with self.config.open("a", encoding="utf-8") as fh:
+            fh.write(block)
+
 
 @pytest.fixture
 def core_setup(tmp_path: Path) -> CoreSetup:

@@ -106,7 +106,9 @@ def make_ct_series(
     """
     import numpy as np
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+
+    from jivex_core.uids import new_uid as generate_uid
 
     folder.mkdir(parents=True, exist_ok=True)
     study, series = study or generate_uid(), generate_uid()

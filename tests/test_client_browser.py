@@ -174,3 +174,21 @@ def test_format_person_name_keeps_every_group() -> None:
     assert format_person_name("=山田^太郎") == " = 山田 太郎"
     assert format_person_name("A^B\\C^D") == "A B; C D"
     assert format_person_name("") == ""
+
+
+def test_without_remotes_the_remote_tab_says_how_to_add_one(
+    qtbot: Any, window: MainWindow, send: Any
+) -> None:
+    browser = window.browser
+    panel = browser.remote_panel
+    qtbot.waitUntil(lambda: "No archive is configured" in panel.message_label.text())
+    assert browser.remotes == []
+    assert not panel.archive_combo.isEnabled()
+    assert not panel.search_button.isEnabled()
+    send(MR_FILES[:1])
+    qtbot.waitUntil(lambda: browser.study_proxy.rowCount() == 1, timeout=5000)
+    browser.study_view.selectRow(0)
+    # A study is selected, but there is nowhere to send it.
+    assert not browser.send_button.isEnabled()
+    assert browser.send_selected() is None
+    assert browser.send_button.toolTip() == "No remote AE is configured"

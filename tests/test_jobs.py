@@ -20,6 +20,7 @@ import pytest
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 
+from jivex_core.link_client import LinkClient, LinkError
 from tests.corpus import make_ct_series, query_archive_files
 from tests.helpers import (
     JivexServer,
@@ -388,3 +389,35 @@ def test_a_peer_with_no_pdu_limit_is_sent_to(archive, tmp_path):
         scp.shutdown()
     assert run.returncode == 0, run.stderr
     assert len(got) == 9 and min(got) > 100_000
+
+
+def test_the_link_lists_the_remote_table_for_the_workstation(tmp_path):
+    # Nothing connects to these: the table is only listed.
+    ports = [free_port() for _ in range(3)]
+    config = config_file(
+        tmp_path / "jivex.toml",
+        f"PACS@127.0.0.1:{ports[0]}",
+        f"STORE@localhost:{ports[1]}",
+    )
+    server = JivexServer(
+        tmp_path / "data",
+        config=config,
+        extra=["--remote", f"EXTRA@127.0.0.2:{ports[2]}"],
+    ).start()
+    try:
+        client = LinkClient.connect(server.data_dir)
+        assert client is not None
+        try:
+            remotes = client.call("remotes")
+            with pytest.raises(LinkError, match="'remote'"):
+                client.call("remote")
+        finally:
+            client.close()
+    finally:
+        server.stop()
+    # In the configuration's order, --remote last; nothing but the address.
+    assert remotes == [
+        {"ae_title": "PACS", "host": "127.0.0.1", "port": ports[0]},
+        {"ae_title": "STORE", "host": "localhost", "port": ports[1]},
+        {"ae_title": "EXTRA", "host": "127.0.0.2", "port": ports[2]},
+    ]

@@ -5,14 +5,25 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtCore import QItemSelection, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import (
+    QItemSelection,
+    QItemSelectionModel,
+    QModelIndex,
+    QPoint,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
+    QPushButton,
     QSplitter,
-    QTableView,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -24,8 +35,14 @@ from jivex_client.browser.models import (
     series_columns,
     study_columns,
 )
+from jivex_client.browser.remote import RemotePanel
+from jivex_client.browser.send import SendDialog
+from jivex_client.browser.tables import row_table
 from jivex_client.core_link import CoreError, CoreLink
+from jivex_client.jobs.monitor import ERROR_STYLE
+from jivex_client.jobs.tracker import JobTracker
 from jivex_client.tasks import spawn
+from jivex_client.text import count_text
 
 logger = logging.getLogger(__name__)
 
@@ -34,23 +51,9 @@ logger = logging.getLogger(__name__)
 REFRESH_DELAY_MS = 200
 
 
-def _table(model: Any) -> QTableView:
-    view = QTableView()
-    view.setModel(model)
-    view.setSortingEnabled(True)
-    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    view.setAlternatingRowColors(True)
-    view.verticalHeader().setVisible(False)
-    view.horizontalHeader().setStretchLastSection(False)
-    view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-    view.setWordWrap(False)
-    return view
-
-
 class StudyBrowser(QWidget):
-    """Study table with a quick filter, and the series of the selected study.
+    """The Local tab (the archive's studies with a quick filter, the series
+    of the selected study, "Send to…") and the Remote tab (:class:`RemotePanel`).
 
     Double-clicking a series, or a study (its first series), emits
     :attr:`series_activated` with the study row and the series row.
@@ -59,10 +62,22 @@ class StudyBrowser(QWidget):
     series_activated = Signal(dict, dict)
     #: Emitted after each completed read of the study list (row count).
     studies_changed = Signal(int)
+    #: The remote AE table was read (the core's ``remotes``).
+    remotes_changed = Signal(list)
+    #: The user asked for the job monitor.
+    jobs_requested = Signal()
 
-    def __init__(self, link: CoreLink, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        link: CoreLink,
+        tracker: JobTracker | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.link = link
+        self.tracker = tracker if tracker is not None else JobTracker(link, self)
+        self.remotes: list[dict[str, Any]] = []
+        self._send_dialog: SendDialog | None = None
         self._refreshing = False
         self._refresh_again = False
         self._selected_study = ""
@@ -81,12 +96,21 @@ class StudyBrowser(QWidget):
         self.filter_edit.setPlaceholderText(
             self.tr("Quick filter: name, ID, date, modality, description…")
         )
-        self.study_view = _table(self.study_proxy)
+        self.study_view = row_table(
+            self.study_proxy, QAbstractItemView.SelectionMode.ExtendedSelection
+        )
         self.study_view.sortByColumn(3, Qt.SortOrder.DescendingOrder)
-        self.series_view = _table(self.series_proxy)
+        self.series_view = row_table(self.series_proxy)
         self.series_view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.series_label = QLabel(self.tr("Series"))
         self.count_label = QLabel()
+        self.send_button = QPushButton(self.tr("Send to…"))
+        self.send_button.setToolTip(
+            self.tr("Send the selected studies to a configured remote AE")
+        )
+        self.message_label = QLabel()
+        self.message_label.setWordWrap(True)
+        self.study_view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
 
         lower = QWidget()
         lower_layout = QVBoxLayout(lower)
@@ -98,10 +122,25 @@ class StudyBrowser(QWidget):
         splitter.addWidget(lower)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)
+        local = QWidget()
+        local_layout = QVBoxLayout(local)
+        top = QHBoxLayout()
+        top.addWidget(self.filter_edit, 1)
+        top.addWidget(self.send_button)
+        local_layout.addLayout(top)
+        local_layout.addWidget(splitter)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.count_label)
+        bottom.addWidget(self.message_label, 1)
+        local_layout.addLayout(bottom)
+
+        self.remote_panel = RemotePanel(link, self.tracker)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(local, self.tr("Local"))
+        self.tabs.addTab(self.remote_panel, self.tr("Remote"))
         layout = QVBoxLayout(self)
-        layout.addWidget(self.filter_edit)
-        layout.addWidget(splitter)
-        layout.addWidget(self.count_label)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.tabs)
 
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
@@ -114,10 +153,17 @@ class StudyBrowser(QWidget):
         )
         self.study_view.doubleClicked.connect(self._on_study_view_double_clicked)
         self.series_view.doubleClicked.connect(self._on_series_view_double_clicked)
+        self.study_view.customContextMenuRequested.connect(
+            self._on_study_view_custom_context_menu_requested
+        )
+        self.send_button.clicked.connect(self._on_send_button_clicked)
+        self.remote_panel.jobs_requested.connect(self.jobs_requested)
         link.instance_stored.connect(self._on_link_instance_stored)
         link.connected_changed.connect(self._on_link_connected_changed)
+        self._update_send_button()
         if link.connected:
             self.refresh_later()
+            spawn(self.load_remotes(), "Reading the remote AE table")
 
     # -- refreshing ------------------------------------------------------
 
@@ -146,7 +192,10 @@ class StudyBrowser(QWidget):
             self._refreshing = False
 
     def _set_studies(self, rows: list[dict[str, Any]]) -> None:
-        selected = self._selected_study
+        # A reset loses the selection; the same studies are selected again
+        # (a retrieve or a modality refreshes the list while one works).
+        selected = [str(r.get("StudyInstanceUID")) for r in self.selected_studies()]
+        current = self._selected_study
         self.study_model.set_rows(rows)
         if rows and not self._sized:
             # Fit the columns once; afterwards the user's widths are kept.
@@ -154,13 +203,31 @@ class StudyBrowser(QWidget):
             self.study_view.resizeColumnsToContents()
             header = self.study_view.horizontalHeader()
             header.setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
-        if selected:
-            row = self.study_model.row_for_key(selected)
-            if row >= 0:
-                index = self.study_proxy.mapFromSource(self.study_model.index(row, 0))
-                self.study_view.selectionModel().blockSignals(True)
-                self.study_view.selectRow(index.row())
-                self.study_view.selectionModel().blockSignals(False)
+        selection = QItemSelection()
+        current_index = QModelIndex()
+        for uid in selected or ([current] if current else []):
+            row = self.study_model.row_for_key(uid)
+            if row < 0:
+                continue
+            index = self.study_proxy.mapFromSource(self.study_model.index(row, 0))
+            if not index.isValid():
+                continue
+            selection.select(index, index)
+            if uid == current:
+                current_index = index
+        if not selection.isEmpty():
+            model = self.study_view.selectionModel()
+            model.blockSignals(True)
+            flags = (
+                QItemSelectionModel.SelectionFlag.ClearAndSelect
+                | QItemSelectionModel.SelectionFlag.Rows
+            )
+            model.select(selection, flags)
+            if current_index.isValid():
+                model.setCurrentIndex(
+                    current_index, QItemSelectionModel.SelectionFlag.NoUpdate
+                )
+            model.blockSignals(False)
         self.count_label.setText(
             self.tr("{shown} of {total} studies").format(
                 shown=self.study_proxy.rowCount(), total=len(rows)
@@ -189,6 +256,7 @@ class StudyBrowser(QWidget):
     def _on_link_connected_changed(self, connected: bool) -> None:
         if connected:
             self.refresh_later()
+            spawn(self.load_remotes(), "Reading the remote AE table")
 
     def _on_filter_edit_text_changed(self, text: str) -> None:
         self.study_proxy.setFilterFixedString(text.strip())
@@ -202,12 +270,14 @@ class StudyBrowser(QWidget):
     def _on_study_view_selection_changed(
         self, _selected: QItemSelection, _deselected: QItemSelection
     ) -> None:
-        indexes = self.study_view.selectionModel().selectedRows()
-        if not indexes:
+        self._update_send_button()
+        row = self._selected_row()
+        if row is None:
             self._selected_study = ""
             self.series_model.set_rows([])
             return
-        row = indexes[0].data(RowRole)
+        if str(row["StudyInstanceUID"]) == self._selected_study:
+            return
         self._selected_study = str(row["StudyInstanceUID"])
         self.series_label.setText(
             self.tr("Series of {description}").format(
@@ -235,5 +305,117 @@ class StudyBrowser(QWidget):
             self.series_activated.emit(study, with_images[0])
 
     def _selected_row(self) -> dict[str, Any] | None:
-        indexes = self.study_view.selectionModel().selectedRows()
+        """The study whose series are shown: the current row when it is
+        selected, else the first selected one."""
+        model = self.study_view.selectionModel()
+        current = model.currentIndex()
+        if current.isValid() and model.isRowSelected(current.row(), QModelIndex()):
+            return current.siblingAtColumn(0).data(RowRole)
+        indexes = model.selectedRows()
         return indexes[0].data(RowRole) if indexes else None
+
+    def selected_studies(self) -> list[dict[str, Any]]:
+        """The rows of the selected studies, in table order."""
+        indexes = sorted(
+            self.study_view.selectionModel().selectedRows(), key=lambda i: i.row()
+        )
+        return [index.data(RowRole) for index in indexes]
+
+    # -- remotes and sending ---------------------------------------------
+
+    async def load_remotes(self) -> None:
+        """Read the remote AE table for the Remote tab and "Send to…"."""
+        try:
+            remotes = await self.link.request("remotes", {})
+        except CoreError as exc:
+            logger.warning("Cannot read the remote AE table: %s", exc)
+            self._show_message(
+                self.tr("Cannot read the remote AE table: {error}").format(error=exc),
+                error=True,
+            )
+            return
+        self.remotes = list(remotes)
+        self.remote_panel.set_remotes(self.remotes)
+        self._update_send_button()
+        self.remotes_changed.emit(self.remotes)
+
+    def send_selected(self) -> SendDialog | None:
+        """Open the "Send to…" dialog for the selected studies (not modal:
+        the browser keeps updating); None when nothing can be sent."""
+        studies = self.selected_studies()
+        if not studies or not self.remotes:
+            return None
+        if self._send_dialog is not None:
+            self._send_dialog.close()
+        dialog = SendDialog(self.remotes, studies, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(self._on_send_dialog_accepted)
+        dialog.destroyed.connect(self._on_send_dialog_destroyed)
+        self._send_dialog = dialog
+        dialog.open()
+        return dialog
+
+    async def send_studies(self, ae_title: str, uids: list[str]) -> dict | None:
+        """Queue a send of studies to *ae_title*; returns the core's job."""
+        try:
+            job = await self.link.request("send", {"to": ae_title, "uids": uids})
+        except CoreError as exc:
+            self._show_message(
+                self.tr("The send to {ae} was not queued: {error}").format(
+                    ae=ae_title, error=exc
+                ),
+                error=True,
+            )
+            return None
+        self.tracker.update(job)
+        self._show_message(
+            self.tr("Sending {studies} to {ae} (job {id}); see Jobs.").format(
+                studies=count_text(
+                    len(uids), self.tr("{n} study"), self.tr("{n} studies")
+                ),
+                ae=ae_title,
+                id=job["id"],
+            )
+        )
+        return job
+
+    def _show_message(self, text: str, error: bool = False) -> None:
+        self.message_label.setStyleSheet(ERROR_STYLE if error else "")
+        self.message_label.setText(text)
+
+    def _update_send_button(self) -> None:
+        has_remotes = bool(self.remotes)
+        self.send_button.setEnabled(has_remotes and bool(self.selected_studies()))
+        self.send_button.setToolTip(
+            self.tr("Send the selected studies to a configured remote AE")
+            if has_remotes
+            else self.tr("No remote AE is configured")
+        )
+
+    def _on_send_button_clicked(self) -> None:
+        self.send_selected()
+
+    def _on_send_dialog_accepted(self) -> None:
+        dialog = self.sender()
+        if isinstance(dialog, SendDialog) and dialog.destination():
+            spawn(
+                self.send_studies(dialog.destination(), dialog.uids()),
+                "Queueing a send",
+            )
+
+    def _on_send_dialog_destroyed(self, *_args: Any) -> None:
+        self._send_dialog = None
+
+    def _on_study_view_custom_context_menu_requested(self, pos: QPoint) -> None:
+        index = self.study_view.indexAt(pos)
+        if not index.isValid():
+            return
+        menu = QMenu(self)
+        open_action = menu.addAction(self.tr("Open"))
+        send_action = menu.addAction(self.tr("Send to…"))
+        send_action.setEnabled(bool(self.remotes))
+        chosen = menu.exec(self.study_view.viewport().mapToGlobal(pos))
+        if chosen is open_action:
+            spawn(self._open_study(index.data(RowRole)), "Opening a study")
+        elif chosen is send_action:
+            self.send_selected()

@@ -1,0 +1,1 @@
+"""The job monitor: sends, forwards and retrieves the core runs."""
