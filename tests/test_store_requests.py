@@ -49,3 +49,43 @@ def test_requests_without_a_file_are_left_to_pynetdicom():
     req.MessageID = 1
     req.AffectedSOPInstanceUID = "1.2.3"
     assert store_requests.request_pdvs(req, 1, 16384) is None
+
+
+@pytest.mark.parametrize("max_pdu", [16384, 0])
+def test_the_pdus_written_directly_are_those_pynetdicom_writes(max_pdu):
+    from pynetdicom.pdu import P_DATA_TF
+    from pynetdicom.pdu_primitives import P_DATA
+
+    path = Path(get_testdata_file("CT_small.dcm"))
+    pieces = store_requests._pieces(_request(path, ("MOVESCU", 3)), max_pdu)
+    ours = b"".join(bytes(b) for b in store_requests.pdus(5, pieces))
+    theirs = b""
+    for context_id, value in store_requests.request_pdvs(
+        _request(path, ("MOVESCU", 3)), 5, max_pdu
+    ):
+        pdata = P_DATA()
+        pdata.presentation_data_value_list.append((context_id, value))
+        pdu = P_DATA_TF()
+        pdu.from_primitive(pdata)
+        theirs += pdu.encode()
+    assert ours == theirs
+
+
+def test_our_files_data_set_offset_is_found_without_pydicom(tmp_path):
+    from jivex_core.store import Store
+
+    store = Store(tmp_path, min_free_bytes=0)
+    try:
+        raw = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+        from jivex_core.store.dicomfile import split_file
+
+        parts = split_file(raw)
+        store.ingest(parts.data, parts.transfer_syntax, "TEST")
+        (stored,) = (tmp_path / "files").rglob("*.dcm")
+        _meta, offset = split_dataset(stored)
+        assert store_requests.dataset_offset(stored) == offset
+    finally:
+        store.close()
+    other = tmp_path / "plain.dcm"
+    other.write_bytes(b"\0" * 200)
+    assert store_requests.dataset_offset(other) is None

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pynetdicom import AE, _config, acse, dul, evt, transport
+from pynetdicom import AE, _config, acse, dimse, dul, evt, transport
 from pynetdicom import association as association_module
 from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import A_ABORT, A_P_ABORT
@@ -309,6 +309,40 @@ def _copy_contexts(contexts: Any) -> Any:
 
 # The only deepcopy of pynetdicom's transport module is that one.
 transport.deepcopy = _copy_contexts
+
+
+_get_msg = dimse.DIMSEServiceProvider.get_msg
+
+
+def _get_msg_leaving_responses(
+    self: dimse.DIMSEServiceProvider, block: bool = False
+) -> Any:
+    """``get_msg``, but the reactor of an association we opened never takes
+    a response off the queue.
+
+    pynetdicom pauses that reactor while a send method waits for its
+    response, with a handshake that can let the reactor run one more turn:
+    it then takes the C-STORE-RSP, drops it as "unexpected", and the sender
+    waits for the DIMSE timeout. Only the send methods take responses with
+    a blocking get; the reactor's non-blocking one leaves them in place.
+    """
+    if block or not getattr(self.assoc, "is_requestor", False):
+        return _get_msg(self, block)
+    queue_ = self.msg_queue
+    with queue_.mutex:
+        if not queue_.queue:
+            return None, None
+        context_id, msg = queue_.queue[0]
+        # Responses, and the (None, None) the state machine queues when the
+        # association ends, are for the sender waiting on its blocking get.
+        if msg is None or not msg.is_valid_request:
+            return None, None
+        queue_.queue.popleft()
+        queue_.not_full.notify()
+        return context_id, msg
+
+
+dimse.DIMSEServiceProvider.get_msg = _get_msg_leaving_responses  # type: ignore[method-assign]
 
 
 def make_ae(settings: Settings) -> AE:

@@ -29,12 +29,13 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.status import code_to_category
 
 from jivex_core.config import RemoteNode, Settings
 from jivex_core.jobs.runner import JobContext, JobRunner, RetryLater, Stopping
-from jivex_core.services import store_requests  # noqa: F401 (fast C-STORE-RQ)
+from jivex_core.services import store_requests
 from jivex_core.services.association import make_ae, set_nodelay
 from jivex_core.store import Store
 from jivex_core.store.jobs import (
@@ -183,6 +184,39 @@ def converted(obj: Outgoing, transfer_syntax: str) -> Dataset:
     return ds
 
 
+def _send_file(
+    assoc: Association,
+    context: Any,
+    obj: Outgoing,
+    offset: int,
+    msg_id: int,
+    move_originator: tuple[str, int] | None,
+) -> Dataset:
+    """One C-STORE of a stored file on an association we opened.
+
+    What ``send_c_store`` does, without reading the File Meta again with
+    pydicom and without pausing the association's reactor: on our own
+    associations the reactor leaves responses to the sender
+    (:mod:`jivex_core.services.association`). An empty Dataset when no
+    response came.
+    """
+    req = C_STORE()
+    req.MessageID = msg_id
+    req.Priority = 2
+    req.AffectedSOPClassUID = obj.sop_class
+    req.AffectedSOPInstanceUID = obj.sop_instance
+    if move_originator:
+        req.MoveOriginatorApplicationEntityTitle = move_originator[0]
+        req.MoveOriginatorMessageID = move_originator[1]
+    req._dataset_path = (obj.path, offset)
+    assoc.dimse.send_msg(req, context.context_id)
+    _cx, rsp = assoc.dimse.get_msg(block=True)
+    if rsp is None:
+        assoc._handle_no_response()
+        return Dataset()
+    return assoc._check_received_status(rsp)
+
+
 def store(
     assoc: Association,
     obj: Outgoing,
@@ -203,15 +237,19 @@ def store(
         )
     originator_ae, originator_id = move_originator or (None, None)
     try:
-        payload: Path | Dataset = obj.path
-        if exact is None:
-            payload = converted(obj, fallback.transfer_syntax[0])
-        status_ds = assoc.send_c_store(
-            payload,
-            msg_id=msg_id,
-            originator_aet=originator_ae,
-            originator_id=originator_id,
-        )
+        offset = store_requests.dataset_offset(obj.path) if exact else None
+        if offset is not None and assoc.is_requestor:
+            status_ds = _send_file(assoc, exact, obj, offset, msg_id, move_originator)
+        else:
+            payload: Path | Dataset = obj.path
+            if exact is None:
+                payload = converted(obj, fallback.transfer_syntax[0])
+            status_ds = assoc.send_c_store(
+                payload,
+                msg_id=msg_id,
+                originator_aet=originator_ae,
+                originator_id=originator_id,
+            )
     except Exception as exc:  # unreadable file, undecodable pixel data...
         if not assoc.is_established:
             return Outcome(obj.sop_instance, None, "failure", str(exc), lost=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import struct
+from pathlib import Path
 from typing import Any
 
 from pynetdicom import dimse
@@ -44,6 +45,18 @@ def _us(tag: int, value: int) -> bytes:
     return struct.pack("<HHIH", 0x0000, tag, 2, value)
 
 
+def dataset_offset(path: Path) -> int | None:
+    """Where the data set starts in a file with a File Meta group that
+    opens with its group length, as ours all do; None for anything else."""
+    with open(path, "rb") as fh:
+        head = fh.read(144)
+    if len(head) < 144 or head[128:132] != b"DICM":
+        return None
+    if head[132:140] != b"\x02\x00\x00\x00UL\x04\x00":
+        return None
+    return 144 + struct.unpack("<I", head[140:144])[0]
+
+
 def command_set(primitive: C_STORE) -> bytes:
     """The encoded command set of a C-STORE-RQ primitive."""
     parts = [
@@ -65,11 +78,9 @@ def command_set(primitive: C_STORE) -> bytes:
     return struct.pack("<HHII", 0x0000, 0x0000, 4, len(body)) + body
 
 
-def request_pdvs(
-    primitive: Any, context_id: int, max_pdu: int
-) -> list[tuple[int, bytes]] | None:
-    """The PDVs (context ID, header and fragment) of a C-STORE-RQ streamed
-    from a file, or None when it is not one."""
+def _pieces(primitive: Any, max_pdu: int) -> list[tuple[int, memoryview]] | None:
+    """(message control header, fragment) of each PDV of a C-STORE-RQ
+    streamed from a file, the fragments views of one read; or None."""
     path = getattr(primitive, "_dataset_path", None)
     if type(primitive) is not C_STORE or not isinstance(path, tuple):
         return None
@@ -83,14 +94,54 @@ def request_pdvs(
         data_set = fh.read()
     out = []
     for payload, last, more in (
-        (command_set(primitive), b"\x03", b"\x01"),
-        (data_set, b"\x02", b"\x00"),
+        (memoryview(command_set(primitive)), 0x03, 0x01),
+        (memoryview(data_set), 0x02, 0x00),
     ):
         pieces = list(find_responses.fragments(payload, max_pdu))
         for index, fragment in enumerate(pieces):
-            header = last if index == len(pieces) - 1 else more
-            out.append((context_id, header + fragment))
+            out.append((last if index == len(pieces) - 1 else more, fragment))
     return out
+
+
+def request_pdvs(
+    primitive: Any, context_id: int, max_pdu: int
+) -> list[tuple[int, bytes]] | None:
+    """The PDVs (context ID, header and fragment) of a C-STORE-RQ streamed
+    from a file, or None when it is not one."""
+    pieces = _pieces(primitive, max_pdu)
+    if pieces is None:
+        return None
+    return [(context_id, bytes([control]) + bytes(view)) for control, view in pieces]
+
+
+def pdus(context_id: int, pieces: list[tuple[int, memoryview]]) -> list[Any]:
+    """P-DATA-TF PDUs (PS3.8 9.3.5), one PDV each as DCMTK and pynetdicom
+    send them, as buffers: each PDU's header, then its fragment."""
+    out: list[Any] = []
+    for control, fragment in pieces:
+        size = len(fragment)
+        out.append(
+            struct.pack(">BBIIBB", 0x04, 0x00, size + 6, size + 2, context_id, control)
+        )
+        out.append(fragment)
+    return out
+
+
+def _write(association_socket: Any, buffers: list[bytes]) -> None:
+    """Write *buffers* in order; a failure reaches the DUL as a closed
+    connection (Evt17), as one of its own writes would."""
+    sock = association_socket.socket
+    views = [memoryview(b) for b in buffers]  # views of views: no copies
+    try:
+        while views:
+            sent = sock.sendmsg(views[:512])
+            while views and sent >= len(views[0]):
+                sent -= len(views[0])
+                views.pop(0)
+            if sent:
+                views[0] = views[0][sent:]
+    except OSError:
+        association_socket.event_queue.put("Evt17")
 
 
 _send_msg_before = dimse.DIMSEServiceProvider.send_msg
@@ -102,8 +153,15 @@ def _send_msg(
     """``send_msg``, with C-STORE requests of stored files built here."""
     assoc = self.assoc
     if type(primitive) is C_STORE and find_responses.only_quiet_listeners(assoc):
-        pdvs = request_pdvs(primitive, context_id, self.maximum_pdu_size)
-        if pdvs is not None:
+        pieces = _pieces(primitive, self.maximum_pdu_size)
+        if pieces is not None:
+            if assoc.is_requestor and self.dul.to_provider_queue.empty():
+                # Our own association, idle while the request goes out:
+                # nothing else writes to the socket, so the PDUs are written
+                # at once instead of one per turn of the DUL's loop.
+                _write(self.dul.socket, pdus(context_id, pieces))
+                return
+            pdvs = [(context_id, bytes([c]) + bytes(v)) for c, v in pieces]
             for pdv in pdvs:
                 pdata = P_DATA()
                 pdata.presentation_data_value_list.append(pdv)
