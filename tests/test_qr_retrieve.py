@@ -702,3 +702,37 @@ def test_move_stops_when_the_requestor_aborts(setup, tmp_path):
     finally:
         own.stop()
         scp.shutdown()
+
+
+def test_thirty_queries_at_once_all_answer(setup):
+    """Parallel C-FINDs whose answers need the stored character sets (the
+    Japanese and Korean names): none may wait for a database connection."""
+    server, _, _ = setup
+    results: list[object] = []
+
+    def one() -> None:
+        scu = AE(ae_title="PARALLEL")
+        scu.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+        assoc = scu.associate("127.0.0.1", server.query_port, ae_title="JIVEX")
+        if not assoc.is_established:
+            results.append("not established")
+            return
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "STUDY"
+        ds.PatientName = ""
+        ds.StudyInstanceUID = ""
+        answers = list(
+            assoc.send_c_find(ds, StudyRootQueryRetrieveInformationModelFind)
+        )
+        assoc.release()
+        results.append([st.Status for st, _ in answers if "Status" in st])
+
+    threads = [threading.Thread(target=one) for _ in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(results) == 30
+    expected = len({r["StudyInstanceUID"] for r in server.ls()})
+    for statuses in results:
+        assert statuses == [0xFF00] * expected + [0x0000], statuses

@@ -242,7 +242,9 @@ class Index:
     """Patient, study, series and instance rows of the archive."""
 
     def __init__(self, url: str) -> None:
-        self.engine = sa.create_engine(url)
+        # Every association may query at once: never make one wait for a
+        # pooled connection (SQLite connections are cheap).
+        self.engine = sa.create_engine(url, pool_size=8, max_overflow=-1)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         try:

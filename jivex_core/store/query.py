@@ -584,14 +584,15 @@ def find(
             )
         )
     lists = [k for k in _LISTS if k in wanted and depth >= _COMPUTED[k][0]]
+    # Read all rows first: a C-FIND answers slowly (one response per row),
+    # and a connection held meanwhile is one less for parallel queries.
     with engine.connect() as conn:
-        for row in conn.execute(query).mappings():
-            item = dict(row)
-            for key in lists:
-                item[key] = sorted(
-                    {v for v in (item[key] or "").split(_SEPARATOR) if v}
-                )
-            yield item
+        rows = conn.execute(query).mappings().all()
+    for row in rows:
+        item = dict(row)
+        for key in lists:
+            item[key] = sorted({v for v in (item[key] or "").split(_SEPARATOR) if v})
+        yield item
 
 
 def retrieve_rows(engine: sa.Engine, matching: dict[str, str]) -> list[dict[str, Any]]:
