@@ -736,3 +736,30 @@ def test_thirty_queries_at_once_all_answer(setup):
     expected = len({r["StudyInstanceUID"] for r in server.ls()})
     for statuses in results:
         assert statuses == [0xFF00] * expected + [0x0000], statuses
+
+
+def test_a_move_longer_than_the_network_timeout_ends_normally(setup, tmp_path):
+    """network_timeout is about a silent peer; a requestor that only waits
+    for our pending responses during a long move is not one."""
+    _, scps, root = setup
+    dest = scps["DEST"]
+    config = tmp_path / "jivex.toml"
+    config.write_text(
+        "[network]\nnetwork_timeout = 0.2\n\n[[remote]]\n"
+        f'ae_title = "DEST"\nhost = "127.0.0.1"\nport = {dest.port}\n'
+    )
+    data = tmp_path / "data"
+    big = sorted(str(p) for p in (root / "big").iterdir())
+    assert run_jivex("import", "--data", str(data), *big).returncode == 0
+    own = JivexServer(data, config=config).start()
+    try:
+        dest.clear()
+        started = time.monotonic()
+        rc, log = movescu(
+            own, "DEST", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={BIG_STUDY}"
+        )
+        assert time.monotonic() - started > 0.2  # longer than the timeout
+        assert final_status(log) == SUCCESS, log
+        assert rc == 0 and "Abort" not in log, log
+    finally:
+        own.stop()

@@ -201,6 +201,9 @@ class _Retrieve:
 
     def _send(self, rsp: C_MOVE | C_GET) -> None:
         self.service.dimse.send_msg(rsp, self.context.context_id)
+        # The requestor only listens during a long retrieve: what we send
+        # counts as traffic, or its association would time out under us.
+        self.service.assoc.dul._idle_timer.restart()
 
     def _refuse(self, status: int, comment: str) -> None:
         logger.error(
