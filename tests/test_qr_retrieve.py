@@ -5,7 +5,8 @@ stored in Implicit VR), MR_small in JPEG 2000 lossless (study 4MR1) and a
 generated study of 300 small CT images for the cancel tests. Move
 destinations are DCMTK storescp processes: DEST accepts every syntax it
 knows, PLAIN only uncompressed ones (so JPEG 2000 must be decompressed for
-it), CTONLY only CT Image Storage, REFUSER rejects every association; DOWN
+it), CTONLY only CT Image Storage, REFUSER rejects every association, IMPLICIT accepts
+Implicit VR Little Endian only; DOWN
 is a port nobody listens on.
 """
 
@@ -84,7 +85,8 @@ def setup(tmp_path_factory):
     ctonly = StoreSCP(root, "CTONLY", "-xf", str(root / "ctonly.cfg"), "CTOnly")
     ctonly.start()
     refuser = StoreSCP(root, "REFUSER", "--refuse").start()
-    scps = (dest, plain, ctonly, refuser)
+    implicit = StoreSCP(root, "IMPLICIT", "+xi").start()
+    scps = (dest, plain, ctonly, refuser, implicit)
     remotes = [f"{p.aet}@127.0.0.1:{p.port}" for p in scps]
     remotes.append(f"DOWN@127.0.0.1:{free_port()}")
     server = JivexServer(
@@ -180,6 +182,28 @@ def test_move_compressed_object_as_stored_or_decompressed(setup):
         else:
             assert not ds.file_meta.TransferSyntaxUID.is_compressed
             assert np.array_equal(ds.pixel_array, original.pixel_array)
+        assert ds.SOPInstanceUID == original.SOPInstanceUID  # the same object
+
+
+def test_move_to_a_destination_that_takes_only_implicit_vr(setup):
+    """Objects stored in Explicit VR, and compressed ones, are converted to
+    Implicit VR Little Endian (the one syntax every SCP accepts)."""
+    server, scps, _ = setup
+    implicit = scps["IMPLICIT"]
+    implicit.clear()
+    for study in (CT_STUDY, J2K_STUDY):
+        _, log = movescu(
+            server, "IMPLICIT", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study}"
+        )
+        assert final_status(log) == SUCCESS, log
+    received = implicit.datasets()
+    assert len(received) == 2
+    original = pydicom.dcmread(J2K_FILE)
+    j2k = received[str(original.SOPInstanceUID)]
+    assert np.array_equal(j2k.pixel_array, original.pixel_array)
+    ct = next(ds for uid, ds in received.items() if uid != original.SOPInstanceUID)
+    assert ct.PatientName == "CompressedSamples^CT1"
+    assert "is encoded as" not in server.log()
 
 
 def test_move_at_series_and_image_levels_and_patient_root(setup):

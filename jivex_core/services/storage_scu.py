@@ -174,13 +174,19 @@ def converted(obj: Outgoing, transfer_syntax: str) -> Dataset:
         pass
     stored = UID(obj.transfer_syntax)
     if stored.is_compressed and "PixelData" in ds:
-        ds.decompress()
+        # The same object, decoded: its SOP Instance UID stays.
+        ds.decompress(generate_instance_uid=False)
     elif stored == ExplicitVRBigEndian and "PixelData" in ds:
         bits = int(ds.get("BitsAllocated", 8) or 8)
         if bits > 8:
             dtype = np.dtype(f">u{bits // 8}")
             ds.PixelData = np.frombuffer(ds.PixelData, dtype).byteswap().tobytes()
     ds.file_meta.TransferSyntaxUID = UID(transfer_syntax)
+    # Every element is decoded now, so the data set can be written in the
+    # target's encoding; say so, or pynetdicom refuses the mismatch.
+    ds.set_original_encoding(
+        transfer_syntax == ImplicitVRLittleEndian, True, ds.original_character_set
+    )
     return ds
 
 
