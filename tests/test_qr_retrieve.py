@@ -787,3 +787,41 @@ def test_a_move_longer_than_the_network_timeout_ends_normally(setup, tmp_path):
         assert rc == 0 and "Abort" not in log, log
     finally:
         own.stop()
+
+
+def test_a_retrieve_by_thousands_of_uids(setup):
+    """A list of UIDs over 64 KiB in the identifier (1,200 UIDs of about 60
+    characters): all of them are read, and those stored are moved."""
+    server, scps, _ = setup
+    big = sorted(
+        r["SOPInstanceUID"] for r in server.ls() if r["StudyInstanceUID"] == BIG_STUDY
+    )
+    series = next(
+        r["SeriesInstanceUID"]
+        for r in server.ls()
+        if r["StudyInstanceUID"] == BIG_STUDY
+    )
+    padding = [
+        f"1.2.826.0.1.3680043.8.498.7461.99.{n + 1}{'1' * 20}" for n in range(1200)
+    ]
+    dest = scps["DEST"]
+    dest.clear()
+    scu = AE(ae_title="MANYUIDS")
+    scu.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+    assoc = scu.associate("127.0.0.1", server.query_port, ae_title="JIVEX")
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "IMAGE"
+    ds.StudyInstanceUID = BIG_STUDY
+    ds.SeriesInstanceUID = series
+    ds.SOPInstanceUID = padding + big[:5]
+    statuses = [
+        st
+        for st, _ in assoc.send_c_move(
+            ds, "DEST", StudyRootQueryRetrieveInformationModelMove
+        )
+        if "Status" in st
+    ]
+    assoc.release()
+    assert statuses[-1].Status == 0x0000
+    assert statuses[-1].NumberOfCompletedSuboperations == 5
+    assert sorted(dest.received()) == big[:5]

@@ -662,6 +662,17 @@ def integer(ds: Dataset, keyword: str) -> int | None:
         return None
 
 
+class _EveryTag:
+    """A *keep* set holding every tag: identifiers are kept whole, however
+    long a value (a list of 5,000 UIDs is 300 KiB)."""
+
+    def __contains__(self, _tag: object) -> bool:
+        return True
+
+
+_EVERY_TAG: Any = _EveryTag()
+
+
 def decode_identifier(data: bytes, implicit: bool, little: bool) -> Dataset:
     """A DIMSE identifier, decoded strictly.
 
@@ -669,7 +680,7 @@ def decode_identifier(data: bytes, implicit: bool, little: bool) -> Dataset:
     identifier is not well formed must be refused instead (C000), so this
     raises ValueError naming what is wrong.
     """
-    walker = _Walker(data, implicit, little)
+    walker = _Walker(data, implicit, little, keep=_EVERY_TAG)
     walker.strict = True
     try:
         return walker.scan()
