@@ -825,3 +825,65 @@ def test_a_retrieve_by_thousands_of_uids(setup):
     assert statuses[-1].Status == 0x0000
     assert statuses[-1].NumberOfCompletedSuboperations == 5
     assert sorted(dest.received()) == big[:5]
+
+
+def test_an_object_stored_incomplete_is_not_sent(setup, tmp_path):
+    """One image was received cut short (stored, marked incomplete): sent as
+    stored it would declare more bytes than it has and make the peer abort.
+    It fails with the reason; the others go."""
+    _, scps, _ = setup
+    files = make_ct_series(tmp_path / "files", 3, 16, "CUT1")
+    cut = Path(files[1])
+    cut.write_bytes(cut.read_bytes()[:-100])
+    data = tmp_path / "data"
+    run_jivex("import", "--data", str(data), *files)
+    dest = scps["DEST"]
+    own = JivexServer(data, extra=["--remote", f"DEST@127.0.0.1:{dest.port}"])
+    own.start()
+    try:
+        assert sum(r["incomplete"] for r in own.ls()) == 1
+        dest.clear()
+        _, log = movescu(
+            own, "DEST", "QueryRetrieveLevel=PATIENT", "PatientID=CUT1", model="-P"
+        )
+        assert final_status(log) == WARNING, log
+        assert final_counts(log) == {"Completed": 2, "Failed": 1, "Warning": 0}
+        assert "stored incomplete" in own.log()
+        assert len(dest.received()) == 2
+    finally:
+        own.stop()
+
+
+def test_a_destination_aborting_on_one_object_gets_the_others(tmp_path):
+    files = make_ct_series(tmp_path / "files", 6, 16, "ABORT1")
+    bad = str(pydicom.dcmread(files[2]).SOPInstanceUID)
+    received: list[str] = []
+
+    def on_store(event):
+        uid = str(event.request.AffectedSOPInstanceUID)
+        if uid == bad:
+            event.assoc.abort()
+            return 0xC000
+        received.append(uid)
+        return 0x0000
+
+    peer = AE(ae_title="TOUCHY")
+    peer.add_supported_context(CTImageStorage, ExplicitVRLittleEndian)
+    port = free_port()
+    scp = peer.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    data = tmp_path / "data"
+    assert run_jivex("import", "--data", str(data), *files).returncode == 0
+    own = JivexServer(data, extra=["--remote", f"TOUCHY@127.0.0.1:{port}"]).start()
+    try:
+        _, log = movescu(
+            own, "TOUCHY", "QueryRetrieveLevel=PATIENT", "PatientID=ABORT1", model="-P"
+        )
+        assert final_status(log) == WARNING, log
+        assert final_counts(log) == {"Completed": 5, "Failed": 1, "Warning": 0}
+        assert bad not in received and len(set(received)) == 5
+        assert "association lost, 3 objects go on a new one" in own.log()
+    finally:
+        own.stop()
+        scp.shutdown()

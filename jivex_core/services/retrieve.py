@@ -63,6 +63,8 @@ STATUS_UNABLE_TO_PROCESS = 0xC000
 
 #: Number of ... Sub-operations are US: a retrieve cannot count beyond this.
 MAX_SUBOPERATIONS = 65535
+#: New sub-associations a move opens after losing one.
+MAX_RECONNECTS = 3
 
 PATIENT_ROOT = {
     PatientRootQueryRetrieveInformationModelFind,
@@ -129,6 +131,7 @@ class Retriever:
                 r["SOPInstanceUID"],
                 r["TransferSyntaxUID"],
                 data_dir / r["path"],
+                bool(r["incomplete"]),
             )
             for r in rows
         ]
@@ -311,8 +314,10 @@ class _Retrieve:
 
     def _deliver(
         self, assoc: Any, objects: list[Outgoing], originator: tuple | None
-    ) -> bool:
-        """Send *objects* on *assoc*; False when cancelled."""
+    ) -> bool | int:
+        """Send *objects* on *assoc*: True when all were tried, False when
+        cancelled or the requestor went away, or the index of the first
+        object not tried when the association was lost."""
         for index, obj in enumerate(objects):
             if self._cancelled():
                 self.cancelled = True
@@ -322,11 +327,21 @@ class _Retrieve:
                 # statement stops transmitting then (3.2.2).
                 return False
             if not assoc.is_established:
-                self._fail_all(objects[index:], "the association was lost")
-                return True
+                return index
             outcome = storage_scu.store(
                 assoc, obj, msg_id=self._next_msg_id(), move_originator=originator
             )
+            if outcome.lost:
+                outcome = Outcome(
+                    obj.sop_instance,
+                    None,
+                    "failure",
+                    f"the destination ended the association during it "
+                    f"({outcome.reason})",
+                )
+                self._record(outcome)
+                self._counted(STATUS_PENDING, remaining=True)
+                return index + 1
             self._record(outcome)
             if not self._requestor_gone():
                 self._counted(STATUS_PENDING, remaining=True)
@@ -335,24 +350,41 @@ class _Retrieve:
     def _move(self, objects: list[Outgoing], node: Any) -> None:
         originator = (self.service.assoc.requestor.ae_title, self.req.MessageID)
         ae = self.retriever.scu_ae
+        reconnects = 0
         for contexts in storage_scu.plan_contexts(objects):
-            if self._cancelled():
-                self.cancelled = True
-                return
             classes = {str(cx.abstract_syntax) for cx in contexts}
             batch = [obj for obj in objects if obj.sop_class in classes]
-            try:
-                assoc = storage_scu.associate(ae, node, contexts)
-            except AssociationError as exc:
-                self._fail_all(batch, str(exc))
-                continue
-            try:
-                finished = self._deliver(assoc, batch, originator)
-            finally:
-                if assoc.is_established:
-                    assoc.release()
-            if not finished:
-                return
+            while batch:
+                if self._cancelled():
+                    self.cancelled = True
+                    return
+                try:
+                    assoc = storage_scu.associate(ae, node, contexts)
+                except AssociationError as exc:
+                    self._fail_all(batch, str(exc))
+                    break
+                try:
+                    result = self._deliver(assoc, batch, originator)
+                finally:
+                    if assoc.is_established:
+                        assoc.release()
+                if result is False:
+                    return
+                if result is True:
+                    break
+                # Lost with one object (a peer that aborts on it): the rest
+                # go on a new association, a few times at most.
+                batch = batch[result:]
+                reconnects += 1
+                if reconnects > MAX_RECONNECTS:
+                    self._fail_all(batch, "the destination keeps ending associations")
+                    break
+                logger.warning(
+                    "%s to '%s': association lost, %d objects go on a new one",
+                    self.name,
+                    node.ae_title,
+                    len(batch),
+                )
 
     def _requestor_gone(self) -> bool:
         """The requestor's association ended (the reactor notices later)."""

@@ -68,6 +68,9 @@ class Outgoing:
     sop_instance: str
     transfer_syntax: str
     path: Path
+    #: Stored cut short as received: it is not sent (the peer would read a
+    #: length past the end of the data and abort the association).
+    incomplete: bool = False
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,13 @@ def store(
     move_originator: tuple[str, int] | None = None,
 ) -> Outcome:
     """Send *obj* on *assoc* with one C-STORE; never raises."""
+    if obj.incomplete:
+        return Outcome(
+            obj.sop_instance,
+            None,
+            "failure",
+            "stored incomplete (its data set was cut short when received)",
+        )
     exact = _context_for(assoc, obj.sop_class, [obj.transfer_syntax])
     fallback = None if exact else _context_for(assoc, obj.sop_class, UNCOMPRESSED)
     if exact is None and fallback is None:

@@ -476,6 +476,7 @@ class StoredObject:
     sop_instance: str
     transfer_syntax: str
     path: str  # relative to the data folder
+    incomplete: bool
 
 
 def stored_objects(engine: sa.Engine, uids: list[str]) -> dict[str, StoredObject]:
@@ -490,6 +491,7 @@ def stored_objects(engine: sa.Engine, uids: list[str]) -> dict[str, StoredObject
                     _I.c.SOPInstanceUID,
                     _I.c.TransferSyntaxUID,
                     _I.c.path,
+                    _I.c.incomplete,
                 ).where(_I.c.SOPInstanceUID.in_(chunk))
             ):
                 out[row.SOPInstanceUID] = StoredObject(*row)

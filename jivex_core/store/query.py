@@ -612,6 +612,7 @@ def retrieve_rows(engine: sa.Engine, matching: dict[str, str]) -> list[dict[str,
             _I.c.SOPInstanceUID,
             _I.c.TransferSyntaxUID,
             _I.c.path,
+            _I.c.incomplete,
         )
         .select_from(source)
         .order_by(_ST.c.pk, _SE.c.SeriesNumber, _SE.c.pk, _I.c.InstanceNumber, _I.c.pk)
