@@ -13,6 +13,7 @@ client.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import re
@@ -284,18 +285,16 @@ def condition(keyword: str, value: str) -> sa.ColumnElement[bool] | None:
         return column.in_(uids) if len(uids) > 1 else column == uids[0]
     if key.kind == "time":
         return _time_condition(keyword, column, value)
-    if key.kind == "date" and "-" in value:
-        low, _, high = value.partition("-")
-        low, high = low.strip(), high.strip()
-        # An object with no value for the key matches no range.
-        parts = [column != ""]
-        if low:
-            parts.append(column >= low)
-        if high:
-            parts.append(column <= high)
-        if not (low or high):
-            raise QueryError(f"{keyword}: '{value}' is not a range")
-        return sa.and_(*parts)
+    if key.kind == "date":
+        return _date_condition(keyword, column, value)
+    if "\\" in value and key.kind in ("text", "pn") and keyword not in _MULTI_VALUED:
+        # Multiple value matching (PS3.4 C.2.2.2.8): any of the values.
+        alternatives = [
+            condition(keyword, part) for part in value.split("\\") if part.strip()
+        ]
+        if any(alternative is None for alternative in alternatives):
+            return None
+        return sa.or_(*alternatives)
     if key.kind == "int":
         try:
             return column == int(value)
@@ -311,6 +310,43 @@ def condition(keyword: str, value: str) -> sa.ColumnElement[bool] | None:
     if "*" in value or "?" in value:
         return column.like(_like(value), escape="\\")
     return column == value
+
+
+_DATE = re.compile(r"(\d{4})\.?(\d{2})\.?(\d{2})")
+
+
+def _date(keyword: str, text: str) -> str:
+    """A DA value as YYYYMMDD (the ACR-NEMA form with dots read too)."""
+    match = _DATE.fullmatch(text.strip())
+    try:
+        if match is None:
+            raise ValueError
+        dt.date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError:
+        raise QueryError(f"{keyword}: '{text}' is not a date (YYYYMMDD)") from None
+    return match[1] + match[2] + match[3]
+
+
+def _date_condition(
+    keyword: str, column: sa.Column, value: str
+) -> sa.ColumnElement[bool]:
+    """Single value or range matching of a DA key (PS3.4 C.2.2.2.1, .5)."""
+    if value.count("-") > 1:
+        raise QueryError(f"{keyword}: '{value}' is not a date or a range of dates")
+    if "-" not in value:
+        return column == _date(keyword, value)
+    low_text, _, high_text = (part.strip() for part in value.partition("-"))
+    if not (low_text or high_text):
+        raise QueryError(f"{keyword}: '{value}' is not a range")
+    low = _date(keyword, low_text) if low_text else ""
+    high = _date(keyword, high_text) if high_text else ""
+    # An object with no value for the key matches no range.
+    parts = [column != ""]
+    if low:
+        parts.append(column >= low)
+    if high:
+        parts.append(column <= high)
+    return sa.and_(*parts)
 
 
 def _datetime(keyword: str, column: sa.Column, value: str) -> sa.ColumnElement[bool]:
