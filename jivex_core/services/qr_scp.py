@@ -74,6 +74,7 @@ from jivex_core.store.query import (
 logger = logging.getLogger(__name__)
 
 STATUS_PENDING = 0xFF00
+STATUS_PENDING_WARNING = 0xFF01
 STATUS_CANCELLED = 0xFE00
 STATUS_IDENTIFIER_MISMATCH = 0xA900
 STATUS_UNABLE_TO_PROCESS = 0xC000
@@ -177,7 +178,15 @@ class QueryRetrieveSCP:
         syntax = event.context.transfer_syntax
         try:
             request = event.identifier
-            level, matching, wanted = _check(request, patient_root)
+            level, matching, wanted, unsupported = _check(request, patient_root)
+            # PS3.4 C.4.1.1.4: FF01 when optional keys were not supported.
+            pending = STATUS_PENDING_WARNING if unsupported else STATUS_PENDING
+            if unsupported:
+                logger.warning(
+                    "C-FIND from %s: not matched on %s (answers carry 0xFF01)",
+                    peer,
+                    ", ".join(unsupported),
+                )
             answers = self._flat_answers(request, level, syntax)
             for row in find(self.store.index.engine, level, matching, wanted):
                 if event.is_cancelled:
@@ -186,7 +195,7 @@ class QueryRetrieveSCP:
                     return
                 count += 1
                 yield (
-                    STATUS_PENDING,
+                    pending,
                     self._identifier(answers, request, level, row, charsets),
                 )
         except QueryError as exc:
@@ -345,12 +354,14 @@ def _failure(status: int, comment: str) -> tuple[Dataset, None]:
 
 def _check(
     request: Dataset, patient_root: bool
-) -> tuple[str, dict[str, str], set[str]]:
-    """Validate a hierarchical query (PS3.4 C.4.1.2.2); split its keys."""
+) -> tuple[str, dict[str, str], set[str], list[str]]:
+    """Validate a hierarchical query (PS3.4 C.4.1.2.2); split its keys into
+    matching keys, requested keys and keys with a value we cannot match."""
     level = query_level(request.get("QueryRetrieveLevel"), patient_root)
     depth = LEVELS.index(level)
     matching: dict[str, str] = {}
     wanted: set[str] = set()
+    unsupported: list[str] = []
     for elem in request:
         keyword = elem.keyword
         if keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
@@ -358,7 +369,11 @@ def _check(
         key = KEYS.get(keyword)
         wanted.add(keyword)
         if key is None or (elem.VR == "SQ" and keyword not in SEQUENCES):
-            continue  # not supported: returned empty
+            # Not supported: returned empty; with a value, it is an optional
+            # key we did not match on, which the pending status says.
+            if elem.VR != "SQ" and _text(elem.value):
+                unsupported.append(keyword)
+            continue
         if LEVELS.index(key.level) > depth:
             raise QueryError(f"{keyword} is below the {level} level")
         if elem.VR == "SQ":
@@ -377,7 +392,7 @@ def _check(
                 f"a {level} query needs a single {unique} (the {upper} level's "
                 "unique key)"
             )
-    return level, matching, wanted
+    return level, matching, wanted, unsupported
 
 
 def _check_sequence(
