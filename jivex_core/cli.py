@@ -129,7 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument(
         "--level", choices=["patient", "study", "series", "image"], default="study"
     )
-    find.add_argument("--limit", type=int, metavar="N", help="cancel after N answers")
+    find.add_argument(
+        "--limit",
+        type=_positive,
+        metavar="N",
+        help="cancel after N answers (default: the node's max_query_results)",
+    )
     find.add_argument("--json", action="store_true", help="JSON array of objects")
     find.add_argument("keys", nargs="*", metavar="KEY=VALUE")
 
@@ -139,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     _remote_option(move)
     move.add_argument(
         "--level", choices=["patient", "study", "series"], default="study"
+    )
+    move.add_argument(
+        "--study",
+        metavar="UID",
+        help="with --level series: their study (else the remote is asked)",
     )
     move.add_argument(
         "--no-wait", action="store_true", help="queue the retrieve and exit at once"
@@ -152,6 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--cancel", type=int, metavar="ID", help="cancel a job")
     jobs.add_argument("--retry", type=int, metavar="ID", help="run a job again now")
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
 
 
 def _remote_option(parser: argparse.ArgumentParser) -> None:
@@ -186,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_FAILURE
+    except BrokenPipeError:
+        # `jivex ls | head`: the reader has what it wanted.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     raise AssertionError(command)
 
 
@@ -416,6 +440,15 @@ def _with_core(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _setup_logging("WARNING")
     client = LinkClient.connect(settings.data_dir)
+    if client is not None and getattr(args, "remote", None):
+        client.close()
+        print(
+            f"jivex {args.command}: a core already serves '{settings.data_dir}' "
+            "with its own remote AE table; --remote only works when none runs "
+            "(add the node to the core's configuration instead)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     if client is not None:
         try:
             return _run_command(args, client.call)
@@ -453,10 +486,25 @@ def _run_command(args: argparse.Namespace, call: Any) -> int:
     if args.command == "find":
         return _find(args, call)
     if args.command == "move":
-        jobs = call("move", **{"from": args.source}, level=args.level, uids=args.uids)
+        jobs = call(
+            "move",
+            **{"from": args.source},
+            level=args.level,
+            uids=args.uids,
+            study=args.study,
+        )
         if not args.no_wait:
             jobs = [_wait(job, call) for job in jobs]
-        return max(_report(job, args.json) for job in jobs)
+        code = max(_report(job, args.json) for job in jobs)
+        empty = [j for j in jobs if j["state"] == "done" and not j["total"]]
+        if empty:
+            print(
+                f"jivex move: '{args.source}' had nothing to send for "
+                + ", ".join(str(j["request"].get("keys")) for j in empty),
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
+        return code
     job = call("send", to=args.to, uids=args.uids)
     if not args.no_wait:
         job = _wait(job, call)
@@ -474,6 +522,8 @@ def _find(args: argparse.Namespace, call: Any) -> int:
         "find", **{"from": args.source}, level=args.level, keys=keys, limit=args.limit
     )
     rows = result["rows"]
+    if not rows and not args.json:
+        print("jivex find: no matches", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1))
     else:

@@ -176,6 +176,7 @@ class Engine:
                     str(p["from"]),
                     str(p.get("level") or "STUDY"),
                     [str(u) for u in p["uids"]],
+                    str(p.get("study") or ""),
                 )
             ],
             "retry_job": lambda p: jobs.retry(int(p["id"])).view(),

@@ -26,7 +26,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
-from pynetdicom.dimse_primitives import C_MOVE
+from pynetdicom.dimse_primitives import C_FIND, C_MOVE
 from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind,
@@ -887,3 +887,25 @@ def test_a_destination_aborting_on_one_object_gets_the_others(tmp_path):
     finally:
         own.stop()
         scp.shutdown()
+
+
+def test_a_find_on_a_move_context_is_refused_cleanly(setup):
+    server, _, _ = setup
+    scu = AE(ae_title="MIXUP")
+    scu.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+    assoc = scu.associate("127.0.0.1", server.query_port, ae_title="JIVEX")
+    req = C_FIND()
+    req.MessageID = 3
+    req.AffectedSOPClassUID = StudyRootQueryRetrieveInformationModelMove
+    req.Priority = 2
+    req.Identifier = BytesIO(b"\x08\x00\x52\x00\x06\x00\x00\x00STUDY ")
+    cx_id = assoc.accepted_contexts[0].context_id
+    assoc._reactor_checkpoint.clear()
+    while not assoc._is_paused:
+        time.sleep(0.001)
+    assoc.dimse.send_msg(req, cx_id)
+    _, rsp = assoc.dimse.get_msg(block=True)
+    assoc._reactor_checkpoint.set()
+    assert rsp.Status == 0x0122
+    assert assoc.is_established  # not aborted
+    assoc.release()

@@ -359,3 +359,48 @@ def test_our_c_get_proposes_role_selection(tmp_path):
     ct = "1.2.840.10008.5.1.4.1.1.2"
     assert ct in seen
     assert seen[ct].scp_role is True
+
+
+def test_move_a_series_from_a_strict_archive_with_its_study(tmp_path):
+    """Another jivex server as the archive: it answers hierarchical queries
+    only, so a series is retrieved with --study."""
+    archive = JivexServer(tmp_path / "archive")
+    run_jivex("import", "--data", str(tmp_path / "archive"), *query_archive_files())
+    archive.start()
+    ours = JivexServer(tmp_path / "data")
+    ours.port, ours.query_port = free_port(), free_port()
+    try:
+        series = next(
+            r["SeriesInstanceUID"]
+            for r in archive.ls()
+            if r["StudyInstanceUID"] == MR_STUDY
+        )
+        # The archive must know us as a move destination: its own --remote.
+        archive.stop()
+        archive.extra = ["--remote", f"JIVEX@127.0.0.1:{ours.port}"]
+        archive.start()
+        ours.extra = ["--remote", f"ARCHIVE@127.0.0.1:{archive.query_port}"]
+        ours.start()
+        refused = jivex_cli(
+            ours, "move", "--from", "ARCHIVE", "--level", "series", series
+        )
+        assert refused.returncode == 2
+        assert "--study UID" in refused.stderr
+        moved = jivex_cli(
+            ours,
+            "move",
+            "--from",
+            "ARCHIVE",
+            "--level",
+            "series",
+            "--study",
+            MR_STUDY,
+            series,
+        )
+        assert moved.returncode == 0, moved.stderr
+        assert len(ours.ls()) == 9
+        running = jivex_cli(ours, "find", "--from", "X", "--remote", "X@127.0.0.1:9")
+        assert running.returncode == 2 and "--remote only works" in running.stderr
+    finally:
+        ours.stop()
+        archive.stop()

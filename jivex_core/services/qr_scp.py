@@ -199,7 +199,8 @@ class QueryRetrieveSCP:
                     self._identifier(answers, request, level, row, charsets),
                 )
         except QueryError as exc:
-            logger.error("C-FIND from %s refused with 0xA900: %s", peer, exc)
+            # The peer's mistake, not ours: a warning.
+            logger.warning("C-FIND from %s refused with 0xA900: %s", peer, exc)
             yield _failure(STATUS_IDENTIFIER_MISMATCH, str(exc))
             return
         except Exception as exc:
@@ -352,6 +353,10 @@ def _failure(status: int, comment: str) -> tuple[Dataset, None]:
     return ds, None
 
 
+def _article(level: str) -> str:
+    return "an" if level == "IMAGE" else "a"
+
+
 def _check(
     request: Dataset, patient_root: bool
 ) -> tuple[str, dict[str, str], set[str], list[str]]:
@@ -388,10 +393,7 @@ def _check(
         unique = UNIQUE[upper]
         value = matching.get(unique, "")
         if not value or "*" in value or "?" in value or "\\" in value:
-            raise QueryError(
-                f"a {level} query needs a single {unique} (the {upper} level's "
-                "unique key)"
-            )
+            raise QueryError(f"{_article(level)} {level} query needs a single {unique}")
     return level, matching, wanted, unsupported
 
 

@@ -358,11 +358,15 @@ class RetrieveJobs:
             "move", remote_ae, {"level": level.upper(), "keys": keys}
         )
 
-    def queue_uids(self, remote_ae: str, level: str, uids: list[str]) -> list[Job]:
+    def queue_uids(
+        self, remote_ae: str, level: str, uids: list[str], study: str = ""
+    ) -> list[Job]:
         """Queue retrieves of patients (by ID), studies or series by UID.
 
-        Series are hierarchical below their study: the remote is asked which
-        study each series belongs to, and one retrieve runs per study.
+        Series are hierarchical below their study: given *study*, they are
+        retrieved from it; else the remote is asked which study each series
+        belongs to (an archive that answers only hierarchical queries refuses
+        that), and one retrieve runs per study.
         """
         level = level.upper()
         values = [u.strip() for u in uids if u.strip()]
@@ -376,14 +380,22 @@ class RetrieveJobs:
             return [self.queue(remote_ae, level, {"StudyInstanceUID": joined})]
         if level != "SERIES":
             raise JobError(f"level '{level}' is not patient, study or series")
+        if study:
+            keys = {"StudyInstanceUID": study, "SeriesInstanceUID": joined}
+            return [self.queue(remote_ae, "SERIES", keys)]
         node = self.runner.node(remote_ae)
-        found = find(
-            self.ae,
-            node,
-            "SERIES",
-            {"SeriesInstanceUID": joined, "StudyInstanceUID": ""},
-            return_keys=(),
-        )
+        try:
+            found = find(
+                self.ae,
+                node,
+                "SERIES",
+                {"SeriesInstanceUID": joined, "StudyInstanceUID": ""},
+                return_keys=(),
+            )
+        except QueryError as exc:
+            raise JobError(
+                f"{exc}; give the series' study (jivex move --study UID)"
+            ) from None
         by_study: dict[str, list[str]] = {}
         for row in found.rows:
             by_study.setdefault(row.get("StudyInstanceUID", ""), []).append(

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import association as association_module
-from pynetdicom.dimse_primitives import C_GET, C_MOVE
+from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE
 from pynetdicom.dsutils import encode
 from pynetdicom.service_class import QueryRetrieveServiceClass
 from pynetdicom.sop_class import (
@@ -77,6 +77,14 @@ RETRIEVE_MODELS = {
     PatientRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelGet,
 }
+_REQUEST_OF_MODEL: dict[str, type] = {
+    PatientRootQueryRetrieveInformationModelFind: C_FIND,
+    StudyRootQueryRetrieveInformationModelFind: C_FIND,
+    PatientRootQueryRetrieveInformationModelMove: C_MOVE,
+    StudyRootQueryRetrieveInformationModelMove: C_MOVE,
+    PatientRootQueryRetrieveInformationModelGet: C_GET,
+    StudyRootQueryRetrieveInformationModelGet: C_GET,
+}
 QUERY_RETRIEVE_MODELS = RETRIEVE_MODELS | {
     PatientRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelFind,
@@ -120,7 +128,8 @@ class Retriever:
                 # List of UID matching (PS3.4 C.2.2.2.2) is for UIDs only.
                 raise QueryError(f"{keyword} '{value}' holds more than one value")
             if index == depth and not value:
-                raise QueryError(f"a {level} retrieve needs {keyword}")
+                article = "an" if level == "IMAGE" else "a"
+                raise QueryError(f"{article} {level} retrieve needs {keyword}")
             if value:
                 matching[keyword] = value
         rows = retrieve_rows(self.store.index.engine, matching)
@@ -161,6 +170,22 @@ class QueryRetrieveService(QueryRetrieveServiceClass):
         early = self._early_cancels.get(req.MessageID)
         if early is not None:
             self.dimse.cancel_req[req.MessageID] = early
+        expected = _REQUEST_OF_MODEL.get(str(context.abstract_syntax))
+        if expected is not None and not isinstance(req, expected):
+            # PS3.7 9.1: a request on the context of another SOP class.
+            logger.warning(
+                "%s from %s on a %s context refused (0x0122)",
+                type(req).__name__.replace("_", "-"),
+                Peer.of(self.assoc),
+                context.abstract_syntax.name,
+            )
+            rsp = type(req)()
+            rsp.MessageIDBeingRespondedTo = req.MessageID
+            rsp.AffectedSOPClassUID = req.AffectedSOPClassUID
+            rsp.Status = 0x0122
+            rsp.ErrorComment = f"not a {context.abstract_syntax.name} request"[:64]
+            self.dimse.send_msg(rsp, context.context_id)
+            return
         retriever = getattr(self.ae, "jivex_retriever", None)
         if retriever is not None and isinstance(req, C_MOVE | C_GET):
             _Retrieve(self, retriever, req, context).run()
@@ -209,7 +234,8 @@ class _Retrieve:
         self.service.assoc.dul._idle_timer.restart()
 
     def _refuse(self, status: int, comment: str) -> None:
-        logger.error(
+        # Refusals answer the peer's request: warnings, not our errors.
+        logger.warning(
             "%s from %s refused with 0x%04X: %s", self.name, self.peer, status, comment
         )
         rsp = self._response(status)
