@@ -223,10 +223,13 @@ def _server(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level or settings.logging.level)
     net = settings.network
     logger.warning(
-        "JiveX-Py %s starting: AE '%s', storage port %s, data folder '%s'",
+        "JiveX-Py %s starting: AE '%s' on %s, storage port %s, query port %s, "
+        "data folder '%s'",
         __version__,
         net.ae_title,
+        net.bind_address,
         net.storage_port,
+        net.query_port,
         settings.data_dir,
     )
     engine = Engine(settings)

@@ -248,8 +248,8 @@ def store(
             obj.sop_instance,
             None,
             "failure",
-            f"the peer accepted no presentation context for {UID(obj.sop_class).name}"
-            " in the SCU role",
+            f"no presentation context for {UID(obj.sop_class).name} lets us send it"
+            " (a C-GET requestor must propose it with the SCP role)",
         )
     originator_ae, originator_id = move_originator or (None, None)
     try:
