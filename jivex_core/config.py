@@ -70,6 +70,9 @@ class _Section(BaseModel):
 
 Minutes = Annotated[float, Field(gt=0, le=7 * 24 * 60)]
 
+#: The optional ("O") return keys of tables 26-28 a site may ask for.
+OPTIONAL_QUERY_KEYS = ("ContentDate", "ContentTime", "ObservationDateTime")
+
 
 class RemoteNode(_Section):
     """A remote application entity (move destination, send target, archive)."""
@@ -87,8 +90,22 @@ class RemoteNode(_Section):
     #: How retrieves from this node run: C-MOVE to our Storage SCP, or C-GET
     #: on the query association (for a node that cannot reach our port).
     retrieve: Literal["move", "get"] = "move"
+    #: Optional return keys of table 26-28 asked for at image level
+    #: (ContentDate, ContentTime, ObservationDateTime).
+    optional_keys: list[str] = []
 
     _check_ae = field_validator("ae_title")(check_ae_title)
+
+    @field_validator("optional_keys")
+    @classmethod
+    def _check_optional(cls, value: list[str]) -> list[str]:
+        for keyword in value:
+            if keyword not in OPTIONAL_QUERY_KEYS:
+                raise ValueError(
+                    f"'{keyword}' is not an optional key of table 26-28 "
+                    f"({', '.join(OPTIONAL_QUERY_KEYS)})"
+                )
+        return value
 
     @field_validator("send_at")
     @classmethod

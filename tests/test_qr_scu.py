@@ -404,3 +404,61 @@ def test_move_a_series_from_a_strict_archive_with_its_study(tmp_path):
     finally:
         ours.stop()
         archive.stop()
+
+
+def test_the_optional_keys_of_a_node_are_asked(tmp_path):
+    """What a node configured with optional_keys is asked at image level,
+    seen by a pynetdicom Q/R SCP standing in for it."""
+    from pydicom.dataset import Dataset
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    asked = []
+
+    def on_find(event):
+        asked.append({elem.keyword for elem in event.identifier})
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "IMAGE"
+        ds.SOPInstanceUID = "1.2.3.1"
+        ds.ContentDate = "20240102"
+        yield 0xFF00, ds
+
+    peer = AE(ae_title="OPTIONS")
+    peer.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    port = free_port()
+    scp = peer.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)]
+    )
+    config = tmp_path / "jivex.toml"
+    config.write_text(
+        f'[[remote]]\nae_title = "OPTIONS"\nhost = "127.0.0.1"\nport = {port}\n'
+        'optional_keys = ["ContentDate", "ObservationDateTime"]\n'
+    )
+    try:
+        run = run_jivex(
+            "find",
+            "--config",
+            str(config),
+            "--data",
+            str(tmp_path / "data"),
+            "--from",
+            "OPTIONS",
+            "--level",
+            "image",
+            "--json",
+            "StudyInstanceUID=1.2",
+            "SeriesInstanceUID=1.2.3",
+        )
+    finally:
+        scp.shutdown()
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == [
+        {"SOPInstanceUID": "1.2.3.1", "ContentDate": "20240102"}
+    ]
+    assert {"ContentDate", "ObservationDateTime", "Rows"} <= asked[0]
+    assert "ContentTime" not in asked[0]  # not configured
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config.read_text().replace("ObservationDateTime", "PatientAge"))
+    refused = run_jivex("jobs", "--config", str(bad), "--data", str(tmp_path / "d"))
+    assert refused.returncode == 2 and "'PatientAge' is not an optional key" in (
+        refused.stderr
+    )

@@ -95,8 +95,6 @@ RETURN_KEYS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-#: Table 26-28 keys a site may add to every image-level query.
-OPTIONAL_KEYS = ("ContentDate", "ContentTime", "ObservationDateTime")
 
 _FIND = {
     True: PatientRootQueryRetrieveInformationModelFind,
@@ -212,6 +210,8 @@ def find(
     """Query *node*; QueryError when the query cannot be sent at all."""
     level = level.upper()
     extra = RETURN_KEYS.get(level, ()) if return_keys is None else return_keys
+    if level == "IMAGE" and return_keys is None:
+        extra = (*extra, *node.optional_keys)
     request = identifier(level, keys, extra)
     limit = limit or node.max_query_results
     contexts = [build_context(_FIND[p], _SYNTAXES) for p in (False, True)]
