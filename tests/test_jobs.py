@@ -421,3 +421,29 @@ def test_the_link_lists_the_remote_table_for_the_workstation(tmp_path):
         {"ae_title": "STORE", "host": "localhost", "port": ports[1]},
         {"ae_title": "EXTRA", "host": "127.0.0.2", "port": ports[2]},
     ]
+
+
+def test_a_peer_rejecting_the_association_is_retried_with_the_reason(tmp_path):
+    data = tmp_path / "data"
+    files = make_ct_series(tmp_path / "files", 2)
+    assert run_jivex("import", "--data", str(data), *files).returncode == 0
+    scp = StoreSCP(tmp_path, "GRUMPY", "--refuse").start()
+    try:
+        run = run_jivex(
+            "send",
+            "--data",
+            str(data),
+            "--remote",
+            f"GRUMPY@127.0.0.1:{scp.port}",
+            "--to",
+            "GRUMPY",
+            "--json",
+            "QUEUE1",
+        )
+    finally:
+        scp.stop()
+    assert run.returncode == 2
+    job = json.loads(run.stdout)
+    assert job["state"] == "queued" and job["attempts"] == 1
+    assert "rejected the association" in job["last_error"]
+    assert job["completed"] == job["failed"] == 0  # nothing lost or miscounted
