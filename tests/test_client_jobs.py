@@ -202,14 +202,14 @@ def test_cancel_in_the_monitor_ends_a_job_waiting_to_retry(
     qtbot.waitUntil(lambda: waiting(2), timeout=30000)
     assert "queued to run now" in monitor.message_label.text()
 
-    qtbot.waitUntil(monitor.cancel_button.isEnabled, timeout=5000)
+    qtbot.waitUntil(monitor.cancel_button.isEnabled, timeout=15000)
     qtbot.mouseClick(monitor.cancel_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: current().get("state") == "cancelled", timeout=10000)
-    qtbot.waitUntil(lambda: cell("state") == "Cancelled", timeout=5000)
+    qtbot.waitUntil(lambda: current().get("state") == "cancelled", timeout=20000)
+    qtbot.waitUntil(lambda: cell("state") == "Cancelled", timeout=15000)
     assert "cancel requested" in monitor.message_label.text()
     assert not monitor.cancel_button.isEnabled()
     assert not monitor.retry_button.isEnabled()
-    qtbot.waitUntil(lambda: window.jobs_button.text() == "Jobs", timeout=5000)
+    qtbot.waitUntil(lambda: window.jobs_button.text() == "Jobs", timeout=15000)
 
     # The core refuses what no longer applies, and the monitor says why.
     run_async(monitor.cancel_job(job_id))

@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QCoreApplication,
     QModelIndex,
     QObject,
@@ -15,6 +14,7 @@ from PySide6.QtCore import (
     Qt,
 )
 
+from jivex_client.tables import ColumnsModel
 from jivex_client.text import format_date, format_person_name
 
 Row = dict[str, Any]
@@ -101,7 +101,7 @@ def series_columns() -> list[Column]:
     ]
 
 
-class RowTableModel(QAbstractTableModel):
+class RowTableModel(ColumnsModel):
     """A read-only table of protocol rows (dicts keyed by DICOM keywords)."""
 
     def __init__(
@@ -151,20 +151,6 @@ class RowTableModel(QAbstractTableModel):
             return row
         if role == Qt.ItemDataRole.TextAlignmentRole and column.numeric:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        return None
-
-    def headerData(
-        self,
-        section: int,
-        orientation: Qt.Orientation,
-        role: int = Qt.ItemDataRole.DisplayRole,
-    ) -> Any:
-        if (
-            role == Qt.ItemDataRole.DisplayRole
-            and orientation == Qt.Orientation.Horizontal
-            and 0 <= section < len(self.columns)
-        ):
-            return self.columns[section].title
         return None
 
 

@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QCoreApplication,
     QModelIndex,
     QObject,
@@ -22,6 +21,7 @@ from PySide6.QtCore import (
     Qt,
 )
 
+from jivex_client.tables import ColumnsModel
 from jivex_client.text import count_text
 
 Job = dict[str, Any]
@@ -197,7 +197,7 @@ def job_columns(now: Callable[[], dt.datetime] = dt.datetime.now) -> list[JobCol
     ]
 
 
-class JobTableModel(QAbstractTableModel):
+class JobTableModel(ColumnsModel):
     """One row per job, newest first; :meth:`upsert` changes rows in place."""
 
     def __init__(
@@ -279,20 +279,6 @@ class JobTableModel(QAbstractTableModel):
             return job
         if role == ProgressRole:
             return progress(job)
-        return None
-
-    def headerData(
-        self,
-        section: int,
-        orientation: Qt.Orientation,
-        role: int = Qt.ItemDataRole.DisplayRole,
-    ) -> Any:
-        if (
-            role == Qt.ItemDataRole.DisplayRole
-            and orientation == Qt.Orientation.Horizontal
-            and 0 <= section < len(self.columns)
-        ):
-            return self.columns[section].title
         return None
 
 
