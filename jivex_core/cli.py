@@ -529,7 +529,7 @@ def _find(args: argparse.Namespace, call: Any) -> int:
         print("jivex find: no matches", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1))
-    else:
+    elif rows:
         columns = list(dict.fromkeys(k for row in rows for k in row))
         _print_table(columns, [[row.get(c, "") for c in columns] for row in rows])
     for error in result["errors"]:

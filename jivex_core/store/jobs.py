@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from jivex_core.store import schema
+from jivex_core.store.query import SENDING_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -486,13 +487,7 @@ def stored_objects(engine: sa.Engine, uids: list[str]) -> dict[str, StoredObject
         for start in range(0, len(uids), 500):
             chunk = uids[start : start + 500]
             for row in conn.execute(
-                sa.select(
-                    _I.c.SOPClassUID,
-                    _I.c.SOPInstanceUID,
-                    _I.c.TransferSyntaxUID,
-                    _I.c.path,
-                    _I.c.incomplete,
-                ).where(_I.c.SOPInstanceUID.in_(chunk))
+                sa.select(*SENDING_COLUMNS).where(_I.c.SOPInstanceUID.in_(chunk))
             ):
                 out[row.SOPInstanceUID] = StoredObject(*row)
     return out

@@ -631,6 +631,16 @@ def find(
         yield item
 
 
+#: What sending a stored object needs to know of it.
+SENDING_COLUMNS = (
+    _I.c.SOPClassUID,
+    _I.c.SOPInstanceUID,
+    _I.c.TransferSyntaxUID,
+    _I.c.path,
+    _I.c.incomplete,
+)
+
+
 def retrieve_rows(engine: sa.Engine, matching: dict[str, str]) -> list[dict[str, Any]]:
     """The instances a C-MOVE or C-GET identifier selects, in series order.
 
@@ -643,13 +653,7 @@ def retrieve_rows(engine: sa.Engine, matching: dict[str, str]) -> list[dict[str,
         .join(_I, _I.c.series_pk == _SE.c.pk)
     )
     query = (
-        sa.select(
-            _I.c.SOPClassUID,
-            _I.c.SOPInstanceUID,
-            _I.c.TransferSyntaxUID,
-            _I.c.path,
-            _I.c.incomplete,
-        )
+        sa.select(*SENDING_COLUMNS)
         .select_from(source)
         .order_by(_ST.c.pk, _SE.c.SeriesNumber, _SE.c.pk, _I.c.InstanceNumber, _I.c.pk)
     )
