@@ -169,7 +169,11 @@ class Engine:
                 str(p.get("level") or "STUDY"),
                 {str(k): str(v) for k, v in (p.get("keys") or {}).items()},
                 p.get("limit"),
+                str(p.get("query_id") or ""),
             ),
+            "cancel_find": lambda p: {
+                "cancelled": retrieves.cancel_find(str(p["query_id"]))
+            },
             "move": lambda p: [
                 job.view()
                 for job in retrieves.queue_uids(

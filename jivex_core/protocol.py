@@ -36,9 +36,11 @@ Methods (``params`` → ``result``):
 ``remotes`` → the remote AE table (``[[remote]]`` and ``--remote``), in the
     configuration's order: list of {ae_title, host, port}
 ``send`` ``{"to": AET, "uids": [str]}`` → job (see ``jobs``)
-``find`` ``{"from": AET, "level": str, "keys": {keyword: value}, "limit": int?}``
-    → ``{"rows": [{keyword: str}], "status": int, "truncated": bool,
-    "errors": [str]}``
+``find`` ``{"from": AET, "level": str, "keys": {keyword: value}, "limit": int?,
+    "query_id": str?}`` → ``{"rows": [{keyword: str}], "status": int,
+    "truncated": bool, "cancelled": bool, "errors": [str]}``
+``cancel_find`` ``{"query_id": str}`` → ``{"cancelled": bool}``: stops the
+    running ``find`` of that id between two answers (C-FIND-CANCEL)
 ``move`` ``{"from": AET, "level": str, "uids": [str]}`` → list of jobs
 ``jobs`` ``{"states": [str]?, "limit": int?}`` → jobs, newest first: id,
     kind, state, remote_ae, created_at, updated_at, next_attempt_at, attempts,

@@ -9,6 +9,7 @@ go to DCMTK's storescp. GONE is an archive nobody listens for.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,11 +198,42 @@ def peers(tmp_path: Path) -> Iterator[Peers]:
     setup.add_remote("LIMITED", archive.query_port, max_query_results=2)
     setup.add_remote("STORE", store.port)
     setup.add_remote("GONE", free_port(), retry_minutes=[60])
+    slow, slow_port = _slow_archive()
+    setup.add_remote("SLOW", slow_port)
     try:
         yield Peers(setup, archive, store, today)
     finally:
+        slow.shutdown()
         store.stop()
         archive.stop()
+
+
+def _slow_archive() -> tuple[Any, int]:
+    """A pynetdicom Q/R SCP that answers one study every 50 ms, up to 200,
+    and stops at a C-FIND-CANCEL: something to press Stop on."""
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    def on_find(event: Any) -> Any:
+        for number in range(200):
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            ds = Dataset()
+            ds.QueryRetrieveLevel = "STUDY"
+            ds.PatientName = f"SLOW^{number}"
+            ds.StudyInstanceUID = f"1.2.826.0.1.3680043.8.498.7461.99.7.{number + 1}"
+            time.sleep(0.05)
+            yield 0xFF00, ds
+
+    ae = AE(ae_title="SLOW")
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    port = free_port()
+    server = ae.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)]
+    )
+    return server, port
 
 
 @pytest.fixture
@@ -217,7 +249,7 @@ def window(qtbot: Any, link: CoreLink) -> MainWindow:
     main.resize(1280, 800)
     main.show()
     panel = main.browser.remote_panel
-    qtbot.waitUntil(lambda: panel.archive_combo.count() == 4, timeout=10000)
+    qtbot.waitUntil(lambda: panel.archive_combo.count() == 5, timeout=10000)
     main.browser.tabs.setCurrentWidget(panel)
     return main
 
@@ -309,6 +341,21 @@ def test_modality_and_custom_dates_narrow_the_search(
     panel.accession_edit.setText("ACC-DAYS7")
     assert _search(qtbot, panel) == 1
     assert _column(panel, 1) == ["DAYS7"]
+
+
+def test_stop_ends_a_running_search(qtbot: Any, window: MainWindow) -> None:
+    panel = window.browser.remote_panel
+    assert panel.set_archive("SLOW")
+    assert not panel.stop_button.isEnabled()
+    with qtbot.waitSignal(panel.search_finished, timeout=30000) as blocker:
+        qtbot.mouseClick(panel.search_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(panel.stop_button.isEnabled, timeout=5000)
+        qtbot.wait(500)
+        qtbot.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
+    shown = int(blocker.args[0])
+    assert 1 <= shown < 200
+    assert "Search stopped" in panel.message_label.text()
+    assert not panel.stop_button.isEnabled() and panel.search_button.isEnabled()
 
 
 def test_a_search_cut_at_the_limit_says_so(qtbot: Any, window: MainWindow) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
 import urllib.request
 
 import pytest
@@ -462,3 +464,66 @@ def test_the_optional_keys_of_a_node_are_asked(tmp_path):
     assert refused.returncode == 2 and "'PatientAge' is not an optional key" in (
         refused.stderr
     )
+
+
+def test_a_running_query_is_cancelled_on_request(tmp_path):
+    """The link's cancel_find stops a find between two answers: the remote
+    (a pynetdicom Q/R SCP answering slowly) gets a C-FIND-CANCEL."""
+    from pydicom.dataset import Dataset
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    from jivex_core.link_client import LinkClient
+
+    sent = []
+    seen_cancel = threading.Event()
+
+    def on_find(event):
+        for number in range(100):
+            if event.is_cancelled:
+                seen_cancel.set()
+                yield 0xFE00, None
+                return
+            ds = Dataset()
+            ds.QueryRetrieveLevel = "STUDY"
+            ds.StudyInstanceUID = f"1.2.3.{number + 1}"
+            sent.append(number)
+            time.sleep(0.05)
+            yield 0xFF00, ds
+
+    peer = AE(ae_title="SLOWQR")
+    peer.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    port = free_port()
+    scp = peer.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)]
+    )
+    server = JivexServer(
+        tmp_path / "data", extra=["--remote", f"SLOWQR@127.0.0.1:{port}"]
+    )
+    server.start()
+    results = []
+    try:
+        asking = LinkClient.connect(server.data_dir)
+        stopping = LinkClient.connect(server.data_dir)
+        worker = threading.Thread(
+            target=lambda: results.append(
+                asking.call(
+                    "find", **{"from": "SLOWQR"}, level="STUDY", keys={}, query_id="q1"
+                )
+            )
+        )
+        worker.start()
+        deadline = time.monotonic() + 10
+        while len(sent) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert stopping.call("cancel_find", query_id="q1") == {"cancelled": True}
+        worker.join(30)
+        assert stopping.call("cancel_find", query_id="q1") == {"cancelled": False}
+        asking.close()
+        stopping.close()
+    finally:
+        server.stop()
+        scp.shutdown()
+    (result,) = results
+    assert result["cancelled"] and result["truncated"]
+    assert 1 <= len(result["rows"]) < 100
+    assert seen_cancel.wait(5)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from typing import Any
 
 from PySide6.QtCore import QDate, Qt, Signal
@@ -111,6 +112,10 @@ class RemotePanel(QWidget):
         self.search_button = QPushButton(self.tr("Search"))
         self.search_button.setDefault(True)
         self.clear_button = QPushButton(self.tr("Clear"))
+        # Stops a running search: the core sends the archive a C-FIND-CANCEL.
+        self.stop_button = QPushButton(self.tr("Stop"))
+        self.stop_button.setEnabled(False)
+        self._query_id = ""
         self.message_label = QLabel()
         self.message_label.setWordWrap(True)
         self.message_label.setTextInteractionFlags(
@@ -138,6 +143,7 @@ class RemotePanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addStretch(1)
         buttons.addWidget(self.clear_button)
+        buttons.addWidget(self.stop_button)
         buttons.addWidget(self.search_button)
         form.addLayout(buttons, 1, 6, 1, 2)
         for column in (3, 5, 7):
@@ -194,6 +200,7 @@ class RemotePanel(QWidget):
 
         self.search_button.clicked.connect(self._on_search_button_clicked)
         self.clear_button.clicked.connect(self._on_clear_button_clicked)
+        self.stop_button.clicked.connect(self._on_stop_button_clicked)
         self.retrieve_button.clicked.connect(self._on_retrieve_button_clicked)
         self.jobs_button.clicked.connect(self.jobs_requested)
         self.date_combo.currentIndexChanged.connect(
@@ -309,11 +316,18 @@ class RemotePanel(QWidget):
             )
             self.search_finished.emit(-1)
             return
+        self._query_id = uuid.uuid4().hex
         self._set_searching(True)
         self._show_message(self.tr("Searching {ae}…").format(ae=ae))
         try:
             result = await self.link.request(
-                "find", {"from": ae, "level": "STUDY", "keys": keys}
+                "find",
+                {
+                    "from": ae,
+                    "level": "STUDY",
+                    "keys": keys,
+                    "query_id": self._query_id,
+                },
             )
         except CoreError as exc:
             logger.info("Search on '%s' failed: %s", ae, exc)
@@ -333,8 +347,26 @@ class RemotePanel(QWidget):
         self._show_message(self._summary(ae, len(rows), result))
         self.search_finished.emit(len(rows))
 
+    async def stop_search(self) -> None:
+        """Ask the core to stop the running search."""
+        if not self._searching or not self._query_id:
+            return
+        self.stop_button.setEnabled(False)
+        try:
+            await self.link.request("cancel_find", {"query_id": self._query_id})
+        except CoreError as exc:
+            self._show_message(
+                self.tr("The search could not be stopped: {error}").format(error=exc),
+                error=True,
+            )
+
     def _summary(self, ae: str, count: int, result: dict[str, Any]) -> str:
-        if result.get("truncated"):
+        if result.get("cancelled"):
+            text = self.tr("Search stopped: {studies} so far on {ae}.").format(
+                studies=count_text(count, self.tr("{n} study"), self.tr("{n} studies")),
+                ae=ae,
+            )
+        elif result.get("truncated"):
             text = self.tr(
                 "{ae} has more matching studies than the {count} shown (the "
                 "search stops at the archive's limit): narrow the search."
@@ -365,6 +397,7 @@ class RemotePanel(QWidget):
 
     def _set_searching(self, searching: bool) -> None:
         self._searching = searching
+        self.stop_button.setEnabled(searching)
         self._update_buttons()
         self.search_button.setText(
             self.tr("Searching…") if searching else self.tr("Search")
@@ -444,6 +477,9 @@ class RemotePanel(QWidget):
 
     def _on_clear_button_clicked(self) -> None:
         self.clear_form()
+
+    def _on_stop_button_clicked(self) -> None:
+        spawn(self.stop_search(), "Stopping a search")
 
     def _on_retrieve_button_clicked(self) -> None:
         spawn(self.retrieve_selected(), "Retrieving studies")

@@ -122,6 +122,8 @@ class FindResult:
     rows: list[dict[str, str]] = field(default_factory=list)
     status: int | None = None
     truncated: bool = False
+    #: Cut short because the caller asked, not because of the limit.
+    cancelled: bool = False
     errors: list[str] = field(default_factory=list)
 
     def view(self) -> dict[str, Any]:
@@ -130,6 +132,7 @@ class FindResult:
             "rows": self.rows,
             "status": self.status,
             "truncated": self.truncated,
+            "cancelled": self.cancelled,
             "errors": self.errors,
         }
 
@@ -254,11 +257,12 @@ def find(
                     node.ae_title,
                     exc,
                 )
-            wanted_stop = len(result.rows) >= limit or (cancel and cancel.is_set())
-            if wanted_stop and not cancelled:
+            asked_to_stop = bool(cancel and cancel.is_set())
+            if (len(result.rows) >= limit or asked_to_stop) and not cancelled:
                 assoc.send_c_cancel(1, cx_id)
                 cancelled = True
                 result.truncated = True
+                result.cancelled = asked_to_stop
     finally:
         if assoc.is_established:
             assoc.release()
@@ -342,14 +346,37 @@ class RetrieveJobs:
         self.store = store
         self.runner = runner
         self.ae = make_ae(settings)
+        self._queries: dict[str, threading.Event] = {}
         runner.register("move", self)
 
     def find(
-        self, remote_ae: str, level: str, keys: dict[str, str], limit: int | None
+        self,
+        remote_ae: str,
+        level: str,
+        keys: dict[str, str],
+        limit: int | None,
+        query_id: str = "",
     ) -> dict[str, Any]:
-        """Query *remote_ae* now; QueryError or JobError say what is wrong."""
+        """Query *remote_ae* now; QueryError or JobError say what is wrong.
+
+        With a *query_id*, :meth:`cancel_find` can stop it between answers.
+        """
         node = self.runner.node(remote_ae)
-        return find(self.ae, node, level, keys, limit=limit).view()
+        stop = threading.Event()
+        if query_id:
+            self._queries[query_id] = stop
+        try:
+            return find(self.ae, node, level, keys, limit=limit, cancel=stop).view()
+        finally:
+            self._queries.pop(query_id, None)
+
+    def cancel_find(self, query_id: str) -> bool:
+        """Ask a running query to stop (C-FIND-CANCEL); False if none runs."""
+        stop = self._queries.get(query_id)
+        if stop is None:
+            return False
+        stop.set()
+        return True
 
     def queue(self, remote_ae: str, level: str, keys: dict[str, str]) -> Job:
         """Queue one C-MOVE of what *keys* select at *level*."""
