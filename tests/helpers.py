@@ -102,6 +102,13 @@ class JivexServer:
             [*args, *self.extra], stdout=log, stderr=log, cwd=REPO
         )
         wait_for_port(self.port, self.proc)
+        # Up means the client link too: the command line looks for it.
+        link = self.data_dir / "core-link.json"
+        deadline = time.monotonic() + 30
+        while not link.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"jivex server wrote no link file:\n{self.log()}")
+            time.sleep(0.02)
         return self
 
     def log(self) -> str:
