@@ -107,6 +107,8 @@ class JivexServer:
         deadline = time.monotonic() + 30
         while not link.exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                self.proc.wait()
                 raise RuntimeError(f"jivex server wrote no link file:\n{self.log()}")
             time.sleep(0.02)
         return self
