@@ -161,40 +161,68 @@ def pending_find_response(
         or not isinstance(primitive.Identifier, BytesIO)
     ):
         return None
-    uid = str(primitive.AffectedSOPClassUID).encode("ascii")
-    if len(uid) % 2:
-        uid += b"\x00"
-    body = b"".join(
-        (
-            struct.pack("<HHI", 0x0000, 0x0002, len(uid)),
-            uid,
-            struct.pack("<HHIH", 0x0000, 0x0100, 2, _C_FIND_RSP),
-            struct.pack(
-                "<HHIH", 0x0000, 0x0120, 2, primitive.MessageIDBeingRespondedTo
-            ),
-            struct.pack("<HHIH", 0x0000, 0x0800, 2, _DATA_SET_PRESENT),
-            struct.pack("<HHIH", 0x0000, 0x0900, 2, primitive.Status),
-        )
-    )
-    command = struct.pack("<HHII", 0x0000, 0x0000, 4, len(body)) + body
     data_set = primitive.Identifier.getvalue()
     if not data_set:
         return None
+    command = command_group(
+        [
+            command_uid(0x0002, str(primitive.AffectedSOPClassUID)),
+            command_us(0x0100, _C_FIND_RSP),
+            command_us(0x0120, primitive.MessageIDBeingRespondedTo),
+            command_us(0x0800, _DATA_SET_PRESENT),
+            command_us(0x0900, primitive.Status),
+        ]
+    )
+    return [
+        p_data(context_id, control, fragment)
+        for control, fragment in message_pdvs(command, data_set, max_pdu)
+    ]
+
+
+def command_uid(tag: int, value: str) -> bytes:
+    """A UI element of group 0000 (Implicit VR Little Endian, padded)."""
+    raw = value.encode("ascii")
+    if len(raw) % 2:
+        raw += b"\x00"
+    return struct.pack("<HHI", 0x0000, tag, len(raw)) + raw
+
+
+def command_us(tag: int, value: int) -> bytes:
+    """A US element of group 0000."""
+    return struct.pack("<HHIH", 0x0000, tag, 2, value)
+
+
+def command_group(elements: list[bytes]) -> bytes:
+    """A command set: its group length, then *elements* (in tag order)."""
+    body = b"".join(elements)
+    return struct.pack("<HHII", 0x0000, 0x0000, 4, len(body)) + body
+
+
+def message_pdvs(
+    command: bytes | memoryview, data_set: bytes | memoryview, max_pdu: int
+) -> list[tuple[int, Any]]:
+    """(message control header, fragment) of each PDV of a DIMSE message
+    with a data set (PS3.8 annex E.2): the command's, then the data set's,
+    the last of each flagged. Fragments are slices of what is given, so
+    memoryviews give views, not copies."""
     out = []
-    for payload, last, more in (
-        (command, b"\x03", b"\x01"),
-        (data_set, b"\x02", b"\x00"),
-    ):
+    for payload, last, more in ((command, 0x03, 0x01), (data_set, 0x02, 0x00)):
         pieces = list(fragments(payload, max_pdu))
-        for i, fragment in enumerate(pieces):
-            pdata = P_DATA()
-            header = last if i == len(pieces) - 1 else more
-            pdata.presentation_data_value_list.append((context_id, header + fragment))
-            out.append(pdata)
+        for index, fragment in enumerate(pieces):
+            out.append((last if index == len(pieces) - 1 else more, fragment))
     return out
 
 
-def fragments(payload: bytes, max_pdu: int) -> Iterator[bytes]:
+def p_data(context_id: int, control: int, fragment: Any) -> P_DATA:
+    """A P-DATA primitive of one PDV, for pynetdicom's DUL."""
+    pdata = P_DATA()
+    pdata.presentation_data_value_list.append(
+        (context_id, bytes([control]) + bytes(fragment))
+    )
+    return pdata
+
+
+def fragments(payload: Any, max_pdu: int) -> Iterator[Any]:
     """PDV values of at most *max_pdu* - 6 bytes (0: no limit)."""
     if max_pdu == 0:
         yield payload

@@ -24,25 +24,20 @@ from typing import Any
 
 from pynetdicom import dimse
 from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.pdu_primitives import P_DATA
 
 from jivex_core.services import find_responses
+from jivex_core.services.find_responses import (
+    command_group,
+    command_uid,
+    command_us,
+    message_pdvs,
+    p_data,
+)
 
 _C_STORE_RQ = 0x0001
 _DATA_SET_PRESENT = 0x0001
 #: Larger files are left to pynetdicom, which reads them piece by piece.
 MAX_IN_MEMORY = 64 * 1024 * 1024
-
-
-def _uid(tag: int, value: str) -> bytes:
-    raw = value.encode("ascii")
-    if len(raw) % 2:
-        raw += b"\x00"
-    return struct.pack("<HHI", 0x0000, tag, len(raw)) + raw
-
-
-def _us(tag: int, value: int) -> bytes:
-    return struct.pack("<HHIH", 0x0000, tag, 2, value)
 
 
 def dataset_offset(path: Path) -> int | None:
@@ -59,23 +54,22 @@ def dataset_offset(path: Path) -> int | None:
 
 def command_set(primitive: C_STORE) -> bytes:
     """The encoded command set of a C-STORE-RQ primitive."""
-    parts = [
-        _uid(0x0002, str(primitive.AffectedSOPClassUID)),
-        _us(0x0100, _C_STORE_RQ),
-        _us(0x0110, int(primitive.MessageID)),
-        _us(0x0700, int(primitive.Priority)),
-        _us(0x0800, _DATA_SET_PRESENT),
-        _uid(0x1000, str(primitive.AffectedSOPInstanceUID)),
+    elements = [
+        command_uid(0x0002, str(primitive.AffectedSOPClassUID)),
+        command_us(0x0100, _C_STORE_RQ),
+        command_us(0x0110, int(primitive.MessageID)),
+        command_us(0x0700, int(primitive.Priority)),
+        command_us(0x0800, _DATA_SET_PRESENT),
+        command_uid(0x1000, str(primitive.AffectedSOPInstanceUID)),
     ]
     originator = primitive.MoveOriginatorApplicationEntityTitle
     if originator:
         title = str(originator).strip().encode("ascii")
         title += b" " * (len(title) % 2)
-        parts.append(struct.pack("<HHI", 0x0000, 0x1030, len(title)) + title)
+        elements.append(struct.pack("<HHI", 0x0000, 0x1030, len(title)) + title)
     if primitive.MoveOriginatorMessageID is not None:
-        parts.append(_us(0x1031, int(primitive.MoveOriginatorMessageID)))
-    body = b"".join(parts)
-    return struct.pack("<HHII", 0x0000, 0x0000, 4, len(body)) + body
+        elements.append(command_us(0x1031, int(primitive.MoveOriginatorMessageID)))
+    return command_group(elements)
 
 
 def _pieces(primitive: Any, max_pdu: int) -> list[tuple[int, memoryview]] | None:
@@ -92,15 +86,9 @@ def _pieces(primitive: Any, max_pdu: int) -> list[tuple[int, memoryview]] | None
     with open(file_path, "rb") as fh:
         fh.seek(offset)
         data_set = fh.read()
-    out = []
-    for payload, last, more in (
-        (memoryview(command_set(primitive)), 0x03, 0x01),
-        (memoryview(data_set), 0x02, 0x00),
-    ):
-        pieces = list(find_responses.fragments(payload, max_pdu))
-        for index, fragment in enumerate(pieces):
-            out.append((last if index == len(pieces) - 1 else more, fragment))
-    return out
+    return message_pdvs(
+        memoryview(command_set(primitive)), memoryview(data_set), max_pdu
+    )
 
 
 def request_pdvs(
@@ -161,11 +149,8 @@ def _send_msg(
                 # at once instead of one per turn of the DUL's loop.
                 _write(self.dul.socket, pdus(context_id, pieces))
                 return
-            pdvs = [(context_id, bytes([c]) + bytes(v)) for c, v in pieces]
-            for pdv in pdvs:
-                pdata = P_DATA()
-                pdata.presentation_data_value_list.append(pdv)
-                self.dul.send_pdu(pdata)
+            for control, fragment in pieces:
+                self.dul.send_pdu(p_data(context_id, control, fragment))
             return
     _send_msg_before(self, primitive, context_id)
 
