@@ -8,10 +8,13 @@ from PySide6.QtCore import QAbstractTableModel, Qt
 
 
 class ColumnsModel(QAbstractTableModel):
-    """A table model whose ``columns`` (each with a ``title``) make the
-    horizontal header."""
+    """A table model whose ``columns`` (each with a ``title``) are its
+    columns and make the horizontal header."""
 
     columns: Any = ()
+
+    def columnCount(self, parent: Any = None) -> int:
+        return 0 if parent is not None and parent.isValid() else len(self.columns)
 
     def headerData(
         self,
