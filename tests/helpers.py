@@ -13,6 +13,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pydicom
 
@@ -275,3 +276,24 @@ def start_orthanc(
     wait_for_port(http_port, proc, 60)
     wait_for_port(dicom_port, proc, 60)
     return proc
+
+
+def pynetdicom_peer(
+    ae_title: str,
+    contexts: list[tuple[str, ...]],
+    handlers: list[Any],
+    max_pdu: int | None = None,
+) -> tuple[Any, int]:
+    """A pynetdicom AE serving on a free loopback port: a peer that does what
+    a test needs of it (stalls, aborts, answers slowly), where no real one
+    would. Each context is (abstract syntax, transfer syntax...)."""
+    from pynetdicom import AE
+
+    ae = AE(ae_title=ae_title)
+    if max_pdu is not None:
+        ae.maximum_pdu_size = max_pdu
+    for abstract, *syntaxes in contexts:
+        ae.add_supported_context(abstract, *syntaxes)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=handlers)
+    return server, port

@@ -37,7 +37,13 @@ from jivex_client.core_link import CoreLink
 from jivex_client.jobs.models import ProgressRole
 from jivex_core.uids import new_uid
 from tests.corpus import query_archive_files
-from tests.helpers import JivexServer, StoreSCP, free_port, run_jivex
+from tests.helpers import (
+    JivexServer,
+    StoreSCP,
+    free_port,
+    pynetdicom_peer,
+    run_jivex,
+)
 
 if TYPE_CHECKING:
     # Imported by pytest as a plugin (below); importing it here first would
@@ -212,7 +218,7 @@ def _slow_archive() -> tuple[Any, int]:
     """A pynetdicom Q/R SCP that answers one study every 50 ms, up to 200,
     and stops at a C-FIND-CANCEL: something to press Stop on."""
     from pydicom.dataset import Dataset
-    from pynetdicom import AE, evt
+    from pynetdicom import evt
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
     def on_find(event: Any) -> Any:
@@ -227,11 +233,10 @@ def _slow_archive() -> tuple[Any, int]:
             time.sleep(0.05)
             yield 0xFF00, ds
 
-    ae = AE(ae_title="SLOW")
-    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
-    port = free_port()
-    server = ae.start_server(
-        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)]
+    server, port = pynetdicom_peer(
+        "SLOW",
+        [(StudyRootQueryRetrieveInformationModelFind,)],
+        [(evt.EVT_C_FIND, on_find)],
     )
     return server, port
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
-from pynetdicom import AE, evt
+from pynetdicom import evt
 
 from jivex_core.link_client import LinkClient, LinkError
 from tests.corpus import make_ct_series, query_archive_files
@@ -28,6 +28,7 @@ from tests.helpers import (
     dcmtk,
     free_port,
     peer_env,
+    pynetdicom_peer,
     run_jivex,
 )
 
@@ -207,11 +208,10 @@ def test_kill_during_a_send_loses_nothing(tmp_path):
         received.append(event.request.AffectedSOPInstanceUID)
         return 0x0000
 
-    peer = AE(ae_title="STALLER")
-    peer.add_supported_context(CTImageStorage, ExplicitVRLittleEndian)
-    port = free_port()
-    scp = peer.start_server(
-        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    scp, port = pynetdicom_peer(
+        "STALLER",
+        [(CTImageStorage, ExplicitVRLittleEndian)],
+        [(evt.EVT_C_STORE, on_store)],
     )
     config = config_file(tmp_path / "jivex.toml", f"STALLER@127.0.0.1:{port}")
     server = JivexServer(data, config=config).start()
@@ -361,18 +361,19 @@ def test_routing_to_an_unknown_destination_is_a_config_error(tmp_path):
 def test_a_peer_with_no_pdu_limit_is_sent_to(archive, tmp_path):
     """A-ASSOCIATE-AC with Maximum Length 0 (no limit, PS3.8 D.1)."""
     got = []
-    peer = AE(ae_title="NOLIMIT")
-    peer.maximum_pdu_size = 0
-    peer.add_supported_context("1.2.840.10008.5.1.4.1.1.4")
-    peer.add_supported_context("1.2.840.10008.5.1.4.1.1.4", ExplicitVRLittleEndian)
 
     def on_store(event):
         got.append(len(event.request.DataSet.getvalue()))
         return 0x0000
 
-    port = free_port()
-    scp = peer.start_server(
-        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    scp, port = pynetdicom_peer(
+        "NOLIMIT",
+        [
+            ("1.2.840.10008.5.1.4.1.1.4",),
+            ("1.2.840.10008.5.1.4.1.1.4", ExplicitVRLittleEndian),
+        ],
+        [(evt.EVT_C_STORE, on_store)],
+        max_pdu=0,
     )
     try:
         run = run_jivex(

@@ -41,6 +41,7 @@ from tests.helpers import (
     dcmtk,
     free_port,
     peer_env,
+    pynetdicom_peer,
     run_jivex,
 )
 
@@ -354,9 +355,6 @@ def test_cancel_right_after_the_request_still_cancels(setup, tmp_path):
     """The cancel is sent before any sub-operation can start: the
     destination takes its time to accept the association."""
     _, _, root = setup
-    slow = AE(ae_title="SLOW")
-    slow.add_supported_context(CTImageStorage)
-    slow.add_supported_context(CTImageStorage, ExplicitVRLittleEndian)
     received = []
 
     def on_requested(_event):
@@ -366,11 +364,10 @@ def test_cancel_right_after_the_request_still_cancels(setup, tmp_path):
         received.append(event.request.AffectedSOPInstanceUID)
         return 0x0000
 
-    slow_port = free_port()
-    scp = slow.start_server(
-        ("127.0.0.1", slow_port),
-        block=False,
-        evt_handlers=[(evt.EVT_REQUESTED, on_requested), (evt.EVT_C_STORE, on_store)],
+    scp, slow_port = pynetdicom_peer(
+        "SLOW",
+        [(CTImageStorage,), (CTImageStorage, ExplicitVRLittleEndian)],
+        [(evt.EVT_REQUESTED, on_requested), (evt.EVT_C_STORE, on_store)],
     )
     # SLOW is not in the remote table of the module's server: use another.
     data = tmp_path / "data"
@@ -684,9 +681,6 @@ def test_association_limit_on_the_query_port(tmp_path):
 
 def test_move_stops_when_the_requestor_aborts(setup, tmp_path):
     _, _, root = setup
-    slow = AE(ae_title="SLOWSTORE")
-    slow.add_supported_context(CTImageStorage)
-    slow.add_supported_context(CTImageStorage, ExplicitVRLittleEndian)
     received = []
 
     def on_store(event):
@@ -694,11 +688,10 @@ def test_move_stops_when_the_requestor_aborts(setup, tmp_path):
         received.append(event.request.AffectedSOPInstanceUID)
         return 0x0000
 
-    slow_port = free_port()
-    scp = slow.start_server(
-        ("127.0.0.1", slow_port),
-        block=False,
-        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+    scp, slow_port = pynetdicom_peer(
+        "SLOWSTORE",
+        [(CTImageStorage,), (CTImageStorage, ExplicitVRLittleEndian)],
+        [(evt.EVT_C_STORE, on_store)],
     )
     data = tmp_path / "data"
     big = sorted(str(p) for p in (root / "big").iterdir())
@@ -867,11 +860,10 @@ def test_a_destination_aborting_on_one_object_gets_the_others(tmp_path):
         received.append(uid)
         return 0x0000
 
-    peer = AE(ae_title="TOUCHY")
-    peer.add_supported_context(CTImageStorage, ExplicitVRLittleEndian)
-    port = free_port()
-    scp = peer.start_server(
-        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    scp, port = pynetdicom_peer(
+        "TOUCHY",
+        [(CTImageStorage, ExplicitVRLittleEndian)],
+        [(evt.EVT_C_STORE, on_store)],
     )
     data = tmp_path / "data"
     assert run_jivex("import", "--data", str(data), *files).returncode == 0

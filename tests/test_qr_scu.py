@@ -16,7 +16,7 @@ import time
 import urllib.request
 
 import pytest
-from pynetdicom import AE, evt
+from pynetdicom import evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
 
 from tests.corpus import query_archive_files
@@ -25,6 +25,7 @@ from tests.helpers import (
     dcmtk,
     free_port,
     peer_env,
+    pynetdicom_peer,
     run_jivex,
     start_orthanc,
     wait_for_port,
@@ -339,13 +340,10 @@ def test_our_c_get_proposes_role_selection(tmp_path):
     def on_requested(event):
         seen.update(event.assoc.requestor.role_selection)
 
-    peer = AE(ae_title="GETPEER")
-    peer.add_supported_context(StudyRootQueryRetrieveInformationModelGet)
-    port = free_port()
-    scp = peer.start_server(
-        ("127.0.0.1", port),
-        block=False,
-        evt_handlers=[(evt.EVT_REQUESTED, on_requested)],
+    scp, port = pynetdicom_peer(
+        "GETPEER",
+        [(StudyRootQueryRetrieveInformationModelGet,)],
+        [(evt.EVT_REQUESTED, on_requested)],
     )
     config = tmp_path / "jivex.toml"
     config.write_text(
@@ -424,11 +422,10 @@ def test_the_optional_keys_of_a_node_are_asked(tmp_path):
         ds.ContentDate = "20240102"
         yield 0xFF00, ds
 
-    peer = AE(ae_title="OPTIONS")
-    peer.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
-    port = free_port()
-    scp = peer.start_server(
-        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)]
+    scp, port = pynetdicom_peer(
+        "OPTIONS",
+        [(StudyRootQueryRetrieveInformationModelFind,)],
+        [(evt.EVT_C_FIND, on_find)],
     )
     config = tmp_path / "jivex.toml"
     config.write_text(
@@ -490,11 +487,10 @@ def test_a_running_query_is_cancelled_on_request(tmp_path):
             time.sleep(0.05)
             yield 0xFF00, ds
 
-    peer = AE(ae_title="SLOWQR")
-    peer.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
-    port = free_port()
-    scp = peer.start_server(
-        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)]
+    scp, port = pynetdicom_peer(
+        "SLOWQR",
+        [(StudyRootQueryRetrieveInformationModelFind,)],
+        [(evt.EVT_C_FIND, on_find)],
     )
     server = JivexServer(
         tmp_path / "data", extra=["--remote", f"SLOWQR@127.0.0.1:{port}"]
