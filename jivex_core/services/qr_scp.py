@@ -66,6 +66,7 @@ from jivex_core.store.query import (
     UNIQUE,
     QueryError,
     find,
+    key_text,
     query_level,
     sequence_items,
     stored_character_sets,
@@ -376,7 +377,7 @@ def _check(
         if key is None or (elem.VR == "SQ" and keyword not in SEQUENCES):
             # Not supported: returned empty; with a value, it is an optional
             # key we did not match on, which the pending status says.
-            if elem.VR != "SQ" and _text(elem.value):
+            if elem.VR != "SQ" and key_text(elem.value):
                 unsupported.append(keyword)
             continue
         if LEVELS.index(key.level) > depth:
@@ -384,7 +385,7 @@ def _check(
         if elem.VR == "SQ":
             _check_sequence(elem, matching, wanted)
             continue
-        text = _text(elem.value)
+        text = key_text(elem.value)
         if text:
             matching[keyword] = text
     # Unique keys of the levels above the query level (PS3.4 C.4.1.2.2.1).
@@ -409,15 +410,6 @@ def _check_sequence(
     wanted.update(key.columns(keyword))
     for sub in items[0] if items else ():
         if sub.keyword in key.matching and sub.VR != "SQ":
-            text = _text(sub.value)
+            text = key_text(sub.value)
             if text:
                 matching[f"{keyword}.{sub.keyword}"] = text
-
-
-def _text(value: Any) -> str:
-    """A key's value as one string, multiple values joined as on the wire."""
-    if value is None or value == "":
-        return ""
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value)

@@ -45,6 +45,7 @@ from jivex_core.store.query import (
     LEVELS,
     UNIQUE,
     QueryError,
+    key_text,
     query_level,
     retrieve_rows,
 )
@@ -112,7 +113,7 @@ class Retriever:
         matching: dict[str, str] = {}
         for index, name in enumerate(LEVELS):
             keyword = UNIQUE[name]
-            value = _text(identifier.get(keyword))
+            value = key_text(identifier.get(keyword)).strip()
             if index > depth:
                 if value:
                     raise QueryError(f"{keyword} is below the {level} level")
@@ -144,16 +145,6 @@ class Retriever:
             )
             for r in rows
         ]
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v).strip() for v in value)
-    return str(value).strip()
 
 
 class QueryRetrieveService(QueryRetrieveServiceClass):

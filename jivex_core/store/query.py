@@ -177,6 +177,15 @@ def sequence_items(keyword: str, row: dict[str, Any]) -> list[dict[str, Any]]:
     return [item] if any(item.values()) else []
 
 
+def key_text(value: Any) -> str:
+    """A key's value as one string, multiple values joined as on the wire."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
 def query_level(value: object, patient_root: bool) -> str:
     """An identifier's Query/Retrieve Level, checked against the model.
 
