@@ -448,3 +448,31 @@ def test_a_peer_rejecting_the_association_is_retried_with_the_reason(tmp_path):
     assert job["state"] == "queued" and job["attempts"] == 1
     assert "rejected the association" in job["last_error"]
     assert job["completed"] == job["failed"] == 0  # nothing lost or miscounted
+
+
+def test_an_object_stored_incomplete_is_not_sent(tmp_path):
+    data = tmp_path / "data"
+    files = make_ct_series(tmp_path / "files", 3, patient_id="CUTSEND")
+    cut = Path(files[0])
+    cut.write_bytes(cut.read_bytes()[:-100])
+    run_jivex("import", "--data", str(data), *files)
+    scp = StoreSCP(tmp_path, "WHOLE").start()
+    try:
+        run = run_jivex(
+            "send",
+            "--data",
+            str(data),
+            "--remote",
+            f"WHOLE@127.0.0.1:{scp.port}",
+            "--to",
+            "WHOLE",
+            "--json",
+            "CUTSEND",
+        )
+    finally:
+        scp.stop()
+    assert run.returncode == 1, run.stderr  # partial
+    job = json.loads(run.stdout)
+    assert (job["completed"], job["failed"]) == (2, 1)
+    assert "stored incomplete" in job["last_error"]
+    assert len(scp.received()) == 2

@@ -317,7 +317,11 @@ class SendJobs:
                 continue
             path = self.store.data_dir / kept.path
             obj = Outgoing(
-                kept.sop_class, kept.sop_instance, kept.transfer_syntax, path
+                kept.sop_class,
+                kept.sop_instance,
+                kept.transfer_syntax,
+                path,
+                kept.incomplete,
             )
             objects.append((item["pk"], obj))
         item_of = {obj.sop_instance: pk for pk, obj in objects}
