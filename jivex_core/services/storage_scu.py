@@ -310,10 +310,11 @@ class SendJobs:
             self.store.index.engine, [item["SOPInstanceUID"] for item in pending]
         )
         objects: list[tuple[int, Outgoing]] = []
+        gone: list[tuple[int, str, int | None, str]] = []
         for item in pending:
             kept = found.get(item["SOPInstanceUID"])
             if kept is None:
-                queue.record(job.pk, item["pk"], "failure", None, "no longer stored")
+                gone.append((item["pk"], "failure", None, "no longer stored"))
                 continue
             path = self.store.data_dir / kept.path
             obj = Outgoing(
@@ -324,6 +325,7 @@ class SendJobs:
                 kept.incomplete,
             )
             objects.append((item["pk"], obj))
+        queue.record_many(job.pk, gone)
         item_of = {obj.sop_instance: pk for pk, obj in objects}
         batch = _Outcomes(ctx)
         msg_id = 0

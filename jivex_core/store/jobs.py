@@ -260,25 +260,6 @@ class JobQueue:
             )
         return self.get(pk)
 
-    def record(
-        self, pk: int, item_pk: int, category: str, status: int | None, error: str = ""
-    ) -> None:
-        """One object's outcome: done (success or warning) or failed."""
-        column = {"success": "completed", "warning": "warning"}.get(category, "failed")
-        state = "failed" if column == "failed" else "done"
-        with self._lock, self.engine.begin() as conn:
-            changed = conn.execute(
-                sa.update(_ITEM)
-                .where(_ITEM.c.pk == item_pk, _ITEM.c.state == "pending")
-                .values(state=state, status=status, error=error)
-            ).rowcount
-            if changed:
-                conn.execute(
-                    sa.update(_J)
-                    .where(_J.c.pk == pk)
-                    .values({column: _J.c[column] + 1, "updated_at": now()})
-                )
-
     def record_many(
         self, pk: int, outcomes: list[tuple[int, str, int | None, str]]
     ) -> None:
