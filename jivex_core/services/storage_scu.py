@@ -30,6 +30,7 @@ from pydicom.uid import (
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.status import code_to_category
 
@@ -123,8 +124,19 @@ def associate(
     ext_neg: list[Any] | None = None,
     handlers: list[Any] | None = None,
 ) -> Association:
-    """Open an association to *node*; AssociationError says why not."""
+    """Open an association to *node*; AssociationError says why not.
+
+    A rejection is recognised by the A-ASSOCIATE-RJ PDU itself: when the
+    peer closes the connection right after rejecting (DCMTK does),
+    pynetdicom's ACSE may see the closed socket first and report an abort.
+    """
     connected: list[bool] = []
+    rejections: list[A_ASSOCIATE_RJ] = []
+
+    def on_pdu(event: Any) -> None:
+        if isinstance(event.pdu, A_ASSOCIATE_RJ):
+            rejections.append(event.pdu)
+
     assoc = ae.associate(
         node.host,
         node.port,
@@ -134,15 +146,16 @@ def associate(
         ext_neg=ext_neg,
         evt_handlers=[
             (evt.EVT_CONN_OPEN, lambda _event: connected.append(True)),
+            (evt.EVT_PDU_RECV, on_pdu),
             *(handlers or []),
         ],
     )
     if assoc.is_established:
         set_nodelay(assoc)
         return assoc
-    if assoc.is_rejected:
+    if assoc.is_rejected or rejections:
         reason = "rejected the association"
-        rsp = getattr(assoc.acceptor, "primitive", None)
+        rsp = rejections[0] if rejections else assoc.acceptor.primitive
         if rsp is not None and getattr(rsp, "reason_str", None):
             reason += f" ({rsp.reason_str})"
     elif not connected:
