@@ -523,3 +523,58 @@ def test_a_running_query_is_cancelled_on_request(tmp_path):
     assert result["cancelled"] and result["truncated"]
     assert 1 <= len(result["rows"]) < 100
     assert seen_cancel.wait(5)
+
+
+def test_a_broken_identifier_in_one_answer_is_reported_and_skipped(
+    tmp_path, monkeypatch
+):
+    """The peer's second answer is cut inside an element: the query keeps the
+    other answers, exits 1 and names the broken one."""
+    from pydicom.dataset import Dataset
+    from pynetdicom import service_class
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    real_encode = service_class.encode
+
+    def encode_cut(ds, *args, **kwargs):
+        data = real_encode(ds, *args, **kwargs)
+        if ds.get("PatientID") == "BROKEN":
+            # A sequence of undefined length whose item never ends: no
+            # reader can tell where the identifier's next element starts.
+            data += b"\x08\x00\x10\x11\xff\xff\xff\xff"  # (0008,1110) SQ
+            data += b"\xfe\xff\x00\xe0\xff\xff\xff\xff"  # item
+            data += b"\x10\x00\x10\x00\x04\x00\x00\x00AB"  # cut name
+        return data
+
+    # Only the SCP side (the peer) encodes through service_class; our SCU
+    # encodes its request through pynetdicom.association.
+    monkeypatch.setattr(service_class, "encode", encode_cut)
+
+    def on_find(event):
+        for number, patient in enumerate(("GOOD1", "BROKEN", "GOOD2"), 1):
+            answer = Dataset()
+            answer.QueryRetrieveLevel = "STUDY"
+            answer.PatientID = patient
+            answer.StudyInstanceUID = f"1.2.826.0.1.3680043.8.498.7461.9.{number}"
+            yield 0xFF00, answer
+        yield 0x0000, None
+
+    scp, port = pynetdicom_peer(
+        "CRUMBLY",
+        [(StudyRootQueryRetrieveInformationModelFind, "1.2.840.10008.1.2")],
+        [(evt.EVT_C_FIND, on_find)],
+    )
+    server = JivexServer(
+        tmp_path / "data", extra=["--remote", f"CRUMBLY@127.0.0.1:{port}"]
+    )
+    server.start()
+    try:
+        run = jivex_cli(server, "find", "--from", "CRUMBLY", "--json", "PatientID=*")
+        again = jivex_cli(server, "find", "--from", "CRUMBLY", "--json")
+    finally:
+        server.stop()
+        scp.shutdown()
+    assert run.returncode == 1, run.stderr
+    assert [row["PatientID"] for row in json.loads(run.stdout)] == ["GOOD1", "GOOD2"]
+    assert "answer 2: broken identifier" in run.stderr
+    assert again.returncode == 1 and "answer 2" in again.stderr  # still serving
