@@ -169,6 +169,7 @@ def test_later_saves_go_to_our_series_of_the_study(core):
     ko = core.client.call("save_key_objects", selection=selection_to_dict(selection))
     document = pydicom.dcmread(ko["path"])
     assert (document.Modality, document.SeriesNumber) == ("KO", 9101)
+    assert document.file_meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID
     assert ko["SeriesInstanceUID"] != first["SeriesInstanceUID"]
 
 
@@ -257,13 +258,26 @@ def test_a_saved_object_is_sent_like_any_other(core):
     state = core.client.call(
         "save_presentation", state=state_to_dict(measured_state(mr, "Sent"))
     )
+    selection = KeyObjectSelection([ref(mr[0])], find_title("113002"), "Sent too")
+    ko = core.client.call("save_key_objects", selection=selection_to_dict(selection))
     run = run_jivex(
-        "send", "--data", str(core.data), "--to", "ARCHIVE", state["SOPInstanceUID"]
+        "send",
+        "--data",
+        str(core.data),
+        "--to",
+        "ARCHIVE",
+        state["SOPInstanceUID"],
+        ko["SOPInstanceUID"],
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    received = core.scp.datasets()[state["SOPInstanceUID"]]
-    assert received.ContentDescription == "Sent"
-    assert received.SOPClassUID == GSPS
+    received = core.scp.datasets()
+    assert received[state["SOPInstanceUID"]].ContentDescription == "Sent"
+    assert received[state["SOPInstanceUID"]].SOPClassUID == GSPS
+    document = key_objects_from_dataset(received[ko["SOPInstanceUID"]])
+    assert (document.text, document.images[0].SOPInstanceUID) == (
+        "Sent too",
+        str(mr[0].SOPInstanceUID),
+    )
 
 
 def test_bad_requests_name_the_problem_and_the_core_keeps_serving(core):

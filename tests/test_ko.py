@@ -131,6 +131,26 @@ def test_a_document_with_every_part(mr, knee, state_on_mr, tmp_path):
     assert again.presentation_states[0].SOPInstanceUID == state_on_mr.SOPInstanceUID
 
 
+def test_frames_a_presentation_state_and_text_in_one_document(knee, tmp_path):
+    state = PresentationState(images=[ref(knee, 2, 5)], label="KNEE", rotation=90)
+    on_knee = iod.reread(build_presentation_state(state, [knee]))
+    selection = KeyObjectSelection(
+        [ref(knee, 2), ref(knee, 5, 9)],
+        find_title("For Surgery"),
+        "Meniscal tear, frames 2 and 5",
+        [None, ImageRef("", str(on_knee.SOPInstanceUID))],
+        "Doe^Jane",
+    )
+    ds, again = build_and_check(selection, [knee, on_knee], tmp_path)
+    image = ds.ContentSequence[-1].ReferencedSOPSequence[0]
+    assert list(image.ReferencedFrameNumber) == [5, 9]
+    assert image.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == (
+        on_knee.SOPInstanceUID
+    )
+    assert [r.frames for r in again.images] == [(2,), (5, 9)]
+    assert again.presentation_states[1].SeriesInstanceUID == on_knee.SeriesInstanceUID
+
+
 def test_frames_of_a_multi_frame_image(knee, tmp_path):
     selection = KeyObjectSelection([ref(knee, 3, 7), ref(knee, 12)], TEACHING)
     ds, again = build_and_check(selection, [knee], tmp_path)
