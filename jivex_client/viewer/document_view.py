@@ -93,7 +93,7 @@ class WaveformPlot(QWidget):
         if group is None or not group.channels:
             painter.end()
             return
-        left, top = 90.0, 8.0
+        left, top = 130.0, 8.0
         width = self.width() - left - 8
         height = self.height() - top - 24
         duration = group.duration or 1.0
@@ -125,10 +125,14 @@ class WaveformPlot(QWidget):
                 QPolygonF([QPointF(x, y) for x, y in zip(xs, ys, strict=True)])
             )
             painter.setPen(QColor(60, 60, 120))
+            metrics = painter.fontMetrics()
+            label = metrics.elidedText(
+                channel.label, Qt.TextElideMode.ElideRight, int(left - 10)
+            )
             painter.drawText(
                 QRectF(4, y0, left - 8, band),
                 Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
-                f"{channel.label}\n{math.ceil(span)} {channel.unit}",
+                f"{label}\n{math.ceil(span)} {channel.unit} p-p",
             )
         painter.setPen(QColor(60, 60, 120))
         painter.drawText(

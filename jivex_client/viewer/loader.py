@@ -357,6 +357,12 @@ def thumbnail(ref: FrameRef, size: int = 96) -> np.ndarray:
     if item.image is None:
         raise RenderError(item.error)
     image = item.image
+    spacing = item.spacing
+    if spacing.calibrated and abs(spacing.row / spacing.column - 1) > 0.05:
+        # Non-square pixels: resample the rows so the thumbnail keeps the
+        # true proportions, as the viewport does.
+        count = max(1, round(image.shape[0] * spacing.row / spacing.column))
+        image = image[np.linspace(0, image.shape[0] - 1, count).astype(int)]
     rows, columns = image.shape[:2]
     step = max(1, max(rows, columns) // size)
     if step > 1:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -523,7 +524,10 @@ class SeriesViewer(QWidget):
             spacing: Spacing = item.spacing
             values["spacing"] = spacing.note
             if self.view.image_size()[0]:
-                values["zoom"] = f"Zoom: {self.view.transform().scale * 100:.0f}%"
+                t = self.view.transform()
+                # Non-square pixels: the finer axis says how large it is.
+                scale = min(t.scale, math.hypot(t.c, t.d))
+                values["zoom"] = f"Zoom: {scale * 100:.0f}%"
             plane = self.current_plane()
             if plane is not None:
                 values["location"] = f"Loc: {slice_location(plane):.1f} mm"

@@ -154,7 +154,9 @@ class StudyViewer(QWidget):
         self.attributes = AttributesView()
         self.attributes.setVisible(False)
         self.grid = QWidget()
-        self.grid.setStyleSheet("background: #000;")
+        self.grid.setObjectName("viewportGrid")
+        # By name: a plain rule would paint the documents' widgets black too.
+        self.grid.setStyleSheet("#viewportGrid { background: #000; }")
         self.grid_layout = QGridLayout(self.grid)
         self.grid_layout.setContentsMargins(0, 0, 0, 0)
         self.grid_layout.setSpacing(2)
@@ -162,6 +164,8 @@ class StudyViewer(QWidget):
         self.message.setStyleSheet("color: #c33;")
         self.toolbar = QToolBar()
         self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.toolbar2 = QToolBar()
+        self.toolbar2.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         self._build_toolbar()
 
         side = QVBoxLayout()
@@ -180,6 +184,7 @@ class StudyViewer(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.toolbar)
+        layout.addWidget(self.toolbar2)
         layout.addWidget(splitter, 1)
         layout.addWidget(self.message)
 
@@ -298,7 +303,7 @@ class StudyViewer(QWidget):
             ),
         ):
             bar.addAction(self._action(text, slot, key))
-        bar.addSeparator()
+        bar = self.toolbar2
 
         self.cine_action = self._action(
             self.tr("Cine"), self._on_cine_action_triggered, "Space", checkable=True
