@@ -156,6 +156,28 @@ def build_parser() -> argparse.ArgumentParser:
     move.add_argument("--json", action="store_true", help="print the jobs as JSON")
     move.add_argument("uids", nargs="+", metavar="UID")
 
+    keys = sub.add_parser(
+        "key-images",
+        help="flag key images: store a Key Object Selection Document",
+        description="Create a Key Object Selection Document (TID 2010) flagging "
+        "the given images, stored in the archive like a received object. "
+        "Frames of a multi-frame image are given after a colon: UID:2,5.",
+    )
+    _common(keys)
+    keys.add_argument(
+        "--title",
+        metavar="CODE_OR_MEANING",
+        default="113000",
+        help="document title of CID 7010, by code or meaning "
+        "(default 113000, 'Of Interest')",
+    )
+    keys.add_argument("--text", default="", help="Key Object Description")
+    keys.add_argument(
+        "--creator", default="", metavar="NAME", help="who chose the images (PN)"
+    )
+    keys.add_argument("--json", action="store_true", help="print the result as JSON")
+    keys.add_argument("images", nargs="+", metavar="SOP_INSTANCE_UID[:FRAME,...]")
+
     jobs = sub.add_parser("jobs", help="list, cancel or retry sends and retrieves")
     _common(jobs)
     jobs.add_argument("--json", action="store_true", help="JSON array of objects")
@@ -199,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ls(args)
         if command == "import":
             return _import(args)
+        if command == "key-images":
+            _key_image_args(args)  # bad arguments never reach the core
+            return _with_core(args)
         if command in ("send", "jobs", "find", "move"):
             return _with_core(args)
     except ConfigError as exc:
@@ -484,6 +509,8 @@ def _with_core(args: argparse.Namespace) -> int:
 
 
 def _run_command(args: argparse.Namespace, call: Any) -> int:
+    if args.command == "key-images":
+        return _key_images(args, call)
     if args.command == "jobs":
         return _jobs(args, call)
     if args.command == "find":
@@ -512,6 +539,57 @@ def _run_command(args: argparse.Namespace, call: Any) -> int:
     if not args.no_wait:
         job = _wait(job, call)
     return _report(job, args.json)
+
+
+def _key_image_args(args: argparse.Namespace) -> None:
+    """Check and parse ``key-images`` arguments; ConfigError when bad."""
+    from jivex_core.imaging.ko import find_title
+    from jivex_core.store.dicomfile import is_valid_uid
+
+    try:
+        args.title_code = find_title(args.title)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    images = []
+    for text in args.images:
+        uid, sep, frames_text = text.partition(":")
+        if not is_valid_uid(uid):
+            raise ConfigError(f"'{uid}' is not a SOP Instance UID")
+        frames: list[int] = []
+        if sep:
+            for part in frames_text.split(","):
+                if not part.strip().isdigit() or int(part) < 1:
+                    raise ConfigError(
+                        f"'{text}': frames are numbers from 1, separated by commas"
+                    )
+                frames.append(int(part))
+        images.append((uid, frames))
+    args.parsed_images = images
+
+
+def _key_images(args: argparse.Namespace, call: Any) -> int:
+    selection = {
+        "images": [
+            {"SOPClassUID": "", "SOPInstanceUID": uid, "frames": frames}
+            for uid, frames in args.parsed_images
+        ],
+        "title": [
+            args.title_code.value,
+            args.title_code.scheme,
+            args.title_code.meaning,
+        ],
+        "text": args.text,
+        "creator": args.creator,
+    }
+    result = call("save_key_objects", selection=selection)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=1))
+    else:
+        print(
+            f"key object selection {result['SOPInstanceUID']} stored in series "
+            f"{result['SeriesInstanceUID']}: {result['path']}"
+        )
+    return EXIT_OK
 
 
 def _find(args: argparse.Namespace, call: Any) -> int:

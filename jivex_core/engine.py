@@ -19,7 +19,9 @@ import pydicom.config
 
 from jivex_core import __version__
 from jivex_core.config import Settings
+from jivex_core.documents import Documents
 from jivex_core.errors import ConfigError, JivexError
+from jivex_core.imaging.presentation import selection_from_dict, state_from_dict
 from jivex_core.jobs.runner import JobRunner
 from jivex_core.link import LinkServer
 from jivex_core.services.qr_scp import QueryRetrieveSCP
@@ -99,6 +101,14 @@ def lock_data_dir(data_dir: Path) -> TextIO:
     return handle
 
 
+def _param(params: dict[str, Any], key: str, kind: type, what: str) -> Any:
+    """A request parameter of the right type, else ValueError naming it."""
+    value = params.get(key)
+    if not isinstance(value, kind):
+        raise ValueError(f"parameter '{key}' must be {what}")
+    return value
+
+
 class Engine:
     """Runs the services of one data folder until asked to stop."""
 
@@ -115,6 +125,7 @@ class Engine:
         self.jobs: JobRunner | None = None
         self.sends: SendJobs | None = None
         self.retrieves: RetrieveJobs | None = None
+        self.documents: Documents | None = None
 
     def methods(self) -> dict[str, Any]:
         """The link's methods, by name (each takes a dict of parameters)."""
@@ -155,6 +166,9 @@ class Engine:
                 view["items"] = jobs.queue.items(job.pk)
             return view
 
+        documents = self.documents
+        assert documents is not None
+
         return {
             "ping": lambda _p: {"pid": os.getpid(), "version": __version__},
             "remotes": remotes,
@@ -190,6 +204,17 @@ class Engine:
             "list_instances": lambda p: store.index.instances_of(
                 str(p["SeriesInstanceUID"]), store.data_dir
             ),
+            "save_presentation": lambda p: documents.save_presentation(
+                state_from_dict(_param(p, "state", dict, "a presentation state"))
+            ),
+            "save_key_objects": lambda p: documents.save_key_objects(
+                selection_from_dict(
+                    _param(p, "selection", dict, "a key object selection")
+                )
+            ),
+            "study_documents": lambda p: documents.study_documents(
+                _param(p, "StudyInstanceUID", str, "a Study Instance UID")
+            ),
         }
 
     def start(self) -> None:
@@ -223,6 +248,7 @@ class Engine:
         )
         self.sends = SendJobs(self.settings, self.store, self.jobs)
         self.retrieves = RetrieveJobs(self.settings, self.store, self.jobs)
+        self.documents = Documents(self.store, net.ae_title)
         if self.settings.routing:
             self.store.add_listener(self._route)
         if not self.network:

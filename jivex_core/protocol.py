@@ -48,6 +48,31 @@ Methods (``params`` → ``result``):
 ``job`` ``{"id": int, "items": bool?}`` → one job (with its objects)
 ``cancel_job`` / ``retry_job`` ``{"id": int}`` → the job
 
+``save_presentation`` ``{"state": dict}`` → ``{"SOPInstanceUID",
+    "SeriesInstanceUID", "StudyInstanceUID", "path"}``: *state* is
+    :func:`jivex_core.imaging.presentation.state_to_dict` of the state; the
+    core reads the referenced images from the archive, writes a Grayscale
+    Softcopy Presentation State (:mod:`jivex_core.imaging.gsps`) and stores
+    it like a received object (``instance_stored`` follows), in the study's
+    PR series of this station (Series Number 9001 or the next free one).
+    An image not in the archive, a colour image or a malformed state is a
+    ``bad_params`` error whose message names it.
+``save_key_objects`` ``{"selection": dict}`` → the same: *selection* is
+    :func:`~jivex_core.imaging.presentation.selection_to_dict`; images may
+    leave SOPClassUID empty (the archive knows it); the document goes to
+    the study's KO series of this station (9101 on).
+``study_documents`` ``{"StudyInstanceUID": str}`` → every presentation
+    state and key object document of the study, oldest first: SOPClassUID,
+    SOPInstanceUID, SeriesInstanceUID, Modality, SeriesNumber,
+    InstanceNumber, path (absolute), label (Content Label, or the KO
+    title's meaning), title ([value, scheme, meaning] for a KO, else
+    null), description (Content Description, or the KO's text), creator,
+    date and time (of creation, or of the KO's content), references (the
+    SOP Instance UIDs the object applies to or flags), and error when the
+    file could not be read. Open one by reading its file with
+    :func:`jivex_core.imaging.gsps.presentation_from_dataset` or
+    :func:`jivex_core.imaging.ko.key_objects_from_dataset`.
+
 Events:
 
 ``instance_stored`` ``{PatientID, PatientName, StudyInstanceUID,

@@ -13,14 +13,19 @@ Coordinates follow the GSPS conventions so that nothing is converted twice:
   left corner of the first pixel and ``(Columns, Rows)`` the bottom right
   corner of the last one, before any rotation or flip;
 - displayed area corners are 1-based pixel positions ``(column, row)``
-  (PS3.3 C.10.4), inclusive;
+  (PS3.3 C.10.4), inclusive, of the untransformed image; the top left
+  corner is the pixel shown top left *after* rotation and flip (with a
+  rotation of 90 degrees, the image's bottom left pixel):
+  :func:`displayed_corners` gives them for a region;
 - shutter edges and vertices are 1-based pixel positions, as the Display
   Shutter module gives them (PS3.3 C.7.6.11); note that the circular and
   polygonal shutters store ``row\\column`` in DICOM, while this model always
   says ``(column, row)``.
 
-Rotation is applied after the flip (PS3.3 C.10.6.1.2: "the horizontal flip
-is applied before the rotation"), clockwise, in steps of 90 degrees.
+The rotation is clockwise, in steps of 90 degrees, and the flip comes
+after it: Image Horizontal Flip flips the image "after any Image Rotation
+has been applied" (PS3.3 C.10.6.1), which is also how dicom3tools'
+``dciodvfy`` checks the displayed area of a rotated and flipped state.
 """
 
 from __future__ import annotations
@@ -98,19 +103,52 @@ class Graphic:
     points: tuple[Point, ...]
     filled: bool = False
 
+    @classmethod
+    def polygon(cls, points: tuple[Point, ...], filled: bool = False) -> Graphic:
+        """A closed POLYLINE through *points*, its first point repeated last.
+
+        PS3.3 C.10.5.1.2 draws a POLYLINE as open unless its last point
+        equals its first, so a polygon must say so explicitly.
+        """
+        points = tuple(points)
+        if points and points[-1] != points[0]:
+            points = (*points, points[0])
+        return cls(GraphicTypeValues.POLYLINE, points, filled)
+
+    @classmethod
+    def rectangle(
+        cls, top_left: Point, bottom_right: Point, filled: bool = False
+    ) -> Graphic:
+        """A closed POLYLINE along the edges of an upright rectangle."""
+        (x0, y0), (x1, y1) = top_left, bottom_right
+        return cls.polygon(((x0, y0), (x1, y0), (x1, y1), (x0, y1)), filled)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the graphic encloses an area (circle, ellipse, closed line)."""
+        if self.type in (GraphicTypeValues.CIRCLE, GraphicTypeValues.ELLIPSE):
+            return True
+        return (
+            self.type in (GraphicTypeValues.POLYLINE, GraphicTypeValues.INTERPOLATED)
+            and len(self.points) > 2
+            and self.points[0] == self.points[-1]
+        )
+
 
 @dataclass
 class TextLabel:
     """One item of the Text Object Sequence, in image coordinates.
 
     At least one of *anchor* and *box* is set; *box* is (top left,
-    bottom right).
+    bottom right). *justification* places the text in its box: ``LEFT``,
+    ``RIGHT`` or ``CENTER`` (Bounding Box Text Horizontal Justification).
     """
 
     text: str
     anchor: Point | None = None
     box: tuple[Point, Point] | None = None
     anchor_visible: bool = True
+    justification: str = "LEFT"
 
 
 @dataclass
@@ -207,8 +245,10 @@ class PresentationSizeModeValues(StrEnum):
 class DisplayedArea:
     """A Displayed Area Selection item (PS3.3 C.10.4).
 
-    *top_left* and *bottom_right* are 1-based ``(column, row)`` and may lie
-    outside the image (the outside shows as background). *pixel_spacing* is
+    *top_left* and *bottom_right* are 1-based ``(column, row)`` of the
+    pixels shown top left and bottom right once the state's rotation and
+    flip are applied (see :func:`displayed_corners`), and may lie outside
+    the image (the outside shows as background). *pixel_spacing* is
     ``(row spacing, column spacing)`` in mm, or None with *aspect_ratio*
     given instead. *magnification* is used with MAGNIFY only.
     """
@@ -220,6 +260,24 @@ class DisplayedArea:
     aspect_ratio: tuple[int, int] | None = (1, 1)
     magnification: float | None = None
     images: tuple[ImageRef, ...] = ()
+
+
+def displayed_corners(
+    left: int, top: int, right: int, bottom: int, rotation: int = 0, flip: bool = False
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The Displayed Area corners of an upright region, for a transformation.
+
+    The region runs from column *left* to *right* and row *top* to
+    *bottom* (1-based, inclusive) of the untransformed image. PS3.3 C.10.4
+    names the corners by the pixels shown top left and bottom right after
+    the rotation (clockwise) and then the flip: with 90 degrees, the
+    region's bottom left and top right.
+    """
+    corners = ((left, top), (right, top), (right, bottom), (left, bottom))
+    turns = (rotation // 90) % 4
+    if flip:
+        return corners[(1 - turns) % 4], corners[(3 - turns) % 4]
+    return corners[-turns % 4], corners[(2 - turns) % 4]
 
 
 class ShutterShapeValues(StrEnum):
@@ -281,7 +339,10 @@ class PresentationState:
     label : str
         Content Label (0070,0080): upper case, at most 16 characters.
     modality : ModalityTransform or None
-        None keeps each image's own modality LUT.
+        None keeps each image's own modality LUT: the GSPS written for the
+        state carries the images' own rescale or LUT, since a presentation
+        state without a Modality LUT module means the identity (PS3.4 N.2).
+        A state read from a file therefore never has None.
     presentation_shape : str
         ``IDENTITY`` or ``INVERSE`` (Presentation LUT Shape); for
         MONOCHROME1 images a state that shows them as the modality meant
@@ -291,7 +352,7 @@ class PresentationState:
     rotation : int
         Image Rotation (0070,0042): 0, 90, 180 or 270, clockwise.
     flip : bool
-        Image Horizontal Flip (0070,0041), applied before the rotation.
+        Image Horizontal Flip (0070,0041), applied after the rotation.
     """
 
     images: list[ImageRef] = field(default_factory=list)
@@ -381,13 +442,15 @@ class KeyObjectSelection:
     *images* keeps the reader's order; a multi-frame image flagged on some
     frames lists them in :attr:`ImageRef.frames`. *presentation_states*
     optionally names a GSPS to show each image with (same order as
-    *images*, None where there is none).
+    *images*, None where there is none). *creator* is the person who chose
+    the images (the Person Observer Name of TID 1002), empty when unknown.
     """
 
     images: list[ImageRef] = field(default_factory=list)
     title: Code = KEY_OBJECT_TITLES[0]
     text: str = ""
     presentation_states: list[ImageRef | None] = field(default_factory=list)
+    creator: str = ""
 
 
 # -- Plain data for the client link ------------------------------------------
@@ -541,6 +604,7 @@ def state_to_dict(state: PresentationState) -> dict[str, Any]:
                         "anchor": None if t.anchor is None else list(t.anchor),
                         "box": None if t.box is None else [list(p) for p in t.box],
                         "anchor_visible": t.anchor_visible,
+                        "justification": t.justification,
                     }
                     for t in a.texts
                 ],
@@ -660,6 +724,7 @@ def state_from_dict(data: dict[str, Any]) -> PresentationState:
                             if t.get("box") is None
                             else (_point(t["box"][0]), _point(t["box"][1])),
                             bool(t.get("anchor_visible", True)),
+                            str(t.get("justification", "LEFT")),
                         )
                         for t in a.get("texts", ())
                     ],
@@ -685,6 +750,7 @@ def selection_to_dict(selection: KeyObjectSelection) -> dict[str, Any]:
             None if r is None else _ref_to_dict(r)
             for r in selection.presentation_states
         ],
+        "creator": selection.creator,
     }
 
 
@@ -713,6 +779,7 @@ def selection_from_dict(data: dict[str, Any]) -> KeyObjectSelection:
                 None if r is None else _ref_from_dict(r)
                 for r in data.get("presentation_states", ())
             ],
+            creator=str(data.get("creator", "")),
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"malformed key object selection: {exc!r}") from exc

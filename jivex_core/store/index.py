@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence as AbcSequence
 from dataclasses import MISSING, asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -630,6 +631,84 @@ class Index:
                     "path": str(data_dir / r.path),
                 }
                 for r in conn.execute(query)
+            ]
+
+    def created_series(
+        self, study_uid: str, modality: str, calling_ae: str, uid_prefix: str
+    ) -> tuple[str, int | None, int] | None:
+        """The series of *modality* this station created in a study, if any.
+
+        A series counts as ours when its UID is under *uid_prefix* (our
+        root) and its objects came from *calling_ae* (our own AE title: the
+        core stores what it creates under its own name). Returns its
+        Series Instance UID, Series Number and highest Instance Number; of
+        several, the first created.
+        """
+        st, se, i = schema.study, schema.series, schema.instance
+        query = (
+            sa.select(
+                se.c.SeriesInstanceUID,
+                se.c.SeriesNumber,
+                sa.func.max(i.c.InstanceNumber).label("last"),
+            )
+            .select_from(
+                i.join(se, se.c.pk == i.c.series_pk).join(st, st.c.pk == se.c.study_pk)
+            )
+            .where(
+                st.c.StudyInstanceUID == study_uid,
+                se.c.Modality == modality,
+                se.c.SeriesInstanceUID.startswith(uid_prefix, autoescape=True),
+                i.c.calling_ae == calling_ae,
+            )
+            .group_by(se.c.pk)
+            .order_by(se.c.pk)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return row.SeriesInstanceUID, row.SeriesNumber, int(row.last or 0)
+
+    def series_numbers(self, study_uid: str) -> set[int]:
+        """The Series Numbers the series of a study use."""
+        st, se = schema.study, schema.series
+        query = (
+            sa.select(se.c.SeriesNumber)
+            .select_from(se.join(st, st.c.pk == se.c.study_pk))
+            .where(st.c.StudyInstanceUID == study_uid, se.c.SeriesNumber.is_not(None))
+        )
+        with self.engine.connect() as conn:
+            return {int(n) for n in conn.execute(query).scalars()}
+
+    def instances_of_classes(
+        self, study_uid: str, sop_classes: AbcSequence[str], data_dir: Path
+    ) -> list[dict[str, Any]]:
+        """The objects of some SOP classes in a study, with absolute paths."""
+        st, se, i = schema.study, schema.series, schema.instance
+        query = (
+            sa.select(
+                i.c.SOPClassUID,
+                i.c.SOPInstanceUID,
+                se.c.SeriesInstanceUID,
+                se.c.Modality,
+                se.c.SeriesNumber,
+                i.c.InstanceNumber,
+                i.c.path,
+            )
+            .select_from(
+                i.join(se, se.c.pk == i.c.series_pk).join(st, st.c.pk == se.c.study_pk)
+            )
+            .where(
+                st.c.StudyInstanceUID == study_uid,
+                i.c.SOPClassUID.in_(list(sop_classes)),
+            )
+            .order_by(se.c.SeriesNumber, i.c.InstanceNumber, i.c.pk)
+        )
+        with self.engine.connect() as conn:
+            return [
+                {**dict(row), "path": str(data_dir / row["path"])}
+                for row in conn.execute(query).mappings()
             ]
 
     def listing(self, level: str, data_dir: Path) -> list[dict[str, Any]]:
