@@ -751,3 +751,167 @@ def test_main_window_opens_a_study_tab_per_study(
     qtbot.waitUntil(lambda: viewer.active.current is not None, timeout=10000)
     assert viewer.active.stack.count == 3
     assert main.tabs.count() == 2
+
+
+# -- presentation states and key objects -----------------------------------------------
+
+
+def _reopen(qtbot: Any, link: CoreLink, run_async: Any, study: dict) -> StudyViewer:
+    viewer = StudyViewer(link, study)
+    qtbot.addWidget(viewer)
+    viewer.resize(1000, 760)
+    viewer.show()
+    run_async(viewer.open())
+    qtbot.waitUntil(lambda: viewer.active.current is not None, timeout=10000)
+    qtbot.waitUntil(lambda: viewer.document_list.count() > 0, timeout=10000)
+    return viewer
+
+
+def test_saved_presentation_restores_zoom_rotation_window_and_annotations(
+    qtbot: Any, open_study: Any, ct_files: Any, link: CoreLink, run_async: Any
+) -> None:
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+    _wheel(view, 3, Qt.KeyboardModifier.ControlModifier)
+    _drag(view, Qt.MouseButton.MiddleButton, QPointF(300, 300), QPointF(340, 280))
+    qtbot.keyClick(view, Qt.Key.Key_R)
+    qtbot.keyClick(view, Qt.Key.Key_1)  # lung
+    viewer.set_tool(ToolValues.DISTANCE)
+    _drag(
+        view,
+        Qt.MouseButton.LeftButton,
+        _screen(viewport, (90.0, 100.0)),
+        _screen(viewport, (160.0, 100.0)),
+    )
+    viewer.set_tool(ToolValues.ELLIPSE)
+    _drag(
+        view,
+        Qt.MouseButton.LeftButton,
+        _screen(viewport, (100.0, 140.0)),
+        _screen(viewport, (160.0, 180.0)),
+    )
+    viewer.set_tool(ToolValues.POINTER)
+    shown = view.transform()
+    texts = [a.texts[0].text for a in viewport.display.state.annotations]
+    reply = run_async(viewer.save_presentation("MY VIEW", "lung, turned"))
+    assert reply is not None, viewer.message.text()
+    assert Path(reply["path"]).exists()
+    saved = pydicom.dcmread(reply["path"])
+    assert saved.SOPClassUID == "1.2.840.10008.5.1.4.1.1.11.1"
+    assert saved.ContentLabel == "MY VIEW"
+    assert viewer.document_list.count() == 1
+    assert "MY VIEW" in viewer.document_list.item(0).text()
+    study = viewer.study
+    viewer.close_viewer()
+    viewer.close()
+
+    again = _reopen(qtbot, link, run_async, study)
+    viewport = again.active
+    assert viewport.display.state.rotation == 0  # nothing applied yet
+    again.document_list.itemClicked.emit(again.document_list.item(0))
+    qtbot.waitUntil(lambda: viewport.display.state.label == "MY VIEW", timeout=10000)
+    state = viewport.display.state
+    assert state.rotation == 90
+    assert viewport.effective_window() == Window(-600, 1500)
+    assert sorted(
+        a.texts[0].text
+        for a in state.annotations_for(viewport.refs[0].SOPInstanceUID, 1)
+    ) == sorted(texts)
+    restored = viewport.view.transform()
+    assert restored.scale == pytest.approx(shown.scale, rel=0.02)
+    for corner in ((0, 0), (256, 256)):
+        distance = math.dist(restored.map(*corner), shown.map(*corner))
+        assert distance < 2 * shown.scale  # integer area corners: one pixel
+    assert "W: 1500 L: -600" in viewport.view.corner_text("br")
+
+
+def test_save_presentation_dialog(qtbot: Any, open_study: Any, ct_files: Any) -> None:
+    from jivex_client.viewer.dialogs import SavePresentationDialog
+
+    viewer = open_study(ct_files, "CT")
+    viewer.save_presentation_action.trigger()
+    dialog = viewer.findChild(SavePresentationDialog)
+    qtbot.keyClicks(dialog.label_edit, "chest review")
+    assert dialog.label_edit.text() == "CHEST REVIEW"
+    dialog.description_edit.setText("for the board")
+    dialog.accept()
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 1, timeout=10000)
+    assert "CHEST REVIEW" in viewer.document_list.item(0).text()
+
+
+def test_presentation_state_of_another_system_is_applied(
+    qtbot: Any, open_study: Any
+) -> None:
+    image = DATA / "weasis-dicom-tools/imageForPrLUTs.dcm"
+    state_file = DATA / "weasis-dicom-tools/prLUTs.dcm"
+    viewer = open_study([image, state_file], "OT")
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 1, timeout=10000)
+    viewport = viewer.active
+    before = viewport.view._image.copy()
+    viewer.document_list.itemClicked.emit(viewer.document_list.item(0))
+    qtbot.waitUntil(lambda: viewport.display.state.modality is not None, timeout=10000)
+    ds = pydicom.dcmread(state_file)
+    modality = ds.ModalityLUTSequence[0]
+    voi = ds.SoftcopyVOILUTSequence[0].VOILUTSequence[0]
+    stored = pydicom.dcmread(image).pixel_array.astype(int)
+    m_lut = np.asarray(modality.LUTData)
+    v_lut = np.asarray(voi.LUTData)
+    first_m = modality.LUTDescriptor[1]
+    first_v = voi.LUTDescriptor[1]
+    values = m_lut[np.clip(stored - first_m, 0, len(m_lut) - 1)]
+    out = v_lut[np.clip(values - first_v, 0, len(v_lut) - 1)]
+    expected = np.clip(out * 255.0 / (2 ** voi.LUTDescriptor[2] - 1) + 0.5, 0, 255)
+    shown = viewport.view._image
+    sample = [(x, y) for x in range(0, 512, 37) for y in range(0, 512, 41)]
+    got = [shown.pixelColor(x, y).red() for x, y in sample]
+    want = [int(expected[y, x]) for x, y in sample]
+    assert got == want
+    assert shown != before
+
+
+def test_flagging_two_images_and_saving_lists_exactly_those(
+    qtbot: Any, open_study: Any, ct_files: Any, link: CoreLink, run_async: Any
+) -> None:
+    from jivex_client.viewer.dialogs import SaveKeyImagesDialog
+
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+    qtbot.keyClick(view, Qt.Key.Key_Down)
+    _wait_shown(qtbot, viewport, 1)
+    qtbot.keyClick(view, Qt.Key.Key_K)
+    assert view.key_image and viewer.key_action.isChecked()
+    qtbot.keyClick(view, Qt.Key.Key_Down)
+    qtbot.keyClick(view, Qt.Key.Key_Down)
+    _wait_shown(qtbot, viewport, 3)
+    assert not view.key_image
+    viewer.key_action.trigger()  # the toolbar toggle
+    qtbot.keyClick(view, Qt.Key.Key_Up)
+    qtbot.keyClick(view, Qt.Key.Key_K)  # flag and unflag slice 3
+    qtbot.keyClick(view, Qt.Key.Key_K)
+    flagged = [viewport.refs[1].SOPInstanceUID, viewport.refs[3].SOPInstanceUID]
+    assert [r.SOPInstanceUID for r in viewer.key_images.images] == flagged
+    viewer.save_keys_action.trigger()
+    dialog = viewer.findChild(SaveKeyImagesDialog)
+    dialog.title_box.setCurrentIndex(dialog.title_box.findText("For Teaching"))
+    dialog.text_edit.setPlainText("Two slices worth showing")
+    dialog.accept()
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 1, timeout=10000)
+    assert viewer.key_images.images == []
+    row = viewer.document_row = viewer.document_list.item(0).data(
+        Qt.ItemDataRole.UserRole + 1
+    )
+    assert sorted(row["references"]) == sorted(flagged)
+    assert "For Teaching" in viewer.document_list.item(0).text()
+    study = viewer.study
+    viewer.close_viewer()
+    viewer.close()
+
+    again = _reopen(qtbot, link, run_async, study)
+    again.document_list.itemClicked.emit(again.document_list.item(0))
+    viewport = again.active
+    qtbot.waitUntil(lambda: len(viewport.refs) == 2, timeout=10000)
+    assert [r.SOPInstanceUID for r in viewport.refs] == flagged
+    qtbot.waitUntil(lambda: viewport.current is not None, timeout=10000)
+    assert viewport.view.corner_text("bl").startswith("Im: 1/2")

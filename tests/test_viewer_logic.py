@@ -465,3 +465,23 @@ def test_pdf_pages_render() -> None:
     broken.EncapsulatedDocument = b"not a pdf"
     with pytest.raises(documents.DocumentError, match="not a PDF"):
         documents.pdf_bytes(broken)
+
+
+def test_displayed_area_corners_are_those_shown_after_rotation() -> None:
+    # PS3.3 C.10.4: top left and bottom right as displayed, in the pixel
+    # positions of the unrotated image.
+    display = DisplayState()
+    size, view = (100, 100), (100, 100)
+    display.zoom_at(2.0, (50, 50), display.transform("1", 1, size, view), view)
+    (area,) = display.state.displayed_areas
+    assert (area.top_left, area.bottom_right) == ((26, 26), (75, 75))
+    display.rotate(90)  # the image's bottom left is now shown top left
+    (area,) = display.state.displayed_areas
+    assert (area.top_left, area.bottom_right) == ((26, 75), (75, 26))
+    display.flip_horizontal()  # rotation 270 after a flip: a transposition
+    (area,) = display.state.displayed_areas
+    assert (area.top_left, area.bottom_right) == ((26, 26), (75, 75))
+    again = DisplayState()
+    again.adopt(display.state)
+    t = again.transform("1", 1, size, view)
+    assert t.scale == pytest.approx(2.0, rel=0.03)

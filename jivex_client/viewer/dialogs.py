@@ -19,8 +19,8 @@ from PySide6.QtWidgets import (
 from jivex_core.imaging.presentation import KEY_OBJECT_TITLES, Code
 
 #: Content Label (0070,0080) is a CS: upper case letters, digits, space and
-#: underscore, at most 16 characters (PS3.5 6.2).
-LABEL_PATTERN = r"[A-Z0-9_ ]{1,16}"
+#: underscore, at most 16 characters (PS3.5 6.2); lower case typed is raised.
+LABEL_PATTERN = r"[A-Za-z0-9_ ]{0,16}"
 
 
 def label_text(text: str) -> str:

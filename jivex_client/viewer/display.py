@@ -224,17 +224,25 @@ class DisplayState:
     def rotate(self, degrees: int) -> None:
         """Rotate the display by *degrees* (multiple of 90, clockwise > 0)."""
         self.state.rotation = (self.state.rotation + degrees) % 360
+        self._restore_area()
+
+    def _restore_area(self) -> None:
+        # The corners written depend on the rotation and flip.
+        if self._area is not None:
+            self._store(self._area)
 
     def flip_horizontal(self) -> None:
         """Mirror the display left to right, whatever its rotation."""
         self.state.rotation = (-self.state.rotation) % 360
         self.state.flip = not self.state.flip
+        self._restore_area()
 
     def flip_vertical(self) -> None:
         """Mirror the display top to bottom: rotate 180 after a horizontal
         flip, as a GSPS says it."""
         self.state.rotation = (180 - self.state.rotation) % 360
         self.state.flip = not self.state.flip
+        self._restore_area()
 
     def _state_area(
         self, sop_instance_uid: str, frame: int, size: tuple[int, int]
@@ -244,7 +252,11 @@ class DisplayState:
         item = self.state.area_for(sop_instance_uid, frame)
         if item is None:
             return (0.0, 0.0, float(size[0]), float(size[1])), None
+        # The corners are those shown top left and bottom right, which after
+        # a rotation or flip are other corners of the image's rectangle.
         (c0, r0), (c1, r1) = item.top_left, item.bottom_right
+        c0, c1 = sorted((c0, c1))
+        r0, r1 = sorted((r0, r1))
         return (float(c0 - 1), float(r0 - 1), float(c1), float(r1)), item
 
     def transform(
@@ -301,17 +313,28 @@ class DisplayState:
         return Affine(a[0, 0], a[1, 0], a[0, 1], a[1, 1], e, f)
 
     def _store(self, area: tuple[float, float, float, float]) -> None:
+        """Keep *area* exactly and write it to the state.
+
+        The corners written are those shown top left and bottom right after
+        the rotation and flip, as pixel positions of the unrotated image
+        (PS3.3 C.10.4, Displayed Area Top Left Hand Corner).
+        """
         self._area = area
         x0, y0, x1, y1 = area
-        top_left = (round(x0) + 1, round(y0) + 1)
-        bottom_right = (
-            max(round(x1), top_left[0]),
-            max(round(y1), top_left[1]),
-        )
+        # Inclusive 1-based pixels inside the edges.
+        columns = (round(x0) + 1, max(round(x1), round(x0) + 1))
+        rows = (round(y0) + 1, max(round(y1), round(y0) + 1))
+        m = _rotation_matrix(self.state.rotation, self.state.flip)
+        corners = []
+        for i, x in enumerate((x0, x1)):
+            for j, y in enumerate((y0, y1)):
+                sx, sy = m @ np.array([x - (x0 + x1) / 2, y - (y0 + y1) / 2])
+                corners.append((sx + sy, (columns[i], rows[j])))
+        corners.sort()
         self.state.displayed_areas = [
             DisplayedArea(
-                top_left,
-                bottom_right,
+                corners[0][1],
+                corners[-1][1],
                 self._mode,
                 None,
                 (1, 1),

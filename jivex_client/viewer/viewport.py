@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 import numpy as np
+import shiboken6
 from PySide6.QtCore import QMimeData, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QKeyEvent
 from PySide6.QtWidgets import (
@@ -177,6 +178,7 @@ class SeriesViewer(QWidget):
         self._drag_window: Window | None = None
         self._drag_sensitivity = 1.0
         self._scratch: np.ndarray | None = None
+        self._modality_cache: tuple[Any, np.ndarray] | None = None
         self._text_dialog: QInputDialog | None = None
         self._generation = 0
 
@@ -354,6 +356,8 @@ class SeriesViewer(QWidget):
 
     async def _show(self, index: int, generation: int) -> None:
         item = await self.loader.load(self.refs[index])
+        if not shiboken6.isValid(self):
+            return  # the viewer was closed meanwhile
         if generation != self._generation or index != self.stack.index:
             return  # the user scrolled on (or loaded another series) meanwhile
         self._present(index, item)
@@ -381,7 +385,7 @@ class SeriesViewer(QWidget):
         refs = list(self.refs)
         loop = asyncio.get_running_loop()
         planes, _headers = await loop.run_in_executor(executor, read_planes, refs)
-        if generation != self._generation:
+        if not shiboken6.isValid(self) or generation != self._generation:
             return
         self.planes = planes
         self.geometry_changed.emit()
@@ -403,7 +407,7 @@ class SeriesViewer(QWidget):
             result = await loop.run_in_executor(executor, work)
         except Exception as exc:
             logger.warning("Cannot show the document '%s': %s", ref.path, exc)
-            if generation == self._generation:
+            if shiboken6.isValid(self) and generation == self._generation:
                 self.pages.setCurrentWidget(self.view)
                 self.view.set_frame(
                     None,
@@ -411,6 +415,8 @@ class SeriesViewer(QWidget):
                         "Cannot display this document:\n{reason}"
                     ).format(reason=str(exc)),
                 )
+            return
+        if not shiboken6.isValid(self):
             return
         if generation != self._generation or self.current_ref() != ref:
             return
@@ -473,8 +479,10 @@ class SeriesViewer(QWidget):
         else:
             voi = self.display.voi_for(ref.SOPInstanceUID, ref.frame + 1)
             window = self.effective_window() or frame.default_window
+            values = self.modality_values(item)
             if (
                 voi is None
+                and values is frame.values
                 and self.display.inverse == frame.invert
                 and item.image is not None
             ):
@@ -483,7 +491,7 @@ class SeriesViewer(QWidget):
                 if self._scratch is None or self._scratch.shape != frame.values.shape:
                     self._scratch = np.empty(frame.values.shape, dtype=np.float32)
                 pixels = render_grey(
-                    frame.values,
+                    values,
                     window or Window(0.5, 1.0),
                     voi,
                     self.display.inverse,
@@ -498,6 +506,41 @@ class SeriesViewer(QWidget):
             to_qimage(pixels), ref.SOPInstanceUID, ref.frame + 1, self._aspect(item)
         )
         self._update_corners()
+
+    def modality_values(self, item: LoadedFrame) -> np.ndarray:
+        """The frame's modality values, through the state's Modality LUT when
+        a presentation state brings one (PS3.3 C.11.1).
+
+        The image's own rescale is undone first; an image with a Modality
+        LUT Sequence of its own cannot be undone, and keeps its values.
+        """
+        frame = item.frame
+        assert frame is not None
+        transform = self.display.state.modality
+        if transform is None or item.header is None:
+            return frame.values
+        key = (item.ref, id(transform))
+        if self._modality_cache is not None and self._modality_cache[0] == key:
+            return self._modality_cache[1]
+        header = item.header
+        if "ModalityLUTSequence" in header:
+            logger.info("The image's own Modality LUT is kept under the GSPS")
+            return frame.values
+        try:
+            slope = float(header.get("RescaleSlope", 1) or 1)
+            intercept = float(header.get("RescaleIntercept", 0) or 0)
+        except (TypeError, ValueError):
+            slope, intercept = 1.0, 0.0
+        stored = (frame.values - np.float32(intercept)) / np.float32(slope)
+        if transform.lut is not None:
+            values = transform.lut.apply(np.rint(stored))
+        else:
+            values = stored * np.float32(transform.slope) + np.float32(
+                transform.intercept
+            )
+        values = np.ascontiguousarray(values, dtype=np.float32)
+        self._modality_cache = (key, values)
+        return values
 
     def overlay_values(self) -> dict[str, str]:
         """The fields of the corner templates for the frame shown."""
@@ -709,7 +752,7 @@ class SeriesViewer(QWidget):
             self._ask_text(pts[0], image)
             return
         else:
-            values = None if item.frame.is_color else item.frame.values
+            values = None if item.frame.is_color else self.modality_values(item)
             if kind == ToolValues.DISTANCE:
                 note = distance_annotation(pts[0], pts[1], spacing, image)
             elif kind == ToolValues.ANGLE:

@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 import pydicom
+import shiboken6
 from PySide6.QtCore import QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QColor, QIcon, QKeyEvent, QPixmap
 from PySide6.QtWidgets import (
@@ -54,10 +55,8 @@ from jivex_client.viewer.tools import ToolValues
 from jivex_client.viewer.viewport import SERIES_MIME, SeriesViewer, frame_refs
 from jivex_core.imaging.presentation import (
     Code,
-    ImageRef,
     KeyObjectSelection,
     PresentationState,
-    VoiSetting,
     selection_to_dict,
     state_to_dict,
 )
@@ -466,6 +465,8 @@ class StudyViewer(QWidget):
         except CoreError as exc:
             self._say(self.tr("Cannot open the series: {error}").format(error=exc))
             return
+        if not shiboken6.isValid(viewport):
+            return
         viewport.load(self.study, self.series_row(uid), rows)
         self._mark_shown_series()
 
@@ -494,7 +495,7 @@ class StudyViewer(QWidget):
         uid = row["SeriesInstanceUID"]
         rows = await self.series_instances(uid)
         refs = frame_refs(rows)
-        if not refs:
+        if not refs or not shiboken6.isValid(self):
             return
         middle = refs[len(refs) // 2]
         kind = documents.object_kind(middle.SOPClassUID)
@@ -508,7 +509,11 @@ class StudyViewer(QWidget):
             )
         except Exception as exc:
             logger.info("No thumbnail for series %s: %s", uid, exc)
+            if not shiboken6.isValid(self):
+                return
             item.setText(item.text() + "\n" + self.tr("(cannot render)"))
+            return
+        if not shiboken6.isValid(self):
             return
         try:
             item.setIcon(QIcon(QPixmap.fromImage(to_qimage(pixels))))
@@ -529,24 +534,36 @@ class StudyViewer(QWidget):
         except CoreError as exc:
             logger.warning("Cannot list the study's presentation states: %s", exc)
             rows = []
+        if not shiboken6.isValid(self):
+            return
         self.document_rows = rows
         self.document_list.clear()
         for row in rows:
             kind = documents.object_kind(str(row.get("SOPClassUID") or ""))
-            title = str(row.get("label") or row.get("title") or "")
-            text = str(row.get("description") or row.get("text") or "")
-            when = format_date(str(row.get("date") or ""))
+            title = str(row.get("label") or "")
+            text = str(row.get("description") or "")
+            when = " ".join(
+                part
+                for part in (
+                    format_date(str(row.get("date") or "")),
+                    str(row.get("creator") or ""),
+                )
+                if part
+            )
             if kind == documents.ObjectKindValues.KEY_OBJECTS:
                 line = self.tr("Key images: {title}").format(title=title)
             else:
                 line = self.tr("Presentation: {title}").format(title=title)
-            refs = row.get("referenced") or row.get("ReferencedSOPInstanceUIDs") or []
+            refs = row.get("references") or []
             detail = "\n".join(
                 part
                 for part in (
                     text,
-                    " ".join(p for p in (when, str(row.get("creator") or "")) if p),
+                    when,
                     self.tr("{n} image(s)").format(n=len(refs)) if refs else "",
+                    self.tr("Cannot be read: {error}").format(error=row["error"])
+                    if row.get("error")
+                    else "",
                 )
                 if part
             )
@@ -645,38 +662,12 @@ class StudyViewer(QWidget):
         self.active.load_refs(self.study, series, refs)
 
     def state_to_save(self, viewport: SeriesViewer) -> PresentationState:
-        """The state of *viewport* ready to write: its images, and when the
-        reader set no window, each image's own so that the GSPS shows what
-        was on screen (a GSPS without VOI shows no window at all)."""
-        state = viewport.display.state
-        images = viewport.image_refs()
-        out = dataclasses.replace(state, images=images)
-        if not state.voi:
-            voi = []
-            for ref in viewport.refs:
-                item = self.loader.cached(ref)
-                window = None
-                if item is not None and item.frame is not None:
-                    window = item.frame.default_window
-                if window is None:
-                    continue
-                frames = (ref.frame + 1,) if ref.frames > 1 else ()
-                voi.append(
-                    VoiSetting(
-                        (
-                            ImageRef(
-                                ref.SOPClassUID,
-                                ref.SOPInstanceUID,
-                                ref.SeriesInstanceUID,
-                                frames,
-                            ),
-                        ),
-                        window,
-                        item.frame.voi_function if item and item.frame else "LINEAR",
-                    )
-                )
-            out.voi = voi
-        return out
+        """The state of *viewport* ready to send: its images referenced.
+
+        Images without a VOI setting get their own window from the core when
+        it writes the GSPS (a GSPS without one would show no window at all).
+        """
+        return dataclasses.replace(viewport.display.state, images=viewport.image_refs())
 
     async def save_presentation(self, label: str, description: str = "") -> dict | None:
         """Write the active viewport's state as a GSPS (``save_presentation``)."""
@@ -684,7 +675,6 @@ class StudyViewer(QWidget):
         if not viewport.refs or not viewport.is_grayscale():
             self._say(self.tr("A presentation state is saved for grey images only."))
             return None
-        await self._load_every_window(viewport)
         state = self.state_to_save(viewport)
         state.label = label
         state.description = description
@@ -702,12 +692,6 @@ class StudyViewer(QWidget):
         self.document_saved.emit(reply)
         await self.refresh_documents()
         return reply
-
-    async def _load_every_window(self, viewport: SeriesViewer) -> None:
-        """Read every frame's default window when the state needs them."""
-        if viewport.display.state.voi:
-            return
-        await asyncio.gather(*(self.loader.load(ref) for ref in viewport.refs))
 
     def toggle_key_image(self) -> bool:
         """Flag or unflag the frame of the active viewport; True when flagged."""
