@@ -112,9 +112,11 @@ def test_viewer_overlay_settings_are_checked():
     )
     assert settings.viewer.overlay["CT"].top_left == ["{PatientID}"]
     assert settings.viewer.overlay["CT"].bottom_right is None
-    with pytest.raises(ConfigError, match="viewer.overlay: 'ct' is not a modality"):
+    with pytest.raises(ConfigError, match=r"viewer\.overlay: 'ct' is not a modality"):
         build_settings({"viewer": {"overlay": {"ct": {}}}})
-    with pytest.raises(ConfigError, match="viewer.cache_mb"):
+    with pytest.raises(ConfigError, match=r"viewer\.cache_mb"):
         build_settings({"viewer": {"cache_mb": 1}})
-    with pytest.raises(ConfigError, match="viewer.overlay.CT.top_centre: unknown key"):
+    with pytest.raises(
+        ConfigError, match=r"viewer\.overlay\.CT\.top_centre: unknown key"
+    ):
         build_settings({"viewer": {"overlay": {"CT": {"top_centre": []}}}})
