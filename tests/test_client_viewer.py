@@ -915,3 +915,26 @@ def test_flagging_two_images_and_saving_lists_exactly_those(
     assert [r.SOPInstanceUID for r in viewport.refs] == flagged
     qtbot.waitUntil(lambda: viewport.current is not None, timeout=10000)
     assert viewport.view.corner_text("bl").startswith("Im: 1/2")
+
+
+def test_overlay_planes_are_drawn_over_the_image(
+    qtbot: Any, open_study: Any, tmp_path: Path
+) -> None:
+    # JPEG Lossless, which storescu does not send: decompressed first.
+    ds = pydicom.dcmread(
+        DATA / "orthanc-tests/PatientWith2studies/TEST_1_study_2345.dcm"
+    )
+    ds.decompress()
+    path = tmp_path / "overlay.dcm"
+    ds.save_as(path)
+    viewer = open_study([path], "CT")
+    viewport = viewer.active
+    assert len(viewport.view.overlays) == 1
+    bitmap = pydicom.dcmread(path).overlay_array(0x6000)
+    rows, columns = np.nonzero(bitmap)
+    image = viewport.view.grab().toImage()
+    hits = 0
+    for row, column in list(zip(rows, columns, strict=True))[::10]:
+        p = viewport.view.to_screen((column + 0.5, row + 0.5))
+        hits += image.pixelColor(int(p.x()), int(p.y())).red() > 200
+    assert hits >= len(rows[::10]) * 0.8

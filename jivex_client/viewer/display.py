@@ -201,16 +201,18 @@ class DisplayState:
         """Whether P-values are inverted (Presentation LUT Shape INVERSE)."""
         return self.state.presentation_shape == "INVERSE"
 
-    def follow_photometric(self, photometric: str) -> None:
+    def follow_photometric(self, photometric: str, inverse: bool | None = None) -> None:
         """For a fresh state, show MONOCHROME1 as its modality meant it.
 
         PS3.4 N.2.1.1: a GSPS showing MONOCHROME1 images the usual way says
-        INVERSE; a state made here says so from the first image on.
+        INVERSE; a state made here says so from the first image on. *inverse*
+        (the image's own inversion, MONOCHROME1 or its Presentation LUT Shape)
+        wins over the photometric interpretation when given.
         """
         if self.shape_from_images:
-            self.state.presentation_shape = (
-                "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"
-            )
+            if inverse is None:
+                inverse = photometric == "MONOCHROME1"
+            self.state.presentation_shape = "INVERSE" if inverse else "IDENTITY"
             self.shape_from_images = False
 
     def toggle_invert(self) -> None:

@@ -170,6 +170,8 @@ class ImageView(QWidget):
         self.key_image = False
         self.plane: ImagePlane | None = None
         self.reference_lines: list[tuple[tuple[Point, Point], QColor]] = []
+        #: Overlay planes: (image, column, row of its top left pixel, 0-based).
+        self.overlays: list[tuple[QImage, int, int]] = []
         self._image: QImage | None = None
         self._sop = ""
         self._frame = 1
@@ -277,6 +279,10 @@ class ImageView(QWidget):
             painter.setTransform(t)
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
             painter.drawImage(QRectF(0, 0, *self._size), self._image)
+            for overlay, column, row in self.overlays:
+                painter.drawImage(
+                    QRectF(column, row, overlay.width(), overlay.height()), overlay
+                )
             self._paint_shutter(painter)
             painter.restore()
             painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)

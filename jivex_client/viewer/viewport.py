@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import shiboken6
 from PySide6.QtCore import QMimeData, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QKeyEvent
+from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QImage, QKeyEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QInputDialog,
@@ -124,6 +124,25 @@ def frame_refs(instances: list[dict[str, Any]]) -> list[FrameRef]:
                 )
             )
     return refs
+
+
+def overlay_images(frame: Any) -> list[tuple[QImage, int, int]]:
+    """The frame's overlay planes (60xx) as translucent images with their
+    0-based (column, row) origin, drawn over the pixels (PS3.3 C.9.2)."""
+    out = []
+    for overlay in getattr(frame, "overlays", None) or []:
+        bitmap = np.asarray(overlay.bitmap, dtype=bool)
+        if bitmap.ndim != 2 or not bitmap.any():
+            continue
+        rgba = np.zeros((*bitmap.shape, 4), dtype=np.uint8)
+        rgba[bitmap] = (255, 255, 255, 255)
+        rows, columns = bitmap.shape
+        image = QImage(
+            rgba.data, columns, rows, columns * 4, QImage.Format.Format_RGBA8888
+        ).copy()
+        row, column = overlay.origin
+        out.append((image, column - 1, row - 1))
+    return out
 
 
 class SeriesViewer(QWidget):
@@ -473,20 +492,19 @@ class SeriesViewer(QWidget):
             self._update_corners()
             return
         frame = item.frame
-        self.display.follow_photometric(frame.photometric)
+        self.display.follow_photometric(frame.photometric, frame.inverse)
         if frame.is_color:
             pixels = frame.values
         else:
             voi = self.display.voi_for(ref.SOPInstanceUID, ref.frame + 1)
             window = self.effective_window() or frame.default_window
             values = self.modality_values(item)
-            if (
-                voi is None
-                and values is frame.values
-                and self.display.inverse == frame.invert
-                and item.image is not None
-            ):
-                pixels = item.image  # the worker rendered it so already
+            if voi is None and values is frame.values:
+                if self.display.inverse == frame.inverse and item.image is not None:
+                    pixels = item.image  # the worker rendered it so already
+                else:
+                    # The file's own VOI (window or LUT), the state's shape.
+                    pixels = frame.render(inverse=self.display.inverse)
             else:
                 if self._scratch is None or self._scratch.shape != frame.values.shape:
                     self._scratch = np.empty(frame.values.shape, dtype=np.float32)
@@ -499,6 +517,7 @@ class SeriesViewer(QWidget):
                     self._scratch,
                 )
         self.view.plane = item.plane
+        self.view.overlays = overlay_images(frame)
         self.view.key_image = self.key_images.contains(
             ref.SOPInstanceUID, ref.frame + 1
         )
