@@ -238,8 +238,15 @@ class ImageView(QWidget):
 
     def transform(self) -> Affine:
         """Image-to-screen mapping in force."""
+        screen = self.screen()
+        dpi = screen.physicalDotsPerInchX() if screen is not None else 0.0
         return self.display.transform(
-            self._sop, self._frame, self._size, self.view_size(), self._aspect
+            self._sop,
+            self._frame,
+            self._size,
+            self.view_size(),
+            self._aspect,
+            25.4 / dpi if dpi > 0 else None,
         )
 
     def to_image(self, pos: QPointF) -> Point:
