@@ -23,7 +23,6 @@ from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
 from jivex_core.imaging.created import ENCODED_SYNTAX, encode
 from jivex_core.imaging.gsps import (
@@ -71,7 +70,7 @@ class Documents:
         path = self.store.files.absolute(relative)
         try:
             return pydicom.dcmread(path, stop_before_pixels=True)
-        except (OSError, InvalidDicomError, ValueError) as exc:
+        except Exception as exc:  # whatever the reader trips on, name the file
             raise ValueError(
                 f"{what} '{uid}' cannot be read from '{path}': {exc}"
             ) from exc
@@ -235,7 +234,7 @@ class Documents:
                         time=str(ds.get("ContentTime", "") or ""),
                         references=[r.SOPInstanceUID for r in selection.images],
                     )
-            except (OSError, InvalidDicomError, ValueError) as exc:
+            except Exception as exc:  # listed with the reason, never a crash
                 logger.warning("'%s' cannot be listed: %s", row["path"], exc)
                 entry["error"] = str(exc)
             out.append(entry)

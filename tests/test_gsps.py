@@ -794,6 +794,10 @@ def _bad(src, how):
         state.displayed_areas = [
             DisplayedArea((1, 1), (5, 5), PresentationSizeModeValues.TRUE_SIZE)
         ]
+    elif how == "long description":
+        state.description = "x" * 65
+    elif how == "backslash in creator":
+        state.creator = "Doe\\Jane"
     elif how == "odd 8-bit LUT":
         state.voi = [VoiSetting((), None, lut=LookupTable(0, 8, tuple(range(255))))]
     elif how == "frame out of range":
@@ -817,6 +821,8 @@ def _bad(src, how):
         ("true size without spacing", "TRUE SIZE"),
         ("frame out of range", "frame 20 does not exist"),
         ("odd 8-bit LUT", "odd number of 8-bit entries"),
+        ("long description", "Content Description is 65 characters long; LO"),
+        ("backslash in creator", "Content Creator's Name must not contain a backslash"),
     ],
 )
 def test_a_state_the_gsps_cannot_say_is_refused_by_name(src, how, named):

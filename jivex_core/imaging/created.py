@@ -162,6 +162,36 @@ def copy_patient_study(ds: Dataset, source: Dataset) -> None:
         ds.StudyDescription = str(source.StudyDescription)
 
 
+#: Maximum lengths in characters of the text VRs we write (PS3.5 6.2).
+_MAX_LENGTH = {"LO": 64, "SH": 16, "ST": 1024, "PN": 64}
+
+
+def check_text(value: str, what: str, vr: str) -> None:
+    """Refuse text that its Value Representation cannot hold (PS3.5 6.2).
+
+    LO, SH and PN hold one value: no backslash; ST may. PN's limit is per
+    component group (alphabetic, ideographic, phonetic).
+
+    Raises
+    ------
+    ValueError
+        Naming *what*, the VR and its limit.
+    """
+    if vr in ("LO", "SH", "PN") and "\\" in value:
+        raise ValueError(f"{what} must not contain a backslash ({vr})")
+    if any(ord(c) < 32 for c in value if c not in "\r\n\t\f\x1b") or (
+        vr in ("LO", "SH", "PN") and any(c in value for c in "\r\n")
+    ):
+        raise ValueError(f"{what} contains control characters {vr} does not allow")
+    limit = _MAX_LENGTH[vr]
+    parts = value.split("=") if vr == "PN" else [value]
+    longest = max(len(part) for part in parts)
+    if longest > limit:
+        raise ValueError(
+            f"{what} is {longest} characters long; {vr} holds at most {limit}"
+        )
+
+
 def code_item(value: str, scheme: str, meaning: str) -> Dataset:
     """A Code Sequence item (PS3.3 Table 8.8-1)."""
     item = Dataset()

@@ -38,6 +38,7 @@ from pydicom.uid import UID
 from jivex_core.imaging.created import (
     MANUFACTURER,
     by_series,
+    check_text,
     copy_patient_study,
     ds_value,
     image_references,
@@ -677,6 +678,20 @@ def complete_state(
             "to images of its own study"
         )
     _check_cs(state.label, "Content Label")
+    check_text(state.description, "Content Description", "LO")
+    check_text(state.creator, "Content Creator's Name", "PN")
+    for item in state.voi:
+        check_text(item.explanation, "a window explanation", "LO")
+    for layer in state.layers:
+        check_text(layer.description, f"layer '{layer.name}' description", "LO")
+    for annotation in state.annotations:
+        for text in annotation.texts:
+            check_text(text.text, "an annotation text", "ST")
+    for lut in (state.presentation_lut, state.modality and state.modality.lut):
+        if lut:
+            check_text(lut.explanation, "a LUT explanation", "LO")
+    if state.modality is not None:
+        check_text(state.modality.type, "the modality LUT type", "LO")
     if state.rotation not in _ROTATIONS:
         raise ValueError(f"rotation {state.rotation} is not 0, 90, 180 or 270")
     shape = state.presentation_shape.upper()

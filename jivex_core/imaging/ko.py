@@ -25,6 +25,7 @@ from pydicom.uid import UID
 
 from jivex_core.imaging.created import (
     MANUFACTURER,
+    check_text,
     code_item,
     copy_patient_study,
     read_frames,
@@ -126,6 +127,7 @@ def complete_selection(
             f"{len(selection.presentation_states)} presentation states for "
             f"{len(selection.images)} images"
         )
+    check_text(selection.creator, "the observer's name", "PN")
     by_uid = sources_by_uid(sources)
     images = resolve_refs(selection.images, by_uid, "image")
     seen = set()
