@@ -485,3 +485,19 @@ def test_displayed_area_corners_are_those_shown_after_rotation() -> None:
     again.adopt(display.state)
     t = again.transform("1", 1, size, view)
     assert t.scale == pytest.approx(2.0, rel=0.03)
+
+
+def test_frame_cache_stays_within_its_budget_and_reads_ahead_in_order() -> None:
+    from jivex_client.viewer.loader import FrameCache, FrameRef, LoadedFrame, ahead
+
+    cache = FrameCache(max_bytes=3 * 1024 * 1024)
+    for i in range(10):
+        image = np.zeros((1024, 1024), dtype=np.uint8)  # 1 MiB each
+        cache.put(LoadedFrame(FrameRef(f"/x/{i}", 0, str(i)), None, image))
+        assert cache.used_bytes <= cache.max_bytes
+    assert len(cache) == 3
+    assert cache.get(FrameRef("/x/9", 0, "9")) is not None
+    assert cache.get(FrameRef("/x/0", 0, "0")) is None  # the oldest went first
+    assert ahead(5, 10, 1, 3, 2) == [6, 7, 8, 4, 3]
+    assert ahead(5, 10, -1, 3, 1) == [4, 3, 2, 6]
+    assert ahead(9, 10, 1, 3, 1) == [8]

@@ -204,7 +204,9 @@ class FrameCache:
     def _size(item: LoadedFrame) -> int:
         size = HEADER_BYTES if item.header is not None else 0
         if item.frame is not None:
-            size += item.frame.values.nbytes
+            # The pipeline's frames count every array they keep (stored
+            # values, lookup indexes) in ``nbytes``; older ones only values.
+            size += int(getattr(item.frame, "nbytes", item.frame.values.nbytes))
         if item.image is not None:
             size += item.image.nbytes
         return size
