@@ -2,7 +2,9 @@
 # Install the Debian packages JiveX-Py needs when they are missing.
 #   install-system-deps.sh run    Qt's xcb libraries for a real window
 #   install-system-deps.sh test   DCMTK, Orthanc and dicom3tools (the real peers of
-#                                 the tests; dciodvfy checks the objects they make)
+#                                 the tests; dciodvfy checks the objects they make),
+#                                 GDCM's tools (gdcmconv decompresses what DCMTK
+#                                 cannot, for the rendering comparison)
 #   install-system-deps.sh shots  Xvfb and ImageMagick, for screenshots
 #   install-system-deps.sh bench  DCMTK and Orthanc (benchmark peers)
 set -euo pipefail
@@ -26,6 +28,7 @@ for role in "$@"; do
             need storescu dcmtk
             need Orthanc orthanc
             need dciodvfy dicom3tools
+            need gdcmconv libgdcm-tools
             ;;
         shots)
             need xvfb-run xvfb

@@ -29,21 +29,33 @@ from jivex_client.core_link import CoreError, CoreLink
 from jivex_client.jobs.monitor import JobMonitor
 from jivex_client.jobs.tracker import JobTracker
 from jivex_client.tasks import spawn
-from jivex_client.text import format_person_name
-from jivex_client.viewer.loader import FrameLoader
-from jivex_client.viewer.widget import SeriesViewer
-from jivex_core.config import load_settings
+from jivex_client.viewer.loader import FrameCache, FrameLoader
+from jivex_client.viewer.overlay import OverlayTemplates
+from jivex_client.viewer.widget import StudyViewer, study_title
+from jivex_core.config import ViewerSettings, load_settings
 
 logger = logging.getLogger(__name__)
 
 
 class MainWindow(QMainWindow):
-    """The study browser and one tab per opened series."""
+    """The study browser and one viewer tab per opened study."""
 
-    def __init__(self, link: CoreLink, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        link: CoreLink,
+        parent: QWidget | None = None,
+        viewer_settings: ViewerSettings | None = None,
+    ) -> None:
         super().__init__(parent)
         self.link = link
-        self.loader = FrameLoader()
+        self.viewer_settings = viewer_settings or ViewerSettings()
+        self.loader = FrameLoader(FrameCache(self.viewer_settings.cache_mb * 2**20))
+        self.templates = OverlayTemplates(
+            {
+                key: corners.model_dump()
+                for key, corners in self.viewer_settings.overlay.items()
+            }
+        )
         self.setWindowTitle(self.tr("JiveX-Py workstation"))
         self.tracker = JobTracker(link, self)
         self.job_monitor: JobMonitor | None = None
@@ -78,38 +90,36 @@ class MainWindow(QMainWindow):
         link.core_died.connect(self._on_link_core_died)
         link.event_received.connect(self._on_link_event_received)
 
-    def viewers(self) -> list[SeriesViewer]:
+    def viewers(self) -> list[StudyViewer]:
         """The open viewer tabs."""
         return [
             w
             for i in range(self.tabs.count())
-            if isinstance(w := self.tabs.widget(i), SeriesViewer)
+            if isinstance(w := self.tabs.widget(i), StudyViewer)
         ]
 
     async def open_series(self, study: dict[str, Any], series: dict[str, Any]) -> None:
-        """Open (or bring forward) a viewer tab on *series*."""
+        """Show *series* in the active viewport of its study's tab (opened
+        when needed) and bring the tab forward."""
         uid = series["SeriesInstanceUID"]
         for viewer in self.viewers():
-            if viewer.series.get("SeriesInstanceUID") == uid:
+            if viewer.study.get("StudyInstanceUID") == study.get("StudyInstanceUID"):
                 self.tabs.setCurrentWidget(viewer)
+                if uid not in {v.series_uid for v in viewer.viewports()}:
+                    await viewer.show_series(uid)
                 return
+        viewer = StudyViewer(self.link, study, self.loader, self.templates)
+        viewer.message_changed.connect(self._on_viewer_message_changed)
+        index = self.tabs.addTab(viewer, study_title(study) or self.tr("Study"))
+        self.tabs.setCurrentIndex(index)
         try:
-            instances = await self.link.request(
-                "list_instances", {"SeriesInstanceUID": uid}
-            )
+            await viewer.open(uid)
         except CoreError as exc:
             self.statusBar().showMessage(
-                self.tr("Cannot open the series: {error}").format(error=exc), 10000
+                self.tr("Cannot open the study: {error}").format(error=exc), 10000
             )
             return
-        viewer = SeriesViewer(study, series, instances, self.loader)
-        name = format_person_name(str(study.get("PatientName") or ""))
-        modality = series.get("Modality") or ""
-        number = series.get("SeriesNumber") or ""
-        title = f"{name} – {modality} {number}"
-        index = self.tabs.addTab(viewer, title.strip())
-        self.tabs.setCurrentIndex(index)
-        viewer.view.setFocus()
+        viewer.active.view.setFocus()
 
     def show_jobs(self) -> JobMonitor:
         """Show the job monitor window (one, kept while the main window is)."""
@@ -134,9 +144,13 @@ class MainWindow(QMainWindow):
 
     def _on_tabs_tab_close_requested(self, index: int) -> None:
         widget = self.tabs.widget(index)
-        if isinstance(widget, SeriesViewer):
+        if isinstance(widget, StudyViewer):
+            widget.close_viewer()
             self.tabs.removeTab(index)
             widget.deleteLater()
+
+    def _on_viewer_message_changed(self, text: str) -> None:
+        self.statusBar().showMessage(text, 10000)
 
     def _on_link_state_changed(self, text: str) -> None:
         self.core_label.setText(text)
@@ -256,7 +270,7 @@ def main(args: Any) -> int:
     asyncio.set_event_loop(loop)
     loop.set_exception_handler(_loop_exception_handler)
     link = CoreLink(data_dir, config)
-    window = MainWindow(link)
+    window = MainWindow(link, viewer_settings=settings.viewer)
     window.resize(1280, 800)
     window.show()
 

@@ -258,6 +258,35 @@ class JobSettings(_Section):
     forward_delay_seconds: Annotated[float, Field(ge=0, le=3600)] = 2.0
 
 
+class OverlayCorners(_Section):
+    """Lines of the four corners of a viewport for one modality; a corner
+    left out keeps the built-in lines (``jivex_client.viewer.overlay``)."""
+
+    top_left: list[str] | None = None
+    top_right: list[str] | None = None
+    bottom_left: list[str] | None = None
+    bottom_right: list[str] | None = None
+
+
+class ViewerSettings(_Section):
+    """The workstation's image viewer (read by the client, not the core)."""
+
+    #: Decoded frames kept in memory, in MiB.
+    cache_mb: Annotated[int, Field(ge=64, le=65536)] = 768
+    #: Corner texts per modality (``CT``, ``MR``...) or ``default``.
+    overlay: dict[str, OverlayCorners] = {}
+
+    @field_validator("overlay")
+    @classmethod
+    def _check_overlay(cls, value: dict[str, OverlayCorners]) -> dict:
+        for key in value:
+            if key != "default" and not re.fullmatch(r"[A-Z0-9_]{1,16}", key):
+                raise ValueError(
+                    f"'{key}' is not a modality (upper case, like CT) nor 'default'"
+                )
+        return value
+
+
 class Settings(_Section):
     """Everything the core needs to run, one section per concern."""
 
@@ -266,6 +295,7 @@ class Settings(_Section):
     storage: StorageSettings = StorageSettings()
     logging: LoggingSettings = LoggingSettings()
     jobs: JobSettings = JobSettings()
+    viewer: ViewerSettings = ViewerSettings()
     remote: list[RemoteNode] = []
     routing: list[RoutingRule] = []
 

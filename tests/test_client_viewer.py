@@ -1,7 +1,9 @@
-"""The viewer on series stored in a real core, and its display logic."""
+"""The reading viewer on series stored in a real core, driven like a user:
+mouse, wheel and keys on the viewports."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -9,14 +11,18 @@ import numpy as np
 import pydicom
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QMouseEvent, QWheelEvent
+from PySide6.QtGui import QDropEvent, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
 from jivex_client.app import MainWindow
 from jivex_client.core_link import CoreLink
-from jivex_client.viewer.state import StackState, ViewTransform, WindowLevelState
-from jivex_client.viewer.widget import SeriesViewer
+from jivex_client.viewer.geometry import reference_line
+from jivex_client.viewer.tools import ToolValues
+from jivex_client.viewer.viewport import SERIES_MIME, SeriesViewer
+from jivex_client.viewer.widget import StudyViewer
 from jivex_core.imaging.render import Window, render
+from jivex_core.uids import new_uid
+from tests.viewer_data import phantom, write_series
 
 DATA = Path("/work/shared/data")
 MR_FILES = [DATA / f"dcm4che/MR{n:02d}.dcm" for n in range(1, 17)]
@@ -27,7 +33,7 @@ JPEG_XL = DATA / "dcm4che/will-jxl.dcm"
 pytest_plugins = ["tests.conftest_client"]
 
 
-def _wheel(widget: Any, steps: int) -> None:
+def _wheel(widget: Any, steps: int, modifiers: Any = None) -> None:
     """Turn the mouse wheel by *steps* notches (positive = away from user)."""
     pos = QPointF(widget.width() / 2, widget.height() / 2)
     event = QWheelEvent(
@@ -36,7 +42,7 @@ def _wheel(widget: Any, steps: int) -> None:
         QPoint(0, 0),
         QPoint(0, 120 * steps),
         Qt.MouseButton.NoButton,
-        Qt.KeyboardModifier.NoModifier,
+        modifiers or Qt.KeyboardModifier.NoModifier,
         Qt.ScrollPhase.NoScrollPhase,
         False,
     )
@@ -57,6 +63,8 @@ def _mouse(widget: Any, kind: Any, pos: QPointF, button: Any, buttons: Any) -> N
 
 def _drag(widget: Any, button: Any, start: QPointF, end: QPointF) -> None:
     _mouse(widget, QMouseEvent.Type.MouseButtonPress, start, button, button)
+    middle = (start + end) / 2
+    _mouse(widget, QMouseEvent.Type.MouseMove, middle, Qt.MouseButton.NoButton, button)
     _mouse(widget, QMouseEvent.Type.MouseMove, end, Qt.MouseButton.NoButton, button)
     _mouse(
         widget,
@@ -67,191 +75,866 @@ def _drag(widget: Any, button: Any, start: QPointF, end: QPointF) -> None:
     )
 
 
-async def _open(link: CoreLink, modality: str) -> tuple[dict, dict, list[dict]]:
-    """The first study holding *modality*, its first series and instances."""
+def _click(widget: Any, pos: QPointF) -> None:
+    left = Qt.MouseButton.LeftButton
+    _mouse(widget, QMouseEvent.Type.MouseButtonPress, pos, left, left)
+    _mouse(
+        widget, QMouseEvent.Type.MouseButtonRelease, pos, left, Qt.MouseButton.NoButton
+    )
+
+
+def _screen(viewport: SeriesViewer, point: tuple[float, float]) -> QPointF:
+    """The widget pixel of an image point, as a mouse can hit it."""
+    p = viewport.view.to_screen(point)
+    return QPointF(round(p.x()), round(p.y()))
+
+
+async def _study(link: CoreLink, modality: str) -> dict:
     studies = await link.request("list_studies", {})
-    study = next(s for s in studies if modality in s["ModalitiesInStudy"])
-    series = await link.request(
-        "list_series", {"StudyInstanceUID": study["StudyInstanceUID"]}
-    )
-    instances = await link.request(
-        "list_instances", {"SeriesInstanceUID": series[0]["SeriesInstanceUID"]}
-    )
-    return study, series[0], instances
+    return next(s for s in studies if modality in s["ModalitiesInStudy"])
 
 
 @pytest.fixture
-def mr_window(qtbot: Any, link: CoreLink, send: Any, run_async: Any) -> MainWindow:
-    """The main window with the 16-slice MR series stored and opened."""
-    send(MR_FILES)
-    main = MainWindow(link)
-    qtbot.addWidget(main)
-    main.resize(900, 700)
-    main.show()
-    study, series, _ = run_async(_open(link, "MR"))
-    run_async(main.open_series(study, series))
-    viewer = main.viewers()[0]
-    qtbot.waitUntil(lambda: viewer.current is not None, timeout=10000)
-    return main
+def open_study(qtbot: Any, link: CoreLink, send: Any, run_async: Any) -> Any:
+    """``open_study(files, modality)``: store *files*, open their study in a
+    StudyViewer of 1000x760 and wait for the first image."""
+
+    def opener(files: list[Path], modality: str) -> StudyViewer:
+        send(files)
+        study = run_async(_study(link, modality))
+        viewer = StudyViewer(link, study)
+        qtbot.addWidget(viewer)
+        viewer.resize(1000, 760)
+        viewer.show()
+        run_async(viewer.open())
+        qtbot.waitUntil(lambda: viewer.active.current is not None, timeout=10000)
+        return viewer
+
+    return opener
+
+
+@pytest.fixture
+def ct_files(tmp_path: Path) -> list[Path]:
+    """Five slices of the phantom, 0.5 mm pixels, 2 mm apart."""
+    study, series, frame = new_uid(), new_uid(), new_uid()
+    return write_series(
+        tmp_path / "ct",
+        5,
+        lambda i: phantom(),
+        lambda i: (-64.0, -64.0, 2.0 * i),
+        study=study,
+        series=series,
+        frame_of_reference=frame,
+    )
+
+
+def _wait_shown(qtbot: Any, viewport: SeriesViewer, index: int) -> None:
+    qtbot.waitUntil(
+        lambda: (
+            viewport.current is not None
+            and viewport.current.ref == viewport.refs[index]
+        ),
+        timeout=10000,
+    )
+
+
+# -- opening, scrolling, window ------------------------------------------------
 
 
 def test_series_opens_on_the_first_slice_with_overlays(
-    qtbot: Any, mr_window: MainWindow
+    qtbot: Any, open_study: Any
 ) -> None:
-    viewer = mr_window.viewers()[0]
-    assert viewer.stack.count == 16
-    view = viewer.view
-    assert view.corner_text("tl") == "DOE J1"
-    assert view.corner_text("tr") == "2017-07-16"
-    assert view.corner_text("bl") == "Im: 1/16"
-    assert view.corner_text("br") == "W: 2677 L: 844"  # the file's window
+    viewer = open_study(MR_FILES, "MR")
+    viewport = viewer.active
+    assert viewport.stack.count == 16
+    view = viewport.view
+    assert view.corner_text("tl").splitlines()[0] == "DOE J1"
+    assert "2017-07-16" in view.corner_text("tr")
+    assert view.corner_text("bl").splitlines()[0] == "Im: 1/16"
+    assert view.corner_text("br").splitlines()[-1] == "W: 2677 L: 844"
     assert view.image_size() == (256, 256)
-    # Display order follows Instance Number, as the index gives it.
-    ds = pydicom.dcmread(viewer.refs[0].path, stop_before_pixels=True)
+    ds = pydicom.dcmread(viewport.refs[0].path, stop_before_pixels=True)
     assert int(ds.InstanceNumber) == 1
+    assert viewer.thumbnails.count() == 1
 
 
-def test_wheel_moves_to_the_next_and_previous_slice(
-    qtbot: Any, mr_window: MainWindow
+def test_wheel_keys_and_scroll_bar_move_through_the_stack(
+    qtbot: Any, open_study: Any
 ) -> None:
-    viewer = mr_window.viewers()[0]
-    first = viewer.view._image
-    _wheel(viewer.view, -1)  # towards the user: next image
-    assert viewer.view.corner_text("bl") == "Im: 2/16"
-    qtbot.waitUntil(lambda: viewer.current.ref == viewer.refs[1], timeout=5000)
-    assert viewer.view._image != first
-    _wheel(viewer.view, -3)
-    assert viewer.view.corner_text("bl") == "Im: 5/16"
-    _wheel(viewer.view, 10)  # stops at the first image
-    assert viewer.view.corner_text("bl") == "Im: 1/16"
-    assert viewer.stack.index == 0
+    viewer = open_study(MR_FILES, "MR")
+    viewport = viewer.active
+    view = viewport.view
+    first = view._image
+    _wheel(view, -1)  # towards the user: next image
+    assert viewport.stack.index == 1
+    _wait_shown(qtbot, viewport, 1)
+    assert view._image != first
+    _wheel(view, 10)  # stops at the first image
+    assert viewport.stack.index == 0
+    qtbot.keyClick(view, Qt.Key.Key_Down)
+    assert viewport.stack.index == 1
+    qtbot.keyClick(view, Qt.Key.Key_PageDown)  # a tenth of the stack
+    assert viewport.stack.index == 2
+    qtbot.keyClick(view, Qt.Key.Key_End)
+    assert viewport.stack.index == 15
+    assert view.corner_text("bl").startswith("Im: 16/16")
+    qtbot.keyClick(view, Qt.Key.Key_Up)
+    assert viewport.stack.index == 14
+    qtbot.keyClick(view, Qt.Key.Key_Home)
+    assert viewport.stack.index == 0
+    viewport.scrollbar.setValue(7)
+    assert viewport.stack.index == 7
+    _wait_shown(qtbot, viewport, 7)
+    assert viewport.scrollbar.maximum() == 15
 
 
-def test_right_drag_changes_the_window(qtbot: Any, mr_window: MainWindow) -> None:
-    viewer = mr_window.viewers()[0]
-    view = viewer.view
+def test_right_drag_changes_the_window_for_every_slice(
+    qtbot: Any, open_study: Any
+) -> None:
+    viewer = open_study(MR_FILES, "MR")
+    viewport = viewer.active
+    view = viewport.view
     before = view.grab().toImage()
-    start = QPointF(200, 200)
-    _drag(view, Qt.MouseButton.RightButton, start, QPointF(300, 160))
-    sensitivity = viewer.window_level.sensitivity
-    expected = Window(844 - 40 * sensitivity, 2677 + 100 * sensitivity)
-    assert viewer.window_level.user == Window(
-        round(expected.center, 2), round(expected.width, 2)
+    _drag(view, Qt.MouseButton.RightButton, QPointF(200, 200), QPointF(300, 160))
+    sensitivity = 2677 / 400
+    expected = Window(
+        round(844 - 40 * sensitivity, 2), round(2677 + 100 * sensitivity, 2)
     )
-    assert view.corner_text("br") == (
-        f"W: {expected.width:.0f} L: {expected.center:.0f}"
-    )
+    assert viewport.display.user_window == expected
+    # The window is the viewport's presentation state.
+    assert viewport.display.state.voi[0].window == expected
+    label = f"W: {expected.width:.0f} L: {expected.center:.0f}"
+    assert view.corner_text("br").splitlines()[-1] == label
     assert view.grab().toImage() != before
-    # The user's window stays when moving to another slice.
     _wheel(view, -1)
-    qtbot.waitUntil(lambda: viewer.current.ref == viewer.refs[1], timeout=5000)
-    assert view.corner_text("br") == (
-        f"W: {expected.width:.0f} L: {expected.center:.0f}"
-    )
+    _wait_shown(qtbot, viewport, 1)
+    assert view.corner_text("br").splitlines()[-1] == label
 
 
-def test_ctrl_wheel_zooms_and_middle_drag_pans(
-    qtbot: Any, mr_window: MainWindow
+def test_ctrl_wheel_zooms_middle_drag_pans_and_fit_and_one_to_one(
+    qtbot: Any, open_study: Any
 ) -> None:
-    view = mr_window.viewers()[0].view
-    pos = QPointF(view.width() / 2, view.height() / 2)
-    event = QWheelEvent(
-        pos,
-        view.mapToGlobal(pos),
-        QPoint(0, 0),
-        QPoint(0, 240),
-        Qt.MouseButton.NoButton,
-        Qt.KeyboardModifier.ControlModifier,
-        Qt.ScrollPhase.NoScrollPhase,
-        False,
-    )
-    QApplication.sendEvent(view, event)
-    assert view.transform.zoom == pytest.approx(1.15**2)
-    assert view.corner_text("bl") == "Im: 1/16"  # Ctrl+wheel does not scroll
+    viewer = open_study(MR_FILES, "MR")
+    viewport = viewer.active
+    view = viewport.view
+    fitted = view.transform().scale
+    _wheel(view, 2, Qt.KeyboardModifier.ControlModifier)
+    assert view.transform().scale == pytest.approx(fitted * 1.15**2)
+    assert viewport.stack.index == 0  # Ctrl+wheel does not scroll
+    before = view.transform().map(0, 0)
     _drag(view, Qt.MouseButton.MiddleButton, QPointF(100, 100), QPointF(130, 90))
-    assert (view.transform.pan_x, view.transform.pan_y) == pytest.approx((30, -10))
+    after = view.transform().map(0, 0)
+    assert (after[0] - before[0], after[1] - before[1]) == pytest.approx((30, -10))
+    assert "Zoom:" in view.corner_text("br")
+    viewport.one_to_one()
+    assert view.transform().scale == pytest.approx(1.0)
+    assert viewport.display.state.displayed_areas[0].size_mode == "MAGNIFY"
+    viewport.fit()
+    assert view.transform().scale == pytest.approx(fitted)
 
 
-def test_monochrome1_is_shown_inverted(
-    qtbot: Any, link: CoreLink, send: Any, run_async: Any
+def test_rotate_and_flip_turn_the_image_on_screen(qtbot: Any, open_study: Any) -> None:
+    viewer = open_study(MR_FILES, "MR")
+    viewport = viewer.active
+    view = viewport.view
+    w, h = view.width(), view.height()
+    qtbot.keyClick(view, Qt.Key.Key_R)
+    x, y = view.transform().map(0, 0)  # first pixel's corner: now top right
+    assert x > w / 2 and y < h / 2
+    assert viewport.display.state.rotation == 90
+    assert "Rot: 90°" in view.corner_text("br")
+    qtbot.keyClick(view, Qt.Key.Key_R, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClick(view, Qt.Key.Key_V)
+    x, y = view.transform().map(0, 0)
+    assert x < w / 2 and y > h / 2
+    assert (viewport.display.state.rotation, viewport.display.state.flip) == (180, True)
+    qtbot.keyClick(view, Qt.Key.Key_H)
+    x, y = view.transform().map(0, 0)
+    assert x > w / 2 and y > h / 2
+
+
+def test_ct_presets_auto_window_and_invert(
+    qtbot: Any, open_study: Any, ct_files: Any
 ) -> None:
-    send([CR_MONO1])
-    study, series, instances = run_async(_open(link, "CR"))
-    viewer = SeriesViewer(study, series, instances)
-    qtbot.addWidget(viewer)
-    viewer.resize(600, 600)
-    viewer.show()
-    qtbot.waitUntil(lambda: viewer.current is not None, timeout=10000)
-    image = viewer.view._image
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+    qtbot.keyClick(view, Qt.Key.Key_1)
+    assert viewport.display.user_window == Window(-600, 1500)
+    assert view.corner_text("br").splitlines()[-1] == "W: 1500 L: -600"
+    qtbot.keyClick(view, Qt.Key.Key_3)
+    assert viewport.display.user_window == Window(400, 1800)
+    viewer._on_preset_menu_about_to_show()
+    names = [a.text().split("\t")[0] for a in viewer.preset_menu.actions()]
+    assert names[:5] == ["Lung", "Mediastinum", "Bone", "Brain", "Abdomen"]
+    assert any(n.startswith("File window 1 (400/40)") for n in names)
+    qtbot.keyClick(view, Qt.Key.Key_A)
+    auto = viewport.display.user_window
+    assert auto is not None and auto.width > 1
+    qtbot.keyClick(view, Qt.Key.Key_0)
+    assert viewport.display.user_window is None
+    pixel = view.grab().toImage().pixelColor(view.width() // 2, view.height() // 2)
+    qtbot.keyClick(view, Qt.Key.Key_I)
+    assert viewport.display.state.presentation_shape == "INVERSE"
+    inverted = view.grab().toImage().pixelColor(view.width() // 2, view.height() // 2)
+    assert abs(inverted.red() - (255 - pixel.red())) <= 1
+
+
+def test_monochrome1_is_shown_inverted(qtbot: Any, open_study: Any) -> None:
+    viewer = open_study([CR_MONO1], "CR")
+    viewport = viewer.active
+    image = viewport.view._image
     shown = np.array(
         [
             [image.pixelColor(x, y).red() for x in range(0, 440, 20)]
             for y in range(0, 440, 20)
         ]
     )
-    ds = pydicom.dcmread(instances[0]["path"])
+    ds = pydicom.dcmread(viewport.refs[0].path)
     ds.PhotometricInterpretation = "MONOCHROME2"
     plain = render(ds)[::20, ::20]
     np.testing.assert_array_equal(shown, 255 - plain.astype(int))
+    # The state says so as a GSPS would: INVERSE for MONOCHROME1.
+    assert viewport.display.state.presentation_shape == "INVERSE"
 
 
-def test_undecodable_image_shows_a_placeholder_and_the_rest_works(
+# -- layout, thumbnails, cine ----------------------------------------------------
+
+
+def test_layouts_thumbnails_and_drop(
+    qtbot: Any, open_study: Any, tmp_path: Path
+) -> None:
+    study, frame = new_uid(), new_uid()
+    files = []
+    for number in (1, 2, 3):
+        files += write_series(
+            tmp_path / f"s{number}",
+            3,
+            lambda i: phantom(64, 64),
+            lambda i: (0.0, 0.0, 2.0 * i),
+            study=study,
+            series=new_uid(),
+            frame_of_reference=frame,
+            series_number=number,
+        )
+    viewer = open_study(files, "CT")
+    qtbot.waitUntil(lambda: viewer.thumbnails.count() == 3, timeout=5000)
+    for rows, columns in ((1, 1), (1, 2), (2, 2), (3, 3), (4, 4), (2, 3)):
+        viewer.set_layout(rows, columns)
+        assert len(viewer.viewports()) == rows * columns
+        assert viewer.grid_layout.count() >= rows * columns
+    viewer.set_layout(2, 2)
+    # Empty viewports take the series not shown yet, in order.
+    qtbot.waitUntil(
+        lambda: sum(1 for v in viewer.viewports() if v.refs) == 3, timeout=10000
+    )
+    shown = [v.series.get("SeriesNumber") for v in viewer.viewports()[:3]]
+    assert sorted(shown) == [1, 2, 3]
+    # Thumbnails are rendered off the GUI thread and end up as icons.
+    qtbot.waitUntil(
+        lambda: all(
+            not viewer.thumbnails.item(i).icon().pixmap(96, 96).toImage().isNull()
+            for i in range(3)
+        ),
+        timeout=10000,
+    )
+    # Clicking the fourth viewport makes it active; a click on a thumbnail
+    # shows that series there.
+    fourth = viewer.viewports()[3]
+    _click(fourth.view, QPointF(50, 50))
+    assert viewer.active is fourth
+    item = viewer.thumbnails.item(1)
+    viewer.thumbnails.itemClicked.emit(item)
+    uid = item.data(Qt.ItemDataRole.UserRole + 1)["SeriesInstanceUID"]
+    qtbot.waitUntil(lambda: fourth.series_uid == uid, timeout=10000)
+    # Dropping a series on the first viewport shows it there.
+    first = viewer.viewports()[0]
+    target = viewer.thumbnails.item(2).data(Qt.ItemDataRole.UserRole + 1)
+    mime = viewer.thumbnails.mimeData([viewer.thumbnails.item(2)])
+    assert mime.hasFormat(SERIES_MIME)
+    drop = QDropEvent(
+        QPointF(20, 20),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    # Qt delivers drops only inside a real drag; the handler is called as
+    # the drag manager would.
+    first.dropEvent(drop)
+    assert drop.isAccepted()
+    qtbot.waitUntil(
+        lambda: first.series_uid == target["SeriesInstanceUID"], timeout=10000
+    )
+    assert viewer.active is first
+    with pytest.raises(ValueError):
+        viewer.set_layout(5, 1)
+
+
+def test_cine_plays_and_stops(qtbot: Any, open_study: Any) -> None:
+    viewer = open_study(MR_FILES, "MR")
+    viewport = viewer.active
+    viewer.fps_box.setValue(40)
+    viewer.cine_action.trigger()
+    assert viewport.playing and viewport.cine_fps == 40
+    seen: set[int] = set()
+    viewport.frame_shown.connect(seen.add)
+    qtbot.waitUntil(lambda: len(seen) >= 16, timeout=15000)  # looped through
+    viewer.cine_action.trigger()
+    assert not viewport.playing
+    index = viewport.stack.index
+    qtbot.wait(200)
+    assert viewport.stack.index == index
+
+
+# -- measurements ------------------------------------------------------------------
+
+
+def test_distance_on_a_ct_reads_mm_from_the_pixel_spacing(
+    qtbot: Any, open_study: Any, ct_files: Any
+) -> None:
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+    viewer.set_tool(ToolValues.DISTANCE)
+    start, end = _screen(viewport, (50.0, 120.0)), _screen(viewport, (150.0, 120.0))
+    _drag(view, Qt.MouseButton.LeftButton, start, end)
+    (note,) = viewport.display.state.annotations
+    p, q = note.graphics[0].points
+    # 0.5 mm pixels: 100 pixels are 50 mm (within the mouse's reach of them).
+    length = math.dist(p, q) * 0.5
+    assert abs(length - 50.0) < 0.6
+    assert note.texts[0].text == f"{length:.1f} mm"
+    assert note.images[0].SOPInstanceUID == viewport.refs[0].SOPInstanceUID
+    # Angle by three clicks.
+    viewer.set_tool(ToolValues.ANGLE)
+    for point in ((100.0, 60.0), (100.0, 100.0), (140.0, 100.0)):
+        _click(view, _screen(viewport, point))
+    angle = viewport.display.state.annotations[-1]
+    assert angle.texts[0].text.endswith("°")
+    assert abs(float(angle.texts[0].text[:-1]) - 90.0) < 1.5
+
+
+def test_roi_statistics_in_hounsfield_units(
+    qtbot: Any, open_study: Any, ct_files: Any
+) -> None:
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+    viewer.set_tool(ToolValues.RECTANGLE)
+    # Columns 120-139 of the ramp (2 * column - 200 HU), rows 60-79.
+    _drag(
+        view,
+        Qt.MouseButton.LeftButton,
+        _screen(viewport, (120.0, 60.0)),
+        _screen(viewport, (140.0, 80.0)),
+    )
+    rect = viewport.display.state.annotations[-1]
+    text = rect.texts[0].text
+    assert text.startswith("Mean 59.0 HU")
+    assert "Min 40.0 Max 78.0" in text
+    outline = rect.graphics[0].points
+    # The drawn rectangle (about 20 x 20 pixels of 0.25 mm²) is the area.
+    (x0, y0), (x1, y1) = outline[0], outline[2]
+    area = abs(x1 - x0) * abs(y1 - y0) * 0.25
+    assert f"Area {area:.1f} mm²" in text and abs(area - 100) < 6
+    assert outline[0] == outline[-1] and len(outline) == 5
+    viewer.set_tool(ToolValues.ELLIPSE)
+    _drag(
+        view,
+        Qt.MouseButton.LeftButton,
+        _screen(viewport, (100.0, 140.0)),
+        _screen(viewport, (160.0, 180.0)),
+    )
+    ellipse = viewport.display.state.annotations[-1]
+    assert ellipse.texts[0].text.startswith("Mean 40.0 HU SD 0.0")
+    viewer.set_tool(ToolValues.POLYGON)
+    for point in ((110.0, 150.0), (150.0, 150.0), (130.0, 190.0)):
+        _click(view, _screen(viewport, point))
+    _mouse(
+        view,
+        QMouseEvent.Type.MouseButtonDblClick,
+        _screen(viewport, (130.0, 190.0)),
+        Qt.MouseButton.LeftButton,
+        Qt.MouseButton.LeftButton,
+    )
+    polygon = viewport.display.state.annotations[-1]
+    assert polygon.graphics[0].points[0] == polygon.graphics[0].points[-1]
+    assert polygon.texts[0].text.startswith("Mean 40.0 HU")
+    # Select the rectangle by clicking its edge, then delete it.
+    viewer.set_tool(ToolValues.POINTER)
+    _click(view, _screen(viewport, (130.0, 60.0)))
+    assert view.selected is rect
+    qtbot.keyClick(view, Qt.Key.Key_Delete)
+    assert rect not in viewport.display.state.annotations
+    assert len(viewport.display.state.annotations) == 2
+
+
+def test_arrow_text_and_shutters(qtbot: Any, open_study: Any, ct_files: Any) -> None:
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+    viewer.set_tool(ToolValues.ARROW)
+    _drag(
+        view,
+        Qt.MouseButton.LeftButton,
+        _screen(viewport, (30.0, 30.0)),
+        _screen(viewport, (80.0, 80.0)),
+    )
+    arrow = viewport.display.state.annotations[-1]
+    assert len(arrow.graphics[0].points) == 5  # shaft and two barbs
+    viewport.add_text("Lesion", (90.0, 90.0))
+    assert viewport.display.state.annotations[-1].texts[0].text == "Lesion"
+    viewer.set_tool(ToolValues.TEXT)
+    _click(view, _screen(viewport, (40.0, 200.0)))
+    dialog = viewport._text_dialog
+    assert dialog is not None
+    dialog.setTextValue("Cyst")
+    dialog.accept()
+    assert viewport.display.state.annotations[-1].texts[0].text == "Cyst"
+    viewer.set_tool(ToolValues.SHUTTER_RECTANGLE)
+    _drag(
+        view,
+        Qt.MouseButton.LeftButton,
+        _screen(viewport, (20.0, 20.0)),
+        _screen(viewport, (236.0, 236.0)),
+    )
+    rect = viewport.display.state.shutter.rectangle
+    assert rect is not None and abs(rect[0] - 21) <= 1 and abs(rect[1] - 236) <= 1
+    viewer.set_tool(ToolValues.SHUTTER_CIRCLE)
+    _drag(
+        view,
+        Qt.MouseButton.LeftButton,
+        _screen(viewport, (128.0, 128.0)),
+        _screen(viewport, (228.0, 128.0)),
+    )
+    (_center, radius) = viewport.display.state.shutter.circle
+    assert abs(radius - 100) <= 1
+    # Outside the circle the viewport is black; inside, the phantom shows.
+    image = view.grab().toImage()
+    corner = _screen(viewport, (5.0, 128.0))
+    inside = _screen(viewport, (128.0, 128.0))
+    assert image.pixelColor(int(corner.x()), int(corner.y())).red() == 0
+    assert image.pixelColor(int(inside.x()), int(inside.y())).red() > 50
+    viewer.set_tool(ToolValues.SHUTTER_POLYGON)
+    for point in ((10.0, 10.0), (240.0, 10.0), (128.0, 240.0)):
+        _click(view, _screen(viewport, point))
+    qtbot.keyClick(view, Qt.Key.Key_Return)
+    assert len(viewport.display.state.shutter.polygon) == 3
+    viewport.remove_shutter()
+    assert viewport.display.state.shutter is None
+
+
+# -- reference lines and synchronized scrolling ----------------------------------------
+
+
+def _two_orientations(tmp_path: Path) -> list[Path]:
+    """An axial and a coronal series of one frame of reference."""
+    study, frame = new_uid(), new_uid()
+    axial = write_series(
+        tmp_path / "axial",
+        10,
+        lambda i: phantom(64, 64),
+        lambda i: (-32.0, -32.0, 4.0 * i),
+        study=study,
+        series=new_uid(),
+        frame_of_reference=frame,
+        spacing=(1.0, 1.0),
+        series_number=1,
+        description="AXIAL",
+    )
+    coronal = write_series(
+        tmp_path / "coronal",
+        10,
+        lambda i: phantom(64, 64),
+        lambda i: (-32.0, -20.0 + 4.0 * i, 50.0),
+        study=study,
+        series=new_uid(),
+        frame_of_reference=frame,
+        spacing=(1.0, 1.0),
+        orientation=(1, 0, 0, 0, 0, -1),
+        series_number=2,
+        description="CORONAL",
+    )
+    return axial + coronal
+
+
+def test_reference_lines_follow_the_active_slice(
+    qtbot: Any, open_study: Any, tmp_path: Path
+) -> None:
+    viewer = open_study(_two_orientations(tmp_path), "CT")
+    viewer.set_layout(1, 2)
+    axial, coronal = viewer.viewports()
+    qtbot.waitUntil(lambda: coronal.current is not None, timeout=10000)
+    if axial.series.get("SeriesDescription") != "AXIAL":
+        axial, coronal = coronal, axial
+    viewer.set_active(axial)
+    qtbot.waitUntil(lambda: len(coronal.view.reference_lines) == 1, timeout=5000)
+    ((line, _color),) = coronal.view.reference_lines
+    assert line == reference_line(coronal.current_plane(), axial.current_plane())
+    # z = 0 on the coronal image (rows go down from z = 50 mm, 1 mm apart).
+    assert line[0][1] == pytest.approx(50.5) and line[1][1] == pytest.approx(50.5)
+    axial.show_index(5)  # z = 20 mm
+    _wait_shown(qtbot, axial, 5)
+    ((line, _color),) = coronal.view.reference_lines
+    assert line[0][1] == pytest.approx(30.5)
+    assert axial.view.reference_lines == []  # none on the active one
+    viewer.reference_action.trigger()
+    assert coronal.view.reference_lines == []
+
+
+def test_synchronized_scrolling_by_slice_position(
+    qtbot: Any, open_study: Any, tmp_path: Path
+) -> None:
+    study, frame = new_uid(), new_uid()
+    thin = write_series(
+        tmp_path / "thin",
+        20,
+        lambda i: phantom(64, 64),
+        lambda i: (0.0, 0.0, 2.0 * i),
+        study=study,
+        series=new_uid(),
+        frame_of_reference=frame,
+        series_number=1,
+    )
+    thick = write_series(
+        tmp_path / "thick",
+        8,
+        lambda i: phantom(64, 64),
+        lambda i: (0.0, 0.0, 5.0 * i),
+        study=study,
+        series=new_uid(),
+        frame_of_reference=frame,
+        series_number=2,
+    )
+    viewer = open_study(thin + thick, "CT")
+    viewer.set_layout(1, 2)
+    a, b = viewer.viewports()
+    qtbot.waitUntil(lambda: bool(a.planes) and bool(b.planes), timeout=10000)
+    if len(a.refs) != 20:
+        a, b = b, a
+    viewer.set_active(a)
+    viewer.sync_action.trigger()
+    assert viewer.sync_scrolling
+    a.show_index(10)  # z = 20 mm
+    assert b.stack.index == 4  # z = 20 mm
+    for _ in range(3):
+        qtbot.keyClick(a.view, Qt.Key.Key_Down)  # z = 26 mm
+    assert b.stack.index == 5  # z = 25 mm, the nearest
+    viewer.sync_action.trigger()
+    a.show_index(0)
+    assert b.stack.index == 5
+
+
+# -- documents and bad input ---------------------------------------------------------
+
+
+def test_pdf_report_and_ecg_are_shown(
     qtbot: Any, link: CoreLink, send: Any, run_async: Any
 ) -> None:
-    send(MR_FILES[:2])
-    study, series, instances = run_async(_open(link, "MR"))
-    # A JPEG XL object (no decoder installed) in the middle of the series,
-    # read from where it lies, as the viewer reads stored files.
-    broken = {
-        "SOPInstanceUID": "jpeg-xl",
-        "SOPClassUID": "",
-        "InstanceNumber": 2,
-        "NumberOfFrames": None,
-        "path": str(JPEG_XL),
-    }
-    viewer = SeriesViewer(study, series, [instances[0], broken, instances[1]])
-    qtbot.addWidget(viewer)
-    viewer.resize(600, 600)
-    viewer.show()
-    qtbot.waitUntil(lambda: viewer.current is not None, timeout=10000)
-    viewer.step(1)
-    qtbot.waitUntil(
-        lambda: viewer.current.ref.SOPInstanceUID == "jpeg-xl", timeout=10000
+    from pydicom.data import get_testdata_file
+
+    files = [
+        DATA / "orthanc-tests/sample-pdf.dcm",
+        get_testdata_file("test-SR.dcm"),
+        get_testdata_file("waveform_ecg.dcm"),
+    ]
+    send(files)
+    studies = run_async(link.request("list_studies", {}))
+    shown = {}
+    for study in studies:
+        viewer = StudyViewer(link, study)
+        qtbot.addWidget(viewer)
+        viewer.resize(900, 700)
+        viewer.show()
+        run_async(viewer.open())
+        viewport = viewer.active
+        qtbot.waitUntil(
+            lambda v=viewport: (
+                v.pages.currentWidget() in (v.pdf_view, v.report_view, v.waveform_view)
+            ),
+            timeout=15000,
+        )
+        shown[viewport.refs[0].SOPClassUID] = viewport
+    pdf = shown["1.2.840.10008.5.1.4.1.1.104.1"]
+    assert len(pdf.pdf_view.pages) == 1
+    assert not pdf.pdf_view.pages[0].pixmap().isNull()
+    report = shown["1.2.840.10008.5.1.4.1.1.88.33"]
+    text = report.report_view.toPlainText()
+    assert "Diagnosis" in text and "Diameter: 3 cm" in text
+    ecg = shown["1.2.840.10008.5.1.4.1.1.9.1.1"]
+    assert len(ecg.waveform_view.groups) == 2
+    assert len(ecg.waveform_view.plot.group.channels) == 12
+    assert ecg.waveform_view.chooser.count() == 2
+    image = ecg.waveform_view.plot.grab().toImage()
+    dark = sum(
+        1
+        for x in range(0, image.width(), 3)
+        for y in range(0, image.height(), 3)
+        if image.pixelColor(x, y).red() < 80
     )
-    assert viewer.view._image is None
-    assert "1.2.840.10008.1.2.4.111" in viewer.view._placeholder
-    assert viewer.view.corner_text("bl") == "Im: 2/3"
-    viewer.view.grab()  # paints the placeholder without raising
-    viewer.step(1)
-    qtbot.waitUntil(lambda: viewer.current.frame is not None, timeout=10000)
-    assert viewer.view.corner_text("bl") == "Im: 3/3"
-    assert viewer.view._image is not None
+    assert dark > 200  # the traces are drawn
 
 
-def test_stack_state_clamps_at_both_ends() -> None:
-    stack = StackState(3)
-    assert not stack.step(-1)
-    assert stack.step(5) and stack.index == 2
-    assert stack.label() == "Im: 3/3"
-    assert StackState(0).label() == "Im: -"
+def _broken(tmp_path: Path, ct_files: list[Path]) -> list[Path]:
+    ds = pydicom.dcmread(ct_files[1])
+    ds.BitsStored = 20  # more than Bits Allocated (16)
+    bits = tmp_path / "bits.dcm"
+    ds.save_as(bits)
+    ds = pydicom.dcmread(ct_files[2])
+    del ds.Rows
+    rows = tmp_path / "rows.dcm"
+    ds.save_as(rows)
+    return [bits, rows]
 
 
-def test_window_drag_keeps_the_width_at_least_one() -> None:
-    state = WindowLevelState(sensitivity=2.0)
-    window = state.drag(-1000, 10, Window(40, 400))
-    assert window == Window(60, 1)
-    assert state.effective(Window(1, 1)) == window
-    state.reset()
-    assert state.effective(Window(1, 2)) == Window(1, 2)
-    assert WindowLevelState.label(Window(40.4, 399.6)) == "W: 400 L: 40"
+def test_broken_images_show_a_placeholder_and_the_rest_works(
+    qtbot: Any, open_study: Any, ct_files: Any, tmp_path: Path
+) -> None:
+    viewer = open_study(ct_files[:1], "CT")
+    viewport = viewer.active
+    good = viewport.refs[0]
+    bits, rows = _broken(tmp_path, ct_files)
+    broken = [
+        {
+            "SOPInstanceUID": f"broken-{n}",
+            "SOPClassUID": good.SOPClassUID,
+            "NumberOfFrames": None,
+            "path": str(path),
+        }
+        for n, path in enumerate((JPEG_XL, bits, rows))
+    ]
+    good_row = {
+        "SOPInstanceUID": good.SOPInstanceUID,
+        "SOPClassUID": good.SOPClassUID,
+        "NumberOfFrames": None,
+        "path": good.path,
+    }
+    viewport.load(viewer.study, viewport.series, [good_row, *broken, good_row])
+    reasons = []
+    for index in (1, 2, 3):
+        viewport.show_index(index)
+        _wait_shown(qtbot, viewport, index)
+        assert viewport.view._image is None
+        reasons.append(viewport.view.placeholder)
+        viewport.view.grab()  # paints the placeholder without raising
+        assert viewport.view.corner_text("bl").startswith(f"Im: {index + 1}/5")
+    assert "1.2.840.10008.1.2.4.111" in reasons[0]  # JPEG XL: no decoder
+    assert "Bits Stored" in reasons[1] or "bits" in reasons[1].lower()
+    assert "Rows" in reasons[2]
+    qtbot.keyClick(viewport.view, Qt.Key.Key_End)
+    _wait_shown(qtbot, viewport, 4)
+    assert viewport.view._image is not None
+    # Tools on a placeholder do nothing and raise nothing.
+    viewport.show_index(2)
+    _wait_shown(qtbot, viewport, 2)
+    viewer.set_tool(ToolValues.DISTANCE)
+    _drag(viewport.view, Qt.MouseButton.LeftButton, QPointF(10, 10), QPointF(90, 90))
+    assert viewport.display.state.annotations == []
 
 
-def test_zoom_keeps_the_point_under_the_mouse() -> None:
-    transform = ViewTransform()
-    image, view = (256, 256), (800, 600)
-    point = (500.0, 200.0)
-    before = transform.to_image(point, image, view)
-    transform.zoom_at(2.0, point, image, view)
-    after = transform.to_image(point, image, view)
-    assert after == pytest.approx(before)
-    assert transform.scale(image, view) == pytest.approx(600 / 256 * 2)
+def test_main_window_opens_a_study_tab_per_study(
+    qtbot: Any, link: CoreLink, send: Any, run_async: Any
+) -> None:
+    send(MR_FILES[:3])
+    main = MainWindow(link)
+    qtbot.addWidget(main)
+    main.resize(1000, 700)
+    main.show()
+    study = run_async(_study(link, "MR"))
+    series = run_async(
+        link.request("list_series", {"StudyInstanceUID": study["StudyInstanceUID"]})
+    )
+    run_async(main.open_series(study, series[0]))
+    run_async(main.open_series(study, series[0]))
+    (viewer,) = main.viewers()
+    qtbot.waitUntil(lambda: viewer.active.current is not None, timeout=10000)
+    assert viewer.active.stack.count == 3
+    assert main.tabs.count() == 2
+
+
+# -- presentation states and key objects -----------------------------------------------
+
+
+def _reopen(qtbot: Any, link: CoreLink, run_async: Any, study: dict) -> StudyViewer:
+    viewer = StudyViewer(link, study)
+    qtbot.addWidget(viewer)
+    viewer.resize(1000, 760)
+    viewer.show()
+    run_async(viewer.open())
+    qtbot.waitUntil(lambda: viewer.active.current is not None, timeout=10000)
+    qtbot.waitUntil(lambda: viewer.document_list.count() > 0, timeout=10000)
+    return viewer
+
+
+def test_saved_presentation_restores_zoom_rotation_window_and_annotations(
+    qtbot: Any, open_study: Any, ct_files: Any, link: CoreLink, run_async: Any
+) -> None:
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+    _wheel(view, 3, Qt.KeyboardModifier.ControlModifier)
+    _drag(view, Qt.MouseButton.MiddleButton, QPointF(300, 300), QPointF(340, 280))
+    qtbot.keyClick(view, Qt.Key.Key_R)
+    qtbot.keyClick(view, Qt.Key.Key_1)  # lung
+    viewer.set_tool(ToolValues.DISTANCE)
+    _drag(
+        view,
+        Qt.MouseButton.LeftButton,
+        _screen(viewport, (90.0, 100.0)),
+        _screen(viewport, (160.0, 100.0)),
+    )
+    viewer.set_tool(ToolValues.ELLIPSE)
+    _drag(
+        view,
+        Qt.MouseButton.LeftButton,
+        _screen(viewport, (100.0, 140.0)),
+        _screen(viewport, (160.0, 180.0)),
+    )
+    viewer.set_tool(ToolValues.POINTER)
+    shown = view.transform()
+    texts = [a.texts[0].text for a in viewport.display.state.annotations]
+    reply = run_async(viewer.save_presentation("MY VIEW", "lung, turned"))
+    assert reply is not None, viewer.message.text()
+    assert Path(reply["path"]).exists()
+    saved = pydicom.dcmread(reply["path"])
+    assert saved.SOPClassUID == "1.2.840.10008.5.1.4.1.1.11.1"
+    assert saved.ContentLabel == "MY VIEW"
+    assert viewer.document_list.count() == 1
+    assert "MY VIEW" in viewer.document_list.item(0).text()
+    study = viewer.study
+    viewer.close_viewer()
+    viewer.close()
+
+    again = _reopen(qtbot, link, run_async, study)
+    viewport = again.active
+    assert viewport.display.state.rotation == 0  # nothing applied yet
+    again.document_list.itemClicked.emit(again.document_list.item(0))
+    qtbot.waitUntil(lambda: viewport.display.state.label == "MY VIEW", timeout=10000)
+    state = viewport.display.state
+    assert state.rotation == 90
+    assert viewport.effective_window() == Window(-600, 1500)
+    assert sorted(
+        a.texts[0].text
+        for a in state.annotations_for(viewport.refs[0].SOPInstanceUID, 1)
+    ) == sorted(texts)
+    restored = viewport.view.transform()
+    assert restored.scale == pytest.approx(shown.scale, rel=0.02)
+    for corner in ((0, 0), (256, 256)):
+        distance = math.dist(restored.map(*corner), shown.map(*corner))
+        assert distance < 2 * shown.scale  # integer area corners: one pixel
+    assert "W: 1500 L: -600" in viewport.view.corner_text("br")
+
+
+def test_save_presentation_dialog(qtbot: Any, open_study: Any, ct_files: Any) -> None:
+    from jivex_client.viewer.dialogs import SavePresentationDialog
+
+    viewer = open_study(ct_files, "CT")
+    viewer.save_presentation_action.trigger()
+    dialog = viewer.findChild(SavePresentationDialog)
+    qtbot.keyClicks(dialog.label_edit, "chest review")
+    assert dialog.label_edit.text() == "CHEST REVIEW"
+    dialog.description_edit.setText("for the board")
+    dialog.accept()
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 1, timeout=10000)
+    assert "CHEST REVIEW" in viewer.document_list.item(0).text()
+
+
+def test_presentation_state_of_another_system_is_applied(
+    qtbot: Any, open_study: Any
+) -> None:
+    image = DATA / "weasis-dicom-tools/imageForPrLUTs.dcm"
+    state_file = DATA / "weasis-dicom-tools/prLUTs.dcm"
+    viewer = open_study([image, state_file], "OT")
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 1, timeout=10000)
+    viewport = viewer.active
+    before = viewport.view._image.copy()
+    viewer.document_list.itemClicked.emit(viewer.document_list.item(0))
+    qtbot.waitUntil(lambda: viewport.display.state.modality is not None, timeout=10000)
+    ds = pydicom.dcmread(state_file)
+    modality = ds.ModalityLUTSequence[0]
+    voi = ds.SoftcopyVOILUTSequence[0].VOILUTSequence[0]
+    stored = pydicom.dcmread(image).pixel_array.astype(int)
+    m_lut = np.asarray(modality.LUTData)
+    v_lut = np.asarray(voi.LUTData)
+    first_m = modality.LUTDescriptor[1]
+    first_v = voi.LUTDescriptor[1]
+    values = m_lut[np.clip(stored - first_m, 0, len(m_lut) - 1)]
+    out = v_lut[np.clip(values - first_v, 0, len(v_lut) - 1)]
+    expected = np.clip(out * 255.0 / (2 ** voi.LUTDescriptor[2] - 1) + 0.5, 0, 255)
+    shown = viewport.view._image
+    sample = [(x, y) for x in range(0, 512, 37) for y in range(0, 512, 41)]
+    got = [shown.pixelColor(x, y).red() for x, y in sample]
+    want = [int(expected[y, x]) for x, y in sample]
+    assert got == want
+    assert shown != before
+
+
+def test_flagging_two_images_and_saving_lists_exactly_those(
+    qtbot: Any, open_study: Any, ct_files: Any, link: CoreLink, run_async: Any
+) -> None:
+    from jivex_client.viewer.dialogs import SaveKeyImagesDialog
+
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+    qtbot.keyClick(view, Qt.Key.Key_Down)
+    _wait_shown(qtbot, viewport, 1)
+    qtbot.keyClick(view, Qt.Key.Key_K)
+    assert view.key_image and viewer.key_action.isChecked()
+    qtbot.keyClick(view, Qt.Key.Key_Down)
+    qtbot.keyClick(view, Qt.Key.Key_Down)
+    _wait_shown(qtbot, viewport, 3)
+    assert not view.key_image
+    viewer.key_action.trigger()  # the toolbar toggle
+    qtbot.keyClick(view, Qt.Key.Key_Up)
+    qtbot.keyClick(view, Qt.Key.Key_K)  # flag and unflag slice 3
+    qtbot.keyClick(view, Qt.Key.Key_K)
+    flagged = [viewport.refs[1].SOPInstanceUID, viewport.refs[3].SOPInstanceUID]
+    assert [r.SOPInstanceUID for r in viewer.key_images.images] == flagged
+    viewer.save_keys_action.trigger()
+    dialog = viewer.findChild(SaveKeyImagesDialog)
+    dialog.title_box.setCurrentIndex(dialog.title_box.findText("For Teaching"))
+    dialog.text_edit.setPlainText("Two slices worth showing")
+    dialog.accept()
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 1, timeout=10000)
+    assert viewer.key_images.images == []
+    row = viewer.document_row = viewer.document_list.item(0).data(
+        Qt.ItemDataRole.UserRole + 1
+    )
+    assert sorted(row["references"]) == sorted(flagged)
+    assert "For Teaching" in viewer.document_list.item(0).text()
+    study = viewer.study
+    viewer.close_viewer()
+    viewer.close()
+
+    again = _reopen(qtbot, link, run_async, study)
+    again.document_list.itemClicked.emit(again.document_list.item(0))
+    viewport = again.active
+    qtbot.waitUntil(lambda: len(viewport.refs) == 2, timeout=10000)
+    assert [r.SOPInstanceUID for r in viewport.refs] == flagged
+    qtbot.waitUntil(lambda: viewport.current is not None, timeout=10000)
+    assert viewport.view.corner_text("bl").startswith("Im: 1/2")
+
+
+def test_overlay_planes_are_drawn_over_the_image(
+    qtbot: Any, open_study: Any, tmp_path: Path
+) -> None:
+    # JPEG Lossless, which storescu does not send: decompressed first.
+    ds = pydicom.dcmread(
+        DATA / "orthanc-tests/PatientWith2studies/TEST_1_study_2345.dcm"
+    )
+    ds.decompress()
+    path = tmp_path / "overlay.dcm"
+    ds.save_as(path)
+    viewer = open_study([path], "CT")
+    viewport = viewer.active
+    assert len(viewport.view.overlays) == 1
+    bitmap = pydicom.dcmread(path).overlay_array(0x6000)
+    rows, columns = np.nonzero(bitmap)
+    image = viewport.view.grab().toImage()
+    hits = 0
+    for row, column in list(zip(rows, columns, strict=True))[::10]:
+        p = viewport.view.to_screen((column + 0.5, row + 0.5))
+        hits += image.pixelColor(int(p.x()), int(p.y())).red() > 200
+    assert hits >= len(rows[::10]) * 0.8

@@ -104,3 +104,19 @@ def test_a_relative_data_folder_is_made_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = load_settings(None, {"storage.data_dir": "archive"})
     assert settings.data_dir == tmp_path / "archive"
+
+
+def test_viewer_overlay_settings_are_checked():
+    settings = build_settings(
+        {"viewer": {"cache_mb": 256, "overlay": {"CT": {"top_left": ["{PatientID}"]}}}}
+    )
+    assert settings.viewer.overlay["CT"].top_left == ["{PatientID}"]
+    assert settings.viewer.overlay["CT"].bottom_right is None
+    with pytest.raises(ConfigError, match=r"viewer\.overlay: 'ct' is not a modality"):
+        build_settings({"viewer": {"overlay": {"ct": {}}}})
+    with pytest.raises(ConfigError, match=r"viewer\.cache_mb"):
+        build_settings({"viewer": {"cache_mb": 1}})
+    with pytest.raises(
+        ConfigError, match=r"viewer\.overlay\.CT\.top_centre: unknown key"
+    ):
+        build_settings({"viewer": {"overlay": {"CT": {"top_centre": []}}}})

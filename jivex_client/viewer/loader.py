@@ -1,4 +1,13 @@
-"""Reading and rendering images in worker threads, with a frame cache."""
+"""Reading and rendering images in worker threads, with a bounded cache.
+
+Decoding is the slow step of showing an image, so it never runs on the GUI
+thread: :class:`FrameLoader` reads a frame in a worker, keeps it (decoded
+modality values, the image rendered with its default window, and its
+header) in a least-recently-used cache bounded in bytes, and
+:class:`Prefetcher` reads ahead in the direction the reader scrolls with a
+bounded number of reads in flight, so that fast scrolling never queues
+hundreds of stale reads.
+"""
 
 from __future__ import annotations
 
@@ -6,62 +15,149 @@ import asyncio
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.dataset import Dataset
 
-from jivex_core.imaging.render import PreparedFrame, RenderError, prepare_frame
+from jivex_client.viewer.geometry import ImagePlane, frame_plane
+from jivex_client.viewer.measure import Spacing, modality_units, pixel_spacing
+from jivex_client.viewer.presets import WindowPreset, file_windows
+from jivex_core.imaging.render import (
+    PreparedFrame,
+    RenderError,
+    number_of_frames,
+    prepare_frame,
+)
 
 logger = logging.getLogger(__name__)
 
-#: Prepared frames kept in memory, in bytes of their float32 values.
+#: Default bound of the frame cache, in bytes (``viewer.cache_mb``).
 CACHE_BYTES = 768 * 2**20
+#: What a header costs in memory, roughly (pydicom objects of ~200 elements).
+HEADER_BYTES = 48 * 1024
 
-executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jivex-image")
+executor = ThreadPoolExecutor(max_workers=3, thread_name_prefix="jivex-image")
 
 
 @dataclass(frozen=True)
 class FrameRef:
-    """One displayable frame of a series: a file and a frame number."""
+    """One displayable frame of a series: a file and a frame number (0-based).
+
+    Documents (PDF, reports, waveforms) have one ref each, frame 0.
+    """
 
     path: str
     frame: int
     SOPInstanceUID: str
+    SOPClassUID: str = field(default="", compare=False)
+    SeriesInstanceUID: str = field(default="", compare=False)
+    frames: int = field(default=1, compare=False)
 
 
 @dataclass
 class LoadedFrame:
-    """What a worker returns: a prepared frame or the reason there is none."""
+    """What a worker returns: a prepared frame or the reason there is none.
+
+    Attributes
+    ----------
+    header : Dataset or None
+        The object's attributes without its pixel data (overlay text,
+        presets, GSPS references).
+    plane : ImagePlane or None
+        Where the frame lies in the patient (reference lines, sync).
+    spacing : Spacing
+        What lengths are measured with.
+    units : str
+        Units of the modality values (``HU`` for CT).
+    windows : list of WindowPreset
+        The windows the file gives.
+    """
 
     ref: FrameRef
     frame: PreparedFrame | None
     image: np.ndarray | None
     error: str = ""
+    header: Dataset | None = None
+    plane: ImagePlane | None = None
+    spacing: Spacing = field(default_factory=Spacing)
+    units: str = ""
+    windows: list[WindowPreset] = field(default_factory=list)
+
+
+class _DatasetCache:
+    """The last few multi-frame data sets read, so that their frames are not
+    each read from disk again (a 100-frame file is read once, not 100 times).
+    """
+
+    def __init__(self, size: int = 2) -> None:
+        self._items: OrderedDict[str, Dataset] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def read(self, path: str) -> Dataset:
+        with self._lock:
+            ds = self._items.get(path)
+            if ds is not None:
+                self._items.move_to_end(path)
+                return ds
+        ds = pydicom.dcmread(path)
+        if number_of_frames(ds) > 1:
+            with self._lock:
+                self._items[path] = ds
+                while len(self._items) > self._size:
+                    self._items.popitem(last=False)
+        return ds
+
+
+_datasets = _DatasetCache()
+
+
+def _header_of(ds: Dataset) -> Dataset:
+    header = Dataset()
+    header.update({elem.tag: elem for elem in ds if elem.tag.group != 0x7FE0})
+    header.file_meta = getattr(ds, "file_meta", Dataset())
+    return header
 
 
 def load_frame(ref: FrameRef) -> LoadedFrame:
     """Read, decode and render one frame with its default window.
 
     Runs in a worker thread. Never raises: a file that cannot be read or
-    decoded comes back with :attr:`LoadedFrame.error` set, so that one bad
-    object does not stop the rest of the series.
+    decoded comes back with :attr:`LoadedFrame.error` set (and its header
+    when that could be read), so that one bad object does not stop the rest
+    of the series.
     """
+    header: Dataset | None = None
     try:
-        ds = pydicom.dcmread(ref.path)
+        ds = _datasets.read(ref.path)
+        header = _header_of(ds)
         frame = prepare_frame(ds, ref.frame)
-        return LoadedFrame(ref, frame, frame.render())
+        return LoadedFrame(
+            ref,
+            frame,
+            frame.render(),
+            header=header,
+            plane=frame_plane(ds, ref.frame),
+            spacing=pixel_spacing(ds, ref.frame),
+            units=modality_units(ds),
+            windows=file_windows(ds),
+        )
     except RenderError as exc:
-        return LoadedFrame(ref, None, None, str(exc))
+        return LoadedFrame(ref, None, None, str(exc), header=header)
     except (OSError, pydicom.errors.InvalidDicomError) as exc:
         return LoadedFrame(
-            ref, None, None, f"cannot read '{Path(ref.path).name}': {exc}"
+            ref, None, None, f"cannot read '{Path(ref.path).name}': {exc}", header
         )
     except Exception as exc:
-        logger.exception("Unexpected failure reading '%s'", ref.path)
-        return LoadedFrame(ref, None, None, f"{type(exc).__name__}: {exc}")
+        logger.warning("Cannot show '%s': %s: %s", ref.path, type(exc).__name__, exc)
+        return LoadedFrame(
+            ref, None, None, f"{type(exc).__name__}: {exc}", header=header
+        )
 
 
 class FrameCache:
@@ -73,6 +169,14 @@ class FrameCache:
         self._bytes = 0
         self._lock = threading.Lock()
 
+    @property
+    def used_bytes(self) -> int:
+        """Bytes held now (never above :attr:`max_bytes` but for one item)."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
     def get(self, ref: FrameRef) -> LoadedFrame | None:
         """The cached frame, marked as recently used; None when absent."""
         with self._lock:
@@ -80,6 +184,10 @@ class FrameCache:
             if item is not None:
                 self._items.move_to_end(ref)
             return item
+
+    def __contains__(self, ref: FrameRef) -> bool:
+        with self._lock:
+            return ref in self._items
 
     def put(self, item: LoadedFrame) -> None:
         """Keep *item*, dropping the least recently used beyond the limit."""
@@ -94,9 +202,11 @@ class FrameCache:
 
     @staticmethod
     def _size(item: LoadedFrame) -> int:
-        size = 0
+        size = HEADER_BYTES if item.header is not None else 0
         if item.frame is not None:
-            size += item.frame.values.nbytes
+            # The pipeline's frames count every array they keep (stored
+            # values, lookup indexes) in ``nbytes``; older ones only values.
+            size += int(getattr(item.frame, "nbytes", item.frame.values.nbytes))
         if item.image is not None:
             size += item.image.nbytes
         return size
@@ -108,6 +218,14 @@ class FrameLoader:
     def __init__(self, cache: FrameCache | None = None) -> None:
         self.cache = cache or FrameCache()
         self._inflight: dict[FrameRef, asyncio.Future[LoadedFrame]] = {}
+
+    def cached(self, ref: FrameRef) -> LoadedFrame | None:
+        """The frame when it is in memory already (no read)."""
+        return self.cache.get(ref)
+
+    def loading(self, ref: FrameRef) -> bool:
+        """Whether a worker is reading *ref* now."""
+        return ref in self._inflight
 
     async def load(self, ref: FrameRef) -> LoadedFrame:
         """The frame of *ref*, from the cache or a worker thread."""
@@ -125,3 +243,136 @@ class FrameLoader:
         item = await asyncio.shield(future)
         self.cache.put(item)
         return item
+
+
+class Prefetcher:
+    """Reads ahead of the reader with at most *parallel* reads in flight.
+
+    :meth:`want` replaces the list of frames wanted (nearest first); frames
+    no longer wanted are not started, so scrolling fast through a long stack
+    does not pile up reads of slices already passed.
+    """
+
+    def __init__(
+        self,
+        loader: FrameLoader,
+        parallel: int = 2,
+        spawn: Callable[..., object] | None = None,
+    ) -> None:
+        self.loader = loader
+        self.parallel = parallel
+        self._wanted: list[FrameRef] = []
+        self._running = 0
+        self._spawn = spawn
+
+    def want(self, refs: list[FrameRef]) -> None:
+        """Read these frames, in this order, unless cached already."""
+        self._wanted = [r for r in refs if r not in self.loader.cache]
+        self._pump()
+
+    def _pump(self) -> None:
+        while self._running < self.parallel and self._wanted:
+            ref = self._wanted.pop(0)
+            if ref in self.loader.cache or self.loader.loading(ref):
+                continue
+            self._running += 1
+            task = asyncio.ensure_future(self.loader.load(ref))
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Future[LoadedFrame]) -> None:
+        self._running -= 1
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("Reading ahead failed: %s", task.exception())
+        self._pump()
+
+
+def ahead(index: int, count: int, direction: int, forward: int, back: int) -> list[int]:
+    """Indexes to read ahead: *forward* in the scroll *direction* first, then
+    *back* the other way, nearest first."""
+    step = 1 if direction >= 0 else -1
+    out = [index + step * k for k in range(1, forward + 1)]
+    out += [index - step * k for k in range(1, back + 1)]
+    return [i for i in out if 0 <= i < count]
+
+
+# -- geometry of a whole series, documents, thumbnails ---------------------------
+
+_GEOMETRY_TAGS = [
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "Rows",
+    "Columns",
+    "FrameOfReferenceUID",
+    "NumberOfFrames",
+    "SharedFunctionalGroupsSequence",
+    "PerFrameFunctionalGroupsSequence",
+    "WindowCenter",
+    "WindowWidth",
+    "WindowCenterWidthExplanation",
+    "PhotometricInterpretation",
+    "Modality",
+]
+
+
+def read_planes(
+    refs: list[FrameRef],
+) -> tuple[list[ImagePlane | None], dict[str, Dataset]]:
+    """The plane of every frame of *refs* and the header of every file.
+
+    Reads only the attributes geometry and windows need, each file once;
+    runs in a worker. A file that cannot be read has no plane.
+    """
+    headers: dict[str, Dataset] = {}
+    planes: list[ImagePlane | None] = []
+    for ref in refs:
+        ds = headers.get(ref.path)
+        if ds is None:
+            try:
+                ds = pydicom.dcmread(
+                    ref.path, stop_before_pixels=True, specific_tags=_GEOMETRY_TAGS
+                )
+            except Exception as exc:
+                logger.info("No geometry for '%s': %s", ref.path, exc)
+                ds = Dataset()
+            headers[ref.path] = ds
+        try:
+            planes.append(frame_plane(ds, ref.frame))
+        except Exception as exc:  # malformed values: no plane for that frame
+            logger.info("No plane for '%s': %s", ref.path, exc)
+            planes.append(None)
+    return planes, headers
+
+
+def read_dataset(path: str) -> Dataset:
+    """A whole object, for documents (PDF, SR, waveform, GSPS, KO)."""
+    return pydicom.dcmread(path)
+
+
+def thumbnail(ref: FrameRef, size: int = 96) -> np.ndarray:
+    """A small rendering of *ref* (uint8 grey or RGB, longest side *size*).
+
+    Decimation by striding then box averaging keeps it cheap; runs in a
+    worker. Raises the loader's error text as :class:`RenderError`.
+    """
+    item = load_frame(ref)
+    if item.image is None:
+        raise RenderError(item.error)
+    image = item.image
+    spacing = item.spacing
+    if spacing.calibrated and abs(spacing.row / spacing.column - 1) > 0.05:
+        # Non-square pixels: resample the rows so the thumbnail keeps the
+        # true proportions, as the viewport does.
+        count = max(1, round(image.shape[0] * spacing.row / spacing.column))
+        image = image[np.linspace(0, image.shape[0] - 1, count).astype(int)]
+    rows, columns = image.shape[:2]
+    step = max(1, max(rows, columns) // size)
+    if step > 1:
+        r, c = (rows // step) * step, (columns // step) * step
+        cut = image[:r, :c].astype(np.float32)
+        if image.ndim == 2:
+            image = cut.reshape(r // step, step, c // step, step).mean(axis=(1, 3))
+        else:
+            image = cut.reshape(r // step, step, c // step, step, 3).mean(axis=(1, 3))
+        image = np.clip(image + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(image)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from jivex_core.imaging.presentation import ImageRef
 from jivex_core.imaging.render import Window
 
 
@@ -21,111 +22,127 @@ class StackState:
         self.index = new
         return moved
 
+    def advance(self) -> int:
+        """The next image for cine, back to the first after the last."""
+        if self.count:
+            self.index = (self.index + 1) % self.count
+        return self.index
+
     def label(self) -> str:
         """The slice overlay text, 1-based: ``Im: 3/20``."""
         return f"Im: {self.index + 1}/{self.count}" if self.count else "Im: -"
 
 
-@dataclass
-class WindowLevelState:
-    """The window the user set, shared by every image of the series.
+def window_drag(start: Window, dx: float, dy: float, sensitivity: float) -> Window:
+    """The window after a drag of (*dx*, *dy*) screen pixels begun at *start*.
 
-    Until the user drags, each image shows its own default window
-    (:attr:`user` is None).
+    Right is wider, left narrower; down raises the center (darker), up lowers
+    it. *sensitivity* is modality units per pixel. The width never goes below
+    1 (PS3.3 C.11.2.1.2).
     """
+    width = max(1.0, start.width + dx * sensitivity)
+    center = start.center + dy * sensitivity
+    return Window(round(center, 2), round(width, 2))
 
-    user: Window | None = None
-    #: Modality units per mouse pixel; set from the image's value range.
-    sensitivity: float = 1.0
 
-    def effective(self, default: Window | None) -> Window | None:
-        """The window to render with: the user's, else the image's."""
-        return self.user or default
+def drag_sensitivity(window: Window | None) -> float:
+    """Modality units per pixel of drag: about a quarter of the window per
+    100 pixels, which feels the same on CT and MR."""
+    return max(window.width / 400, 0.1) if window is not None else 1.0
 
-    def drag(self, dx: float, dy: float, start: Window) -> Window:
-        """Set the window from a drag of (*dx*, *dy*) pixels begun at *start*.
 
-        Right is wider, left narrower; down raises the center (darker),
-        up lowers it. The width never goes below 1 (PS3.3 C.11.2.1.2).
-        """
-        width = max(1.0, start.width + dx * self.sensitivity)
-        center = start.center + dy * self.sensitivity
-        self.user = Window(round(center, 2), round(width, 2))
-        return self.user
-
-    def reset(self) -> None:
-        """Go back to each image's own window."""
-        self.user = None
-
-    @staticmethod
-    def label(window: Window | None) -> str:
-        """The window overlay text: ``W: 400 L: 40``."""
-        if window is None:
-            return ""
-        return f"W: {window.width:.0f} L: {window.center:.0f}"
+def window_label(window: Window | None) -> str:
+    """The window overlay text: ``W: 400 L: 40``."""
+    if window is None:
+        return ""
+    return f"W: {window.width:.0f} L: {window.center:.0f}"
 
 
 @dataclass
-class ViewTransform:
-    """Zoom and pan of an image fitted into a viewport.
+class KeyImages:
+    """The images a reader flagged, in the order flagged.
 
-    The image is first fitted (aspect kept, centred); :attr:`zoom`
-    multiplies that scale and :attr:`pan` moves the image in viewport pixels.
+    One :class:`ImageRef` per image; frames of a multi-frame image collect
+    in its :attr:`ImageRef.frames` (1-based). The references become a Key
+    Object Selection document as they are.
     """
 
-    zoom: float = 1.0
-    pan_x: float = 0.0
-    pan_y: float = 0.0
+    images: list[ImageRef] = field(default_factory=list)
 
-    MIN_ZOOM = 0.1
-    MAX_ZOOM = 40.0
+    def contains(self, sop_instance_uid: str, frame: int = 1) -> bool:
+        """Whether a frame (1-based) of an image is flagged."""
+        return any(ref.covers(sop_instance_uid, frame) for ref in self.images)
 
-    def scale(self, image: tuple[int, int], view: tuple[int, int]) -> float:
-        """Viewport pixels per image pixel; sizes are (width, height)."""
-        iw, ih = image
-        vw, vh = view
-        if iw <= 0 or ih <= 0:
-            return 1.0
-        return min(vw / iw, vh / ih) * self.zoom
+    def toggle(self, ref: ImageRef, frame: int | None = None) -> bool:
+        """Flag or unflag an image (*frame* for one frame of a multi-frame
+        image); True when it is flagged afterwards."""
+        for i, old in enumerate(self.images):
+            if old.SOPInstanceUID != ref.SOPInstanceUID:
+                continue
+            if frame is None:
+                del self.images[i]
+                return False
+            frames = set(old.frames)
+            if frame in frames:
+                frames.discard(frame)
+                if frames:
+                    self.images[i] = ImageRef(
+                        old.SOPClassUID,
+                        old.SOPInstanceUID,
+                        old.SeriesInstanceUID,
+                        tuple(sorted(frames)),
+                    )
+                else:
+                    del self.images[i]
+                return False
+            self.images[i] = ImageRef(
+                old.SOPClassUID,
+                old.SOPInstanceUID,
+                old.SeriesInstanceUID,
+                tuple(sorted(frames | {frame})),
+            )
+            return True
+        frames = () if frame is None else (frame,)
+        self.images.append(
+            ImageRef(ref.SOPClassUID, ref.SOPInstanceUID, ref.SeriesInstanceUID, frames)
+        )
+        return True
 
-    def rect(
-        self, image: tuple[int, int], view: tuple[int, int]
-    ) -> tuple[float, float, float, float]:
-        """Where the image is drawn: (x, y, width, height) in the viewport."""
-        s = self.scale(image, view)
-        w, h = image[0] * s, image[1] * s
-        x = (view[0] - w) / 2 + self.pan_x
-        y = (view[1] - h) / 2 + self.pan_y
-        return x, y, w, h
+    def clear(self) -> None:
+        """Forget every flag (after saving them)."""
+        self.images.clear()
 
-    def to_image(
-        self, point: tuple[float, float], image: tuple[int, int], view: tuple[int, int]
-    ) -> tuple[float, float]:
-        """Image coordinates of a viewport point."""
-        x, y, _w, _h = self.rect(image, view)
-        s = self.scale(image, view)
-        return (point[0] - x) / s, (point[1] - y) / s
 
-    def zoom_at(
-        self,
-        factor: float,
-        point: tuple[float, float],
-        image: tuple[int, int],
-        view: tuple[int, int],
-    ) -> None:
-        """Zoom by *factor*, keeping the image point under *point* in place."""
-        before = self.to_image(point, image, view)
-        self.zoom = min(max(self.zoom * factor, self.MIN_ZOOM), self.MAX_ZOOM)
-        x, y, _w, _h = self.rect(image, view)
-        s = self.scale(image, view)
-        self.pan_x += point[0] - (x + before[0] * s)
-        self.pan_y += point[1] - (y + before[1] * s)
+@dataclass(frozen=True)
+class GridLayout:
+    """A layout of *rows* by *columns* viewports, 1 to 4 each way."""
 
-    def pan_by(self, dx: float, dy: float) -> None:
-        """Move the image by (*dx*, *dy*) viewport pixels."""
-        self.pan_x += dx
-        self.pan_y += dy
+    rows: int = 1
+    columns: int = 1
 
-    def reset(self) -> None:
-        """Fit the image again."""
-        self.zoom, self.pan_x, self.pan_y = 1.0, 0.0, 0.0
+    MAX = 4
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.rows <= self.MAX and 1 <= self.columns <= self.MAX):
+            raise ValueError(
+                f"layout {self.rows}x{self.columns}: rows and columns must be "
+                f"1 to {self.MAX}"
+            )
+
+    @property
+    def count(self) -> int:
+        """Number of viewports."""
+        return self.rows * self.columns
+
+    def position(self, index: int) -> tuple[int, int]:
+        """(row, column) of viewport *index*, row by row."""
+        return divmod(index, self.columns)
+
+    @classmethod
+    def parse(cls, text: str) -> GridLayout:
+        """``"2x3"`` (or with a multiplication sign) to a layout."""
+        rows, _, columns = text.lower().replace("×", "x").partition("x")
+        try:
+            return cls(int(rows), int(columns))
+        except ValueError as exc:
+            raise ValueError(f"'{text}' is not a layout like 2x3: {exc}") from exc

@@ -1,208 +1,998 @@
-"""The viewer panel: one series in an :class:`ImageView`, with its header."""
+"""The reading viewer of one study: a grid of viewports, the series strip,
+the toolbar, presentation states and key images.
+
+The toolbar acts on the active viewport (framed in orange; a click or a
+drop makes a viewport active). Reference lines show where the active
+viewport's slice cuts the others of the same frame of reference;
+synchronized scrolling moves parallel series of the same frame of
+reference to the active one's slice position.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
 import pydicom
-from PySide6.QtCore import Qt, Signal
+import shiboken6
+from PySide6.QtCore import QMimeData, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QColor, QIcon, QKeyEvent, QPixmap
 from PySide6.QtWidgets import (
-    QHBoxLayout,
+    QDoubleSpinBox,
+    QGridLayout,
     QLabel,
-    QPushButton,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
     QSplitter,
+    QToolBar,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from jivex_client.core_link import CoreError, CoreLink
 from jivex_client.tasks import spawn
 from jivex_client.text import format_date, format_person_name
+from jivex_client.viewer import documents
 from jivex_client.viewer.attributes import AttributesView, attribute_rows
-from jivex_client.viewer.image_view import ImageView, to_qimage
-from jivex_client.viewer.loader import FrameLoader, FrameRef, LoadedFrame, executor
-from jivex_client.viewer.state import StackState, WindowLevelState
+from jivex_client.viewer.dialogs import SaveKeyImagesDialog, SavePresentationDialog
+from jivex_client.viewer.geometry import nearest_slice, reference_line
+from jivex_client.viewer.image_view import to_qimage
+from jivex_client.viewer.loader import (
+    FrameLoader,
+    FrameRef,
+    executor,
+    read_dataset,
+    thumbnail,
+)
+from jivex_client.viewer.overlay import OverlayTemplates
+from jivex_client.viewer.presets import presets_for
+from jivex_client.viewer.state import GridLayout, KeyImages
+from jivex_client.viewer.tools import ToolValues
+from jivex_client.viewer.viewport import SERIES_MIME, SeriesViewer, frame_refs
+from jivex_core.imaging.presentation import (
+    Code,
+    KeyObjectSelection,
+    PresentationState,
+    selection_to_dict,
+    state_to_dict,
+)
 
 logger = logging.getLogger(__name__)
 
-#: Images read ahead on each side of the one shown.
-PREFETCH = 3
+#: Role of list items holding their row.
+RowRole = Qt.ItemDataRole.UserRole + 1
+
+REFERENCE_COLOR = QColor(80, 200, 255)
+THUMBNAIL_SIZE = 96
+
+#: Layouts offered in the menu, rows x columns.
+LAYOUTS = [(r, c) for r in range(1, 5) for c in range(1, 5)]
 
 
-def frame_refs(instances: list[dict[str, Any]]) -> list[FrameRef]:
-    """Every frame of a series, in the order of the index's instance rows."""
-    refs: list[FrameRef] = []
-    for row in instances:
-        frames = int(row.get("NumberOfFrames") or 1)
-        for frame in range(max(frames, 1)):
-            refs.append(FrameRef(str(row["path"]), frame, str(row["SOPInstanceUID"])))
-    return refs
+class ThumbnailStrip(QListWidget):
+    """The series of the study as thumbnails; drag one onto a viewport."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setViewMode(QListWidget.ViewMode.IconMode)
+        self.setFlow(QListWidget.Flow.TopToBottom)
+        self.setWrapping(False)
+        self.setMovement(QListWidget.Movement.Static)
+        self.setIconSize(QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+        self.setSpacing(4)
+        self.setWordWrap(True)
+        self.setDragEnabled(True)
+        self.setDragDropMode(QListWidget.DragDropMode.DragOnly)
+        self.setFixedWidth(THUMBNAIL_SIZE + 56)
+
+    def mimeTypes(self) -> list[str]:
+        return [SERIES_MIME]
+
+    def mimeData(self, items: Any) -> QMimeData:
+        data = QMimeData()
+        if items:
+            row = items[0].data(RowRole) or {}
+            data.setData(SERIES_MIME, str(row.get("SeriesInstanceUID", "")).encode())
+        return data
 
 
-def _read_attributes(path: str) -> list[Any]:
-    return attribute_rows(pydicom.dcmread(path, stop_before_pixels=True))
+def _series_text(row: dict[str, Any]) -> str:
+    count = row.get("NumberOfSeriesRelatedInstances") or 0
+    description = str(row.get("SeriesDescription") or "")[:28]
+    head = f"{row.get('Modality') or ''} {row.get('SeriesNumber') or ''}"
+    return f"{head}\n{description}\n{count} obj"
 
 
-class SeriesViewer(QWidget):
-    """Shows the frames of one series; loads and renders them in workers."""
+class StudyViewer(QWidget):
+    """Every series of one study in a layout of 1x1 to 4x4 viewports."""
 
-    #: Index of the image shown changed (0-based).
-    slice_changed = Signal(int)
-    #: The image shown was loaded (or failed to load) and painted.
-    frame_shown = Signal(int)
+    #: The active viewport changed.
+    active_changed = Signal(object)
+    #: The presentation states and key object documents were listed.
+    documents_changed = Signal()
+    #: A GSPS or KO was saved (its reply from the core).
+    document_saved = Signal(dict)
+    #: A short message for the user (errors of saving, applying…).
+    message_changed = Signal(str)
 
     def __init__(
         self,
+        link: CoreLink | None,
         study: dict[str, Any],
-        series: dict[str, Any],
-        instances: list[dict[str, Any]],
         loader: FrameLoader | None = None,
+        templates: OverlayTemplates | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
+        self.link = link
         self.study = study
-        self.series = series
-        self.refs = frame_refs(instances)
         self.loader = loader or FrameLoader()
-        self.stack = StackState(len(self.refs))
-        self.current: LoadedFrame | None = None
+        self.templates = templates or OverlayTemplates()
+        self.key_images = KeyImages()
+        self.series_rows: list[dict[str, Any]] = []
+        self.instances: dict[str, list[dict[str, Any]]] = {}
+        self.document_rows: list[dict[str, Any]] = []
+        self.layout_grid = GridLayout(1, 1)
+        self._viewports: list[SeriesViewer] = []
+        self._active: SeriesViewer | None = None
+        self.reference_lines = True
+        self.sync_scrolling = False
+        self.tool = ToolValues.POINTER
 
-        self.view = ImageView()
-        self.window_level: WindowLevelState = self.view.window_level
+        self.thumbnails = ThumbnailStrip()
+        self.document_list = QListWidget()
+        self.document_list.setFixedWidth(THUMBNAIL_SIZE + 56)
+        self.document_list.setWordWrap(True)
+        self.document_list.setToolTip(
+            self.tr("Presentation states and key images of the study")
+        )
         self.attributes = AttributesView()
         self.attributes.setVisible(False)
-        self.attributes_button = QPushButton(self.tr("Attributes"))
-        self.attributes_button.setCheckable(True)
-        self.reset_button = QPushButton(self.tr("Reset view"))
-        self.title = QLabel(
-            self.tr("Series {number} {modality} {description}").format(
-                number=series.get("SeriesNumber") or "",
-                modality=series.get("Modality") or "",
-                description=series.get("SeriesDescription") or "",
-            )
-        )
+        self.grid = QWidget()
+        self.grid.setObjectName("viewportGrid")
+        # By name: a plain rule would paint the documents' widgets black too.
+        self.grid.setStyleSheet("#viewportGrid { background: #000; }")
+        self.grid_layout = QGridLayout(self.grid)
+        self.grid_layout.setContentsMargins(0, 0, 0, 0)
+        self.grid_layout.setSpacing(2)
+        self.message = QLabel()
+        self.message.setStyleSheet("color: #c33;")
+        self.toolbar = QToolBar()
+        self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.toolbar2 = QToolBar()
+        self.toolbar2.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self._build_toolbar()
 
-        bar = QHBoxLayout()
-        bar.addWidget(self.title, 1)
-        bar.addWidget(self.reset_button)
-        bar.addWidget(self.attributes_button)
+        side = QVBoxLayout()
+        side.setContentsMargins(0, 0, 0, 0)
+        side.addWidget(self.thumbnails, 3)
+        side.addWidget(QLabel(self.tr("Presentations / key images")))
+        side.addWidget(self.document_list, 1)
+        side_widget = QWidget()
+        side_widget.setLayout(side)
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.view)
+        splitter.addWidget(side_widget)
+        splitter.addWidget(self.grid)
         splitter.addWidget(self.attributes)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
+        splitter.setStretchFactor(1, 4)
+        splitter.setStretchFactor(2, 2)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
-        layout.addLayout(bar)
+        layout.addWidget(self.toolbar)
+        layout.addWidget(self.toolbar2)
         layout.addWidget(splitter, 1)
+        layout.addWidget(self.message)
 
-        self.view.set_corner_text(
-            "tl", format_person_name(str(study.get("PatientName") or ""))
-        )
-        self.view.set_corner_text("tr", format_date(str(study.get("StudyDate") or "")))
-        self.view.slice_step_requested.connect(self._on_view_slice_step_requested)
-        self.view.window_changed.connect(self._on_view_window_changed)
-        self.attributes_button.toggled.connect(self._on_attributes_button_toggled)
-        self.reset_button.clicked.connect(self._on_reset_button_clicked)
-        self._update_slice_label()
-        if self.refs:
-            self.show_index(0)
-        else:
-            self.view.set_image(None, self.tr("This series holds no images."))
+        self.thumbnails.itemClicked.connect(self._on_thumbnails_item_clicked)
+        self.document_list.itemClicked.connect(self._on_document_list_item_clicked)
+        self.set_layout(1, 1)
 
-    # -- navigation ------------------------------------------------------
+    # -- toolbar ---------------------------------------------------------
 
-    def show_index(self, index: int) -> None:
-        """Show image *index* (clamped), loading it in a worker if needed."""
-        self.stack.index = min(max(index, 0), max(self.stack.count - 1, 0))
-        self._update_slice_label()
-        self.slice_changed.emit(self.stack.index)
-        spawn(self._show(self.stack.index), "Showing an image")
+    def _action(
+        self, text: str, slot: Any, shortcut: str = "", checkable: bool = False
+    ) -> QAction:
+        action = QAction(text, self)
+        action.setCheckable(checkable)
+        if shortcut:
+            action.setToolTip(f"{text} ({shortcut})")
+        action.triggered.connect(slot)
+        return action
 
-    def step(self, delta: int) -> None:
-        """Move *delta* images forward (negative: backward)."""
-        if self.stack.step(delta):
-            self.show_index(self.stack.index)
-
-    async def _show(self, index: int) -> None:
-        item = await self.loader.load(self.refs[index])
-        if index != self.stack.index:
-            return  # the user scrolled on while this one loaded
-        self.current = item
-        self._paint_current()
-        self.frame_shown.emit(index)
-        if self.attributes.isVisible():
-            await self._load_attributes()
-        self._prefetch(index)
-
-    def _prefetch(self, index: int) -> None:
-        for offset in range(1, PREFETCH + 1):
-            for near in (index + offset, index - offset):
-                if 0 <= near < len(self.refs):
-                    spawn(self.loader.load(self.refs[near]), "Reading ahead")
-
-    def _paint_current(self) -> None:
-        item = self.current
-        if item is None:
-            return
-        if item.frame is None:
-            self.view.set_default_window(None)
-            self.view.set_image(
-                None,
-                self.tr("Cannot display this image:\n{reason}").format(
-                    reason=item.error
-                ),
+    def _build_toolbar(self) -> None:
+        bar = self.toolbar
+        layout_button = QToolButton()
+        layout_button.setText(self.tr("Layout"))
+        layout_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(layout_button)
+        for rows, columns in LAYOUTS:
+            act = menu.addAction(f"{rows} x {columns}")
+            act.triggered.connect(
+                lambda _checked=False, r=rows, c=columns: self.set_layout(r, c)
             )
-            self.view.set_corner_text("br", "")
-            return
-        frame = item.frame
-        self.view.set_default_window(frame.default_window)
-        if frame.default_window is not None:
-            # About a quarter of the window per 100 pixels of drag feels
-            # right for CT and MR alike.
-            self.window_level.sensitivity = max(frame.default_window.width / 400, 0.1)
-        window = self.window_level.effective(frame.default_window)
-        if self.window_level.user is None and item.image is not None:
-            pixels = item.image  # rendered by the worker with the default window
-        else:
-            pixels = frame.render(window)
-        self.view.set_image(to_qimage(pixels))
-        self.view.set_corner_text(
-            "br", "" if frame.is_color else self.window_level.label(window)
+        layout_button.setMenu(menu)
+        bar.addWidget(layout_button)
+        bar.addSeparator()
+
+        self.tool_actions: dict[ToolValues, QAction] = {}
+        group = QActionGroup(self)
+        group.setExclusive(True)
+        names = {
+            ToolValues.POINTER: self.tr("Select"),
+            ToolValues.WINDOW: self.tr("W/L"),
+            ToolValues.PAN: self.tr("Pan"),
+            ToolValues.ZOOM: self.tr("Zoom"),
+            ToolValues.DISTANCE: self.tr("Distance"),
+            ToolValues.ANGLE: self.tr("Angle"),
+            ToolValues.RECTANGLE: self.tr("Rect ROI"),
+            ToolValues.ELLIPSE: self.tr("Ellipse ROI"),
+            ToolValues.POLYGON: self.tr("Polygon ROI"),
+            ToolValues.ARROW: self.tr("Arrow"),
+            ToolValues.TEXT: self.tr("Text"),
+        }
+        for tool, text in names.items():
+            act = self._action(
+                text, lambda _c=False, t=tool: self.set_tool(t), checkable=True
+            )
+            group.addAction(act)
+            bar.addAction(act)
+            self.tool_actions[tool] = act
+        shutter_button = QToolButton()
+        shutter_button.setText(self.tr("Shutter"))
+        shutter_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        shutter_menu = QMenu(shutter_button)
+        for tool, text in (
+            (ToolValues.SHUTTER_RECTANGLE, self.tr("Rectangular shutter")),
+            (ToolValues.SHUTTER_CIRCLE, self.tr("Circular shutter")),
+            (ToolValues.SHUTTER_POLYGON, self.tr("Polygonal shutter")),
+        ):
+            act = self._action(
+                text, lambda _c=False, t=tool: self.set_tool(t), checkable=True
+            )
+            group.addAction(act)
+            shutter_menu.addAction(act)
+            self.tool_actions[tool] = act
+        shutter_menu.addSeparator()
+        shutter_menu.addAction(self.tr("Remove shutter")).triggered.connect(
+            lambda: self._on_active(lambda v: v.remove_shutter())
         )
+        shutter_button.setMenu(shutter_menu)
+        bar.addWidget(shutter_button)
+        self.tool_actions[ToolValues.POINTER].setChecked(True)
+        bar.addSeparator()
 
-    def _update_slice_label(self) -> None:
-        self.view.set_corner_text("bl", self.stack.label())
+        self.preset_button = QToolButton()
+        self.preset_button.setText(self.tr("Window"))
+        self.preset_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.preset_menu = QMenu(self.preset_button)
+        self.preset_menu.aboutToShow.connect(self._on_preset_menu_about_to_show)
+        self.preset_button.setMenu(self.preset_menu)
+        bar.addWidget(self.preset_button)
+        self.invert_action = self._action(
+            self.tr("Invert"), lambda: self._on_active(lambda v: v.invert()), "I"
+        )
+        bar.addAction(self.invert_action)
+        for text, slot, key in (
+            (
+                self.tr("Rot ←"),
+                lambda: self._on_active(lambda v: v.rotate(-90)),
+                "Shift+R",
+            ),
+            (self.tr("Rot →"), lambda: self._on_active(lambda v: v.rotate(90)), "R"),
+            (
+                self.tr("Flip H"),
+                lambda: self._on_active(lambda v: v.flip_horizontal()),
+                "H",
+            ),
+            (
+                self.tr("Flip V"),
+                lambda: self._on_active(lambda v: v.flip_vertical()),
+                "V",
+            ),
+            (self.tr("Fit"), lambda: self._on_active(lambda v: v.fit()), "F"),
+            (self.tr("1:1"), lambda: self._on_active(lambda v: v.one_to_one()), "="),
+            (
+                self.tr("Reset"),
+                lambda: self._on_active(lambda v: v.reset_view()),
+                "Esc",
+            ),
+        ):
+            bar.addAction(self._action(text, slot, key))
+        bar = self.toolbar2
 
-    async def _load_attributes(self) -> None:
-        if not self.refs:
+        self.cine_action = self._action(
+            self.tr("Cine"), self._on_cine_action_triggered, "Space", checkable=True
+        )
+        bar.addAction(self.cine_action)
+        self.fps_box = QDoubleSpinBox()
+        self.fps_box.setRange(0.5, 120.0)
+        self.fps_box.setDecimals(1)
+        self.fps_box.setValue(15.0)
+        self.fps_box.setSuffix(self.tr(" fps"))
+        self.fps_box.setToolTip(self.tr("Cine frame rate"))
+        self.fps_box.valueChanged.connect(self._on_fps_box_value_changed)
+        bar.addWidget(self.fps_box)
+        self.reference_action = self._action(
+            self.tr("Ref lines"), self._on_reference_action_toggled, checkable=True
+        )
+        self.reference_action.setChecked(True)
+        bar.addAction(self.reference_action)
+        self.sync_action = self._action(
+            self.tr("Sync"), self._on_sync_action_toggled, "S", checkable=True
+        )
+        bar.addAction(self.sync_action)
+        bar.addSeparator()
+        self.key_action = self._action(
+            self.tr("Key image"), self._on_key_action_triggered, "K", checkable=True
+        )
+        bar.addAction(self.key_action)
+        self.save_keys_action = self._action(
+            self.tr("Save key images…"), self._on_save_keys_action_triggered
+        )
+        bar.addAction(self.save_keys_action)
+        self.save_presentation_action = self._action(
+            self.tr("Save presentation…"), self._on_save_presentation_action_triggered
+        )
+        bar.addAction(self.save_presentation_action)
+        self.attributes_action = self._action(
+            self.tr("Attributes"), self._on_attributes_action_toggled, checkable=True
+        )
+        bar.addAction(self.attributes_action)
+
+    # -- viewports and layout --------------------------------------------
+
+    def viewports(self) -> list[SeriesViewer]:
+        """The viewports of the layout, row by row."""
+        return list(self._viewports[: self.layout_grid.count])
+
+    @property
+    def active(self) -> SeriesViewer:
+        """The viewport the toolbar acts on."""
+        assert self._active is not None
+        return self._active
+
+    def set_active(self, viewport: SeriesViewer) -> None:
+        """Make *viewport* the active one."""
+        if viewport is self._active:
             return
-        path = self.refs[self.stack.index].path
+        if self._active is not None:
+            self._active.set_active(False)
+        self._active = viewport
+        viewport.set_active(True)
+        self.cine_action.setChecked(viewport.playing)
+        self._update_key_action()
+        self.update_reference_lines()
+        self.active_changed.emit(viewport)
+        if self.attributes.isVisible():
+            spawn(self._load_attributes(), "Reading the attributes")
+
+    def set_layout(self, rows: int, columns: int) -> None:
+        """Show *rows* x *columns* viewports; series shown stay where they are."""
+        self.layout_grid = GridLayout(rows, columns)
+        while len(self._viewports) < self.layout_grid.count:
+            viewport = SeriesViewer(self.loader, self.templates, self.key_images)
+            viewport.set_tool(self.tool)
+            viewport.activated.connect(self._on_viewport_activated)
+            viewport.series_dropped.connect(self._on_viewport_series_dropped)
+            viewport.frame_shown.connect(self._on_viewport_frame_shown)
+            viewport.slice_changed.connect(self._on_viewport_slice_changed)
+            viewport.geometry_changed.connect(self._on_viewport_geometry_changed)
+            viewport.cine_changed.connect(self._on_viewport_cine_changed)
+            self._viewports.append(viewport)
+        for i, viewport in enumerate(self._viewports):
+            self.grid_layout.removeWidget(viewport)
+            if i < self.layout_grid.count:
+                row, column = self.layout_grid.position(i)
+                self.grid_layout.addWidget(viewport, row, column)
+                viewport.show()
+            else:
+                viewport.stop_cine()
+                viewport.hide()
+        for r in range(GridLayout.MAX):
+            self.grid_layout.setRowStretch(r, 1 if r < rows else 0)
+        for c in range(GridLayout.MAX):
+            self.grid_layout.setColumnStretch(c, 1 if c < columns else 0)
+        if self._active is None or self._active not in self.viewports():
+            self._active = None
+            self.set_active(self._viewports[0])
+        self._fill_empty_viewports()
+
+    def _fill_empty_viewports(self) -> None:
+        """Give empty viewports the next series not shown yet."""
+        shown = {v.series_uid for v in self.viewports() if v.series_uid}
+        waiting = [
+            row for row in self.image_series() if row["SeriesInstanceUID"] not in shown
+        ]
+        for viewport in self.viewports():
+            if not viewport.refs and waiting and self.series_rows:
+                row = waiting.pop(0)
+                spawn(self.show_series(row["SeriesInstanceUID"], viewport), "Series")
+
+    def image_series(self) -> list[dict[str, Any]]:
+        """Series rows that have something to show (not only GSPS/KO)."""
+        return [
+            row
+            for row in self.series_rows
+            if str(row.get("Modality") or "") not in ("PR", "KO")
+        ]
+
+    # -- loading -----------------------------------------------------------
+
+    async def open(self, series_uid: str | None = None) -> None:
+        """List the study's series, show *series_uid* (or the first) in the
+        active viewport, and list presentation states and key images."""
+        assert self.link is not None
+        self.series_rows = await self.link.request(
+            "list_series", {"StudyInstanceUID": self.study["StudyInstanceUID"]}
+        )
+        self._fill_thumbnails()
+        target = series_uid
+        if target is None:
+            rows = self.image_series()
+            target = rows[0]["SeriesInstanceUID"] if rows else None
+        if target is not None:
+            await self.show_series(target, self.active)
+        self._fill_empty_viewports()
+        spawn(self.refresh_documents(), "Listing presentation states")
+
+    async def series_instances(self, uid: str) -> list[dict[str, Any]]:
+        """The instance rows of a series (asked once)."""
+        rows = self.instances.get(uid)
+        if rows is None:
+            assert self.link is not None
+            rows = await self.link.request("list_instances", {"SeriesInstanceUID": uid})
+            for row in rows:
+                row.setdefault("SeriesInstanceUID", uid)
+            self.instances[uid] = rows
+        return rows
+
+    def series_row(self, uid: str) -> dict[str, Any]:
+        """The row of a series of the study (a minimal one when unknown)."""
+        for row in self.series_rows:
+            if row.get("SeriesInstanceUID") == uid:
+                return row
+        return {"SeriesInstanceUID": uid}
+
+    async def show_series(self, uid: str, viewport: SeriesViewer | None = None) -> None:
+        """Show series *uid* in *viewport* (default: the active one)."""
+        viewport = viewport or self.active
+        try:
+            rows = await self.series_instances(uid)
+        except CoreError as exc:
+            self._say(self.tr("Cannot open the series: {error}").format(error=exc))
+            return
+        if not shiboken6.isValid(viewport):
+            return
+        viewport.load(self.study, self.series_row(uid), rows)
+        self._mark_shown_series()
+
+    def _mark_shown_series(self) -> None:
+        shown = {v.series_uid for v in self.viewports()}
+        for i in range(self.thumbnails.count()):
+            item = self.thumbnails.item(i)
+            row = item.data(RowRole) or {}
+            font = item.font()
+            font.setBold(row.get("SeriesInstanceUID") in shown)
+            item.setFont(font)
+
+    def _fill_thumbnails(self) -> None:
+        self.thumbnails.clear()
+        for row in self.image_series():
+            item = QListWidgetItem(_series_text(row))
+            item.setData(RowRole, row)
+            item.setToolTip(str(row.get("SeriesDescription") or ""))
+            pixmap = QPixmap(THUMBNAIL_SIZE, THUMBNAIL_SIZE)
+            pixmap.fill(QColor(30, 30, 34))
+            item.setIcon(QIcon(pixmap))
+            self.thumbnails.addItem(item)
+            spawn(self._load_thumbnail(item, row), "Rendering a thumbnail")
+
+    async def _load_thumbnail(self, item: QListWidgetItem, row: dict[str, Any]) -> None:
+        uid = row["SeriesInstanceUID"]
+        rows = await self.series_instances(uid)
+        refs = frame_refs(rows)
+        if not refs or not shiboken6.isValid(self):
+            return
+        middle = refs[len(refs) // 2]
+        kind = documents.object_kind(middle.SOPClassUID)
+        if kind != documents.ObjectKindValues.IMAGE:
+            item.setText(item.text() + f"\n[{kind.value}]")
+            return
         loop = asyncio.get_running_loop()
         try:
-            rows = await loop.run_in_executor(executor, _read_attributes, path)
+            pixels = await loop.run_in_executor(
+                executor, thumbnail, middle, THUMBNAIL_SIZE
+            )
         except Exception as exc:
-            logger.warning("Cannot read the attributes of '%s': %s", path, exc)
+            logger.info("No thumbnail for series %s: %s", uid, exc)
+            if not shiboken6.isValid(self):
+                return
+            item.setText(item.text() + "\n" + self.tr("(cannot render)"))
+            return
+        if not shiboken6.isValid(self):
+            return
+        try:
+            item.setIcon(QIcon(QPixmap.fromImage(to_qimage(pixels))))
+        except RuntimeError:
+            pass  # the strip was cleared meanwhile
+
+    # -- documents: GSPS and KO -----------------------------------------------
+
+    async def refresh_documents(self) -> None:
+        """List the presentation states and key object documents of the study
+        (the core's ``study_documents``)."""
+        if self.link is None:
+            return
+        try:
+            rows = await self.link.request(
+                "study_documents", {"StudyInstanceUID": self.study["StudyInstanceUID"]}
+            )
+        except CoreError as exc:
+            logger.warning("Cannot list the study's presentation states: %s", exc)
+            rows = []
+        if not shiboken6.isValid(self):
+            return
+        self.document_rows = rows
+        self.document_list.clear()
+        for row in rows:
+            kind = documents.object_kind(str(row.get("SOPClassUID") or ""))
+            title = str(row.get("label") or "")
+            text = str(row.get("description") or "")
+            when = " ".join(
+                part
+                for part in (
+                    format_date(str(row.get("date") or "")),
+                    str(row.get("creator") or ""),
+                )
+                if part
+            )
+            if kind == documents.ObjectKindValues.KEY_OBJECTS:
+                line = self.tr("Key images: {title}").format(title=title)
+            else:
+                line = self.tr("Presentation: {title}").format(title=title)
+            refs = row.get("references") or []
+            detail = "\n".join(
+                part
+                for part in (
+                    text,
+                    when,
+                    self.tr("{n} image(s)").format(n=len(refs)) if refs else "",
+                    self.tr("Cannot be read: {error}").format(error=row["error"])
+                    if row.get("error")
+                    else "",
+                )
+                if part
+            )
+            item = QListWidgetItem(f"{line}\n{detail}".strip())
+            item.setData(RowRole, row)
+            self.document_list.addItem(item)
+        self.documents_changed.emit()
+
+    async def apply_document(self, row: dict[str, Any]) -> None:
+        """Apply a GSPS to the viewport of its series, or show the images of
+        a KO; read from the stored file (read-only)."""
+        kind = documents.object_kind(str(row.get("SOPClassUID") or ""))
+        loop = asyncio.get_running_loop()
+        try:
+            ds = await loop.run_in_executor(executor, read_dataset, str(row["path"]))
+            if kind == documents.ObjectKindValues.KEY_OBJECTS:
+                from jivex_core.imaging.ko import key_objects_from_dataset
+
+                selection = await loop.run_in_executor(
+                    executor, key_objects_from_dataset, ds
+                )
+                await self.show_key_images(selection, str(row.get("title") or ""))
+            else:
+                from jivex_core.imaging.gsps import presentation_from_dataset
+
+                state = await loop.run_in_executor(
+                    executor, presentation_from_dataset, ds
+                )
+                await self.show_presentation(state)
+        except (ImportError, CoreError, OSError, ValueError, KeyError) as exc:
+            logger.warning("Cannot apply '%s': %s", row.get("path"), exc)
+            self._say(self.tr("Cannot apply it: {error}").format(error=exc))
+        except pydicom.errors.InvalidDicomError as exc:
+            self._say(self.tr("Cannot read it: {error}").format(error=exc))
+
+    async def show_presentation(self, state: PresentationState) -> None:
+        """Apply *state* to the viewport showing its series, else show its
+        first series in the active viewport and apply it there."""
+        series = [r.SeriesInstanceUID for r in state.images if r.SeriesInstanceUID]
+        sops = {r.SOPInstanceUID for r in state.images}
+        target = None
+        for viewport in self.viewports():
+            if viewport.series_uid in series or any(
+                ref.SOPInstanceUID in sops for ref in viewport.refs
+            ):
+                target = viewport
+                break
+        if target is None:
+            if not series:
+                self._say(self.tr("The presentation state references no series."))
+                return
+            target = self.active
+            await self.show_series(series[0], target)
+        self.set_active(target)
+        target.apply_presentation(state)
+        # Show the first referenced image when the one shown is not.
+        current = target.current_ref()
+        if current is None or current.SOPInstanceUID not in sops:
+            for index, ref in enumerate(target.refs):
+                if ref.SOPInstanceUID in sops:
+                    target.show_index(index)
+                    break
+
+    async def show_key_images(self, selection: KeyObjectSelection, title: str) -> None:
+        """Show exactly the images (and frames) of a key object selection in
+        the active viewport."""
+        refs: list[FrameRef] = []
+        by_series: dict[str, list[dict[str, Any]]] = {}
+        for image in selection.images:
+            uid = image.SeriesInstanceUID
+            if uid and uid not in by_series:
+                try:
+                    by_series[uid] = await self.series_instances(uid)
+                except CoreError as exc:
+                    logger.warning("Key image series %s: %s", uid, exc)
+                    by_series[uid] = []
+        for image in selection.images:
+            rows = by_series.get(image.SeriesInstanceUID) or [
+                row for rows in self.instances.values() for row in rows
+            ]
+            for row in rows:
+                if row.get("SOPInstanceUID") != image.SOPInstanceUID:
+                    continue
+                for ref in frame_refs([row]):
+                    if image.covers(ref.SOPInstanceUID, ref.frame + 1):
+                        refs.append(ref)
+                break
+        if not refs:
+            self._say(self.tr("None of the key images is stored here."))
+            return
+        series = {
+            "SeriesInstanceUID": "",
+            "Modality": "KO",
+            "SeriesDescription": title or selection.title.meaning,
+        }
+        self.active.load_refs(self.study, series, refs)
+
+    def state_to_save(self, viewport: SeriesViewer) -> PresentationState:
+        """The state of *viewport* ready to send: its images referenced.
+
+        Images without a VOI setting get their own window from the core when
+        it writes the GSPS (a GSPS without one would show no window at all).
+        """
+        return dataclasses.replace(viewport.display.state, images=viewport.image_refs())
+
+    async def save_presentation(self, label: str, description: str = "") -> dict | None:
+        """Write the active viewport's state as a GSPS (``save_presentation``)."""
+        viewport = self.active
+        if not viewport.refs or not viewport.is_grayscale():
+            self._say(self.tr("A presentation state is saved for grey images only."))
+            return None
+        state = self.state_to_save(viewport)
+        state.label = label
+        state.description = description
+        assert self.link is not None
+        try:
+            reply = await self.link.request(
+                "save_presentation", {"state": state_to_dict(state)}
+            )
+        except CoreError as exc:
+            self._say(
+                self.tr("The presentation was not saved: {error}").format(error=exc)
+            )
+            return None
+        self._say("")
+        self.document_saved.emit(reply)
+        await self.refresh_documents()
+        return reply
+
+    def toggle_key_image(self) -> bool:
+        """Flag or unflag the frame of the active viewport; True when flagged."""
+        viewport = self.active
+        image = viewport.current_image_ref()
+        if image is None:
+            return False
+        frame = image.frames[0] if image.frames else None
+        flagged = self.key_images.toggle(image, frame)
+        for v in self.viewports():
+            v.paint_current()
+        self._update_key_action()
+        return flagged
+
+    async def save_key_images(self, title: Code, text: str = "") -> dict | None:
+        """Write the flagged images as a Key Object Selection document."""
+        if not self.key_images.images:
+            self._say(self.tr("No image is flagged as a key image."))
+            return None
+        selection = KeyObjectSelection(list(self.key_images.images), title, text)
+        assert self.link is not None
+        try:
+            reply = await self.link.request(
+                "save_key_objects", {"selection": selection_to_dict(selection)}
+            )
+        except CoreError as exc:
+            self._say(
+                self.tr("The key images were not saved: {error}").format(error=exc)
+            )
+            return None
+        self.key_images.clear()
+        for v in self.viewports():
+            v.paint_current()
+        self._update_key_action()
+        self._say("")
+        self.document_saved.emit(reply)
+        await self.refresh_documents()
+        return reply
+
+    # -- tools and commands --------------------------------------------------
+
+    def set_tool(self, tool: ToolValues) -> None:
+        """What the left button does in every viewport."""
+        self.tool = ToolValues(tool)
+        for viewport in self._viewports:
+            viewport.set_tool(self.tool)
+        action = self.tool_actions.get(self.tool)
+        if action is not None and not action.isChecked():
+            action.setChecked(True)
+
+    def _on_active(self, command: Any) -> None:
+        if self._active is not None:
+            command(self._active)
+
+    def _say(self, text: str) -> None:
+        self.message.setText(text)
+        if text:
+            self.message_changed.emit(text)
+
+    def _update_key_action(self) -> None:
+        image = self.active.current_image_ref() if self._active else None
+        flagged = image is not None and self.key_images.contains(
+            image.SOPInstanceUID, image.frames[0] if image.frames else 1
+        )
+        self.key_action.setChecked(flagged)
+        self.save_keys_action.setText(
+            self.tr("Save key images ({n})…").format(n=len(self.key_images.images))
+        )
+
+    def update_reference_lines(self) -> None:
+        """Draw where the active viewport's slice cuts the others."""
+        source = self._active
+        plane = source.current_plane() if source is not None else None
+        for viewport in self.viewports():
+            lines = []
+            if self.reference_lines and plane is not None and viewport is not source:
+                target = viewport.current_plane()
+                if target is not None:
+                    line = reference_line(target, plane)
+                    if line is not None:
+                        lines.append((line, REFERENCE_COLOR))
+            viewport.set_reference_lines(lines)
+
+    def synchronize(self) -> None:
+        """Move parallel series of the same frame of reference to the active
+        viewport's slice position."""
+        source = self._active
+        plane = source.current_plane() if source is not None else None
+        if plane is None:
+            return
+        for viewport in self.viewports():
+            if viewport is source or not viewport.planes:
+                continue
+            index = nearest_slice(plane, viewport.planes)
+            if index is not None and index != viewport.stack.index:
+                viewport.show_index(index)
+
+    async def _load_attributes(self) -> None:
+        ref = self.active.current_ref() if self._active else None
+        if ref is None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            rows = await loop.run_in_executor(
+                executor,
+                lambda: attribute_rows(
+                    pydicom.dcmread(ref.path, stop_before_pixels=True)
+                ),
+            )
+        except Exception as exc:
+            logger.warning("Cannot read the attributes of '%s': %s", ref.path, exc)
             return
         self.attributes.show_rows(rows)
 
     # -- slots -----------------------------------------------------------
 
-    def _on_view_slice_step_requested(self, delta: int) -> None:
-        self.step(delta)
+    def _on_viewport_activated(self) -> None:
+        viewport = self.sender()
+        if isinstance(viewport, SeriesViewer):
+            self.set_active(viewport)
 
-    def _on_view_window_changed(self, _window: object) -> None:
-        # Re-windowing a cached frame is a few numpy passes (well under a
-        # millisecond at 512x512), cheap enough to do while dragging.
-        self._paint_current()
+    def _on_viewport_series_dropped(self, uid: str) -> None:
+        viewport = self.sender()
+        if isinstance(viewport, SeriesViewer):
+            spawn(self.show_series(uid, viewport), "Showing a dropped series")
 
-    def _on_attributes_button_toggled(self, checked: bool) -> None:
+    def _on_viewport_frame_shown(self, _index: int) -> None:
+        viewport = self.sender()
+        if viewport is self._active:
+            self._update_key_action()
+            if self.attributes.isVisible():
+                spawn(self._load_attributes(), "Reading the attributes")
+        self.update_reference_lines()
+
+    def _on_viewport_slice_changed(self, _index: int) -> None:
+        if self.sender() is self._active and self.sync_scrolling:
+            self.synchronize()
+
+    def _on_viewport_geometry_changed(self) -> None:
+        self.update_reference_lines()
+        if self.sync_scrolling:
+            self.synchronize()
+
+    def _on_viewport_cine_changed(self, playing: bool) -> None:
+        if self.sender() is self._active:
+            self.cine_action.setChecked(playing)
+
+    def _on_thumbnails_item_clicked(self, item: QListWidgetItem) -> None:
+        row = item.data(RowRole)
+        if row:
+            spawn(self.show_series(row["SeriesInstanceUID"]), "Showing a series")
+
+    def _on_document_list_item_clicked(self, item: QListWidgetItem) -> None:
+        row = item.data(RowRole)
+        if row:
+            spawn(self.apply_document(row), "Applying a presentation state")
+
+    def _on_preset_menu_about_to_show(self) -> None:
+        menu = self.preset_menu
+        menu.clear()
+        viewport = self._active
+        item = viewport.current if viewport is not None else None
+        modality = str(viewport.series.get("Modality") or "") if viewport else ""
+        if item is not None and item.header is not None:
+            modality = str(item.header.get("Modality") or modality)
+        for preset in presets_for(modality):
+            act = menu.addAction(f"{preset.name}\t{preset.shortcut}")
+            act.triggered.connect(
+                lambda _c=False, p=preset: self._on_active(
+                    lambda v: v.set_window(p.window, p.name.upper())
+                )
+            )
+        if item is not None and item.windows:
+            menu.addSeparator()
+            for preset in item.windows:
+                act = menu.addAction(
+                    f"{preset.name} ({preset.window.width:g}/{preset.window.center:g})"
+                )
+                act.triggered.connect(
+                    lambda _c=False, p=preset: self._on_active(
+                        lambda v: v.set_window(p.window, p.name.upper())
+                    )
+                )
+        menu.addSeparator()
+        menu.addAction(self.tr("Auto window\tA")).triggered.connect(
+            lambda: self._on_active(lambda v: v.auto_window())
+        )
+        menu.addAction(self.tr("Image's own window\t0")).triggered.connect(
+            lambda: self._on_active(lambda v: v.reset_window())
+        )
+
+    def _on_cine_action_triggered(self, checked: bool) -> None:
+        viewport = self.active
+        if checked:
+            if self.fps_box.value() == 15.0:
+                self.fps_box.setValue(viewport.default_fps())
+            viewport.start_cine(self.fps_box.value())
+        else:
+            viewport.stop_cine()
+        self.cine_action.setChecked(viewport.playing)
+
+    def _on_fps_box_value_changed(self, value: float) -> None:
+        viewport = self._active
+        if viewport is not None and viewport.playing:
+            viewport.start_cine(value)
+
+    def _on_reference_action_toggled(self, checked: bool) -> None:
+        self.reference_lines = checked
+        self.update_reference_lines()
+
+    def _on_sync_action_toggled(self, checked: bool) -> None:
+        self.sync_scrolling = checked
+        if checked:
+            self.synchronize()
+
+    def _on_key_action_triggered(self, _checked: bool) -> None:
+        self.toggle_key_image()
+
+    def _on_save_keys_action_triggered(self) -> None:
+        if not self.key_images.images:
+            self._say(self.tr("Flag key images first (K)."))
+            return
+        dialog = SaveKeyImagesDialog(len(self.key_images.images), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def accepted() -> None:
+            title, text = dialog.values()
+            spawn(self.save_key_images(title, text), "Saving key images")
+
+        dialog.accepted.connect(accepted)
+        dialog.open()
+
+    def _on_save_presentation_action_triggered(self) -> None:
+        dialog = SavePresentationDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def accepted() -> None:
+            label, description = dialog.values()
+            spawn(self.save_presentation(label, description), "Saving a presentation")
+
+        dialog.accepted.connect(accepted)
+        dialog.open()
+
+    def _on_attributes_action_toggled(self, checked: bool) -> None:
         self.attributes.setVisible(checked)
         if checked:
             spawn(self._load_attributes(), "Reading the attributes")
 
-    def _on_reset_button_clicked(self) -> None:
-        self.window_level.reset()
-        self.view.transform.reset()
-        self._paint_current()
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        """Keys the viewports leave: presets, tools, display commands."""
+        viewport = self._active
+        if viewport is None:
+            event.ignore()
+            return
+        key = event.key()
+        text = event.text()
+        shift = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+        modality = str(viewport.series.get("Modality") or "")
+        if viewport.current is not None and viewport.current.header is not None:
+            modality = str(viewport.current.header.get("Modality") or modality)
+        presets = {p.shortcut: p for p in presets_for(modality)}
+        if text in presets:
+            viewport.set_window(presets[text].window, presets[text].name.upper())
+        elif text == "0":
+            viewport.reset_window()
+        elif key == Qt.Key.Key_A:
+            viewport.auto_window()
+        elif key == Qt.Key.Key_I:
+            viewport.invert()
+        elif key == Qt.Key.Key_R:
+            viewport.rotate(-90 if shift else 90)
+        elif key == Qt.Key.Key_H:
+            viewport.flip_horizontal()
+        elif key == Qt.Key.Key_V:
+            viewport.flip_vertical()
+        elif key == Qt.Key.Key_F:
+            viewport.fit()
+        elif key == Qt.Key.Key_Equal:
+            viewport.one_to_one()
+        elif key == Qt.Key.Key_K:
+            self.toggle_key_image()
+        elif key == Qt.Key.Key_S:
+            self.sync_action.trigger()
+        elif key == Qt.Key.Key_Space:
+            self.cine_action.trigger()
+        elif key == Qt.Key.Key_Escape:
+            self.set_tool(ToolValues.POINTER)
+        else:
+            event.ignore()
+            return
+        event.accept()
+
+    def close_viewer(self) -> None:
+        """Stop cine and forget the frames (the tab is closing)."""
+        for viewport in self._viewports:
+            viewport.stop_cine()
+            viewport.clear()
+
+
+def study_title(study: dict[str, Any]) -> str:
+    """The tab title of a study: patient name and study date."""
+    name = format_person_name(str(study.get("PatientName") or ""))
+    date = format_date(str(study.get("StudyDate") or ""))
+    return f"{name} – {date}".strip(" –")

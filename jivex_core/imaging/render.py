@@ -1,78 +1,104 @@
-"""The first slice of the rendering pipeline: stored pixels to display bytes.
+"""The rendering pipeline: stored pixels to display bytes, for every client.
 
-The order follows the grayscale pipeline of PS3.4 N.2.1: modality LUT
-(Rescale Slope and Intercept, or a Modality LUT Sequence), then the VOI
-window, then the presentation LUT (here only the MONOCHROME1 inversion,
-PS3.3 C.7.6.3.1.2). Colour images skip the grayscale steps and come out as
-RGB.
+The viewer, and later WADO, print and export, all render through this
+module, so that an image looks the same wherever it is shown. The order is
+the grayscale pipeline of PS3.4 N.2.1:
 
-Decoding a frame and applying the modality LUT are the slow steps, so they
-happen once per frame (:func:`prepare_frame`); a window change only maps the
-cached float32 values to bytes (:meth:`PreparedFrame.render`), which takes
-well under a millisecond for a 512x512 image.
+1. **Decode** one frame (:mod:`~jivex_core.imaging.frames`): stored values
+   with the sign of Pixel Representation, Bits Stored wide (bits outside
+   them, where old overlays live, are masked out); colour as RGB (YCbCr
+   converted once; palette colour through its tables,
+   :mod:`~jivex_core.imaging.color`).
+2. **Modality LUT** (PS3.3 C.11.1): rescale slope/intercept or the Modality
+   LUT Sequence, per frame for enhanced multi-frame objects; or the modality
+   transform of a presentation state.
+3. **VOI LUT** (PS3.3 C.11.2): a window (LINEAR, LINEAR_EXACT, SIGMOID) or a
+   VOI LUT; the caller's window, else the presentation state's, else the
+   file's first (per frame), else the frame's value range.
+4. **Presentation LUT** (PS3.3 C.11.6): the presentation state's shape or
+   table; without a state, MONOCHROME1 (PS3.3 C.7.6.3.1.2) and an image's
+   own Presentation LUT Shape INVERSE show inverted. The result is 8-bit.
+5. **Overlays** (60xx) burnt in white, when asked and no state is applied.
+6. With a presentation state (:mod:`~jivex_core.imaging.output`):
+   shutters, displayed area, flip then rotation, graphic annotations.
 
-Not handled yet, and rendered with the first window or the value range
-instead: VOI LUT Sequence, the SIGMOID VOI LUT function, Presentation LUT
-Sequence, per-frame functional groups of enhanced multi-frame objects.
+Decoding and the modality LUT run once per frame (:func:`prepare_frame`);
+changing the window recomputes an 8-bit table over the frame's range of
+stored values and maps the pixels through it with one ``numpy.take``
+(:meth:`PreparedFrame.render`), about a millisecond for 512x512.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
-from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
+
+from jivex_core.imaging.color import apply_palette, to_rgb8
+from jivex_core.imaging.common import (
+    RenderError,
+    Window,
+    as_float,
+    as_text,
+    element_get,
+    number_of_frames,
+    values_of,
+)
+from jivex_core.imaging.frames import (
+    MONOCHROME,
+    PALETTE,
+    decode_frame,
+    frame_group,
+    pixel_format,
+)
+from jivex_core.imaging.luts import (
+    Lut,
+    ModalityLut,
+    VoiPreset,
+    file_presets,
+    modality_lut,
+    present_unit,
+    to_bytes,
+    voi_unit,
+)
+from jivex_core.imaging.overlays import Overlay, burn_in, read_overlays
+
+if TYPE_CHECKING:
+    from jivex_core.imaging.presentation import PresentationState
 
 logger = logging.getLogger(__name__)
 
-#: Photometric interpretations shown as grey levels.
-MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+__all__ = [
+    "MONOCHROME",
+    "SPACING_FUNCTIONAL_GROUPS",
+    "SPACING_IMAGER",
+    "SPACING_PIXEL",
+    "Lut",
+    "ModalityLut",
+    "Overlay",
+    "PreparedFrame",
+    "RenderError",
+    "VoiPreset",
+    "Window",
+    "apply_window",
+    "file_window",
+    "number_of_frames",
+    "prepare_frame",
+    "range_window",
+    "render",
+    "window_coefficients",
+]
 
+#: Where a frame's pixel spacing came from (:attr:`PreparedFrame.spacing_source`).
+SPACING_PIXEL = "Pixel Spacing"
+SPACING_IMAGER = "Imager Pixel Spacing"
+SPACING_FUNCTIONAL_GROUPS = "Pixel Measures"
 
-@dataclass(frozen=True)
-class Window:
-    """A VOI window in modality units (PS3.3 C.11.2.1.2).
-
-    Parameters
-    ----------
-    center : float
-        Window Center (0028,1050).
-    width : float
-        Window Width (0028,1051); at least 1.
-    """
-
-    center: float
-    width: float
-
-    def __post_init__(self) -> None:
-        if not self.width >= 1:
-            raise ValueError(f"window width {self.width!r} is below 1")
-
-
-class RenderError(Exception):
-    """The pixel data of an object cannot be turned into an image."""
-
-
-def number_of_frames(ds: Dataset) -> int:
-    """Return the number of frames of *ds* (1 when Number of Frames is absent)."""
-    try:
-        return max(1, int(ds.get("NumberOfFrames", 1) or 1))
-    except (TypeError, ValueError):
-        return 1
-
-
-def _first(value: object) -> float | None:
-    if isinstance(value, MultiValue | list | tuple):
-        value = value[0] if len(value) else None
-    if value is None or value == "":
-        return None
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
+#: Stored value ranges up to this many values render through a table.
+_TABLE_LIMIT = 1 << 20
 
 
 def file_window(ds: Dataset) -> Window | None:
@@ -81,11 +107,9 @@ def file_window(ds: Dataset) -> Window | None:
     A missing, non-numeric or zero width is treated as no window, since a
     width below 1 is not allowed by PS3.3 C.11.2.1.2.
     """
-    center = _first(ds.get("WindowCenter"))
-    width = _first(ds.get("WindowWidth"))
-    if center is None or width is None or not np.isfinite([center, width]).all():
-        return None
-    if width < 1:
+    center = as_float(element_get(ds, "WindowCenter"))
+    width = as_float(element_get(ds, "WindowWidth"))
+    if center is None or width is None or width < 1:
         return None
     return Window(center, width)
 
@@ -94,12 +118,17 @@ def range_window(values: np.ndarray) -> Window:
     """Return the window that maps the value range of *values* onto 0..255.
 
     With the LINEAR function, width ``max - min + 1`` and center
-    ``(min + max + 1) / 2`` send the minimum to 0 and the maximum to 255.
+    ``(min + max + 1) / 2`` send the minimum to 0 and the maximum to 255. An
+    image of one value shows black.
     """
     if values.size == 0:
         return Window(0.5, 1.0)
     low = float(np.min(values))
     high = float(np.max(values))
+    if high == low:
+        # One value only: a threshold just above it shows it black, as
+        # DCMTK's min-max window does.
+        return Window(low + 1.0, 1.0)
     return Window((low + high + 1.0) / 2.0, high - low + 1.0)
 
 
@@ -110,7 +139,8 @@ def window_coefficients(
 
     The result includes +0.5 so that truncating to uint8 rounds. LINEAR is
     PS3.3 C.11.2.1.2.1 with y in [0, 255]; LINEAR_EXACT is C.11.2.1.3.2.
-    *invert* applies the MONOCHROME1 inversion after the window.
+    *invert* applies the MONOCHROME1 inversion after the window. (SIGMOID is
+    not linear; :func:`apply_window` handles it.)
     """
     c, w = window.center, window.width
     if function == "LINEAR_EXACT":
@@ -144,8 +174,8 @@ def apply_window(
     window : Window
         The VOI window.
     function : str
-        VOI LUT Function (0028,1056): ``LINEAR`` (default) or
-        ``LINEAR_EXACT``; anything else is treated as LINEAR.
+        VOI LUT Function (0028,1056): ``LINEAR`` (default), ``LINEAR_EXACT``
+        or ``SIGMOID``; anything else is treated as LINEAR.
     invert : bool
         Invert after the window, as MONOCHROME1 requires.
     out : numpy.ndarray, optional
@@ -157,6 +187,9 @@ def apply_window(
     numpy.ndarray
         uint8 array of the shape of *values*.
     """
+    if function == "SIGMOID":
+        unit = voi_unit(values, VoiPreset("", window, "SIGMOID"))
+        return to_bytes(present_unit(unit, invert))
     a, b = window_coefficients(window, function, invert)
     if out is None or out.shape != values.shape:
         out = np.empty(values.shape, dtype=np.float32)
@@ -166,26 +199,74 @@ def apply_window(
     return out.astype(np.uint8)
 
 
-@dataclass
+@dataclass(eq=False)
 class PreparedFrame:
     """One decoded frame, ready to be windowed many times.
 
     Attributes
     ----------
     values : numpy.ndarray
-        float32 modality values (grey) or uint8 RGB of shape (rows, cols, 3).
+        Grey: float32 modality values (rows, columns), in :attr:`units`;
+        what ROI statistics are computed on. Colour: uint8 RGB
+        (rows, columns, 3).
     photometric : str
-        Photometric Interpretation of *values* after decoding.
-    default_window : Window | None
-        The file's first window, else the value range; None for colour.
+        ``MONOCHROME1``, ``MONOCHROME2`` or ``RGB`` (colour of any kind after
+        decoding).
+    default_window : Window or None
+        The window the viewer starts with: the file's first window for this
+        frame, else (a VOI LUT first) the window of that LUT's input range,
+        else the value range; None for colour.
     voi_function : str
-        VOI LUT Function of the file (LINEAR when absent).
+        VOI LUT Function of the file for this frame (LINEAR when absent);
+        applied to windows the user sets too.
+    windows : list of VoiPreset
+        Every window and VOI LUT of the file for this frame, with their
+        explanations (the viewer offers them as presets).
+    default_voi : VoiPreset or None
+        What :meth:`render` uses without an argument.
+    inverse : bool
+        Whether grey levels are inverted for display without a presentation
+        state (MONOCHROME1, or Presentation LUT Shape INVERSE in the image).
+    overlays : list of Overlay
+        The frame's overlay planes (60xx), not drawn into the pixels.
+    pixel_spacing : (float, float) or None
+        (row spacing, column spacing) in mm, for measurements.
+    spacing_source : str or None
+        :data:`SPACING_PIXEL`, :data:`SPACING_IMAGER` or
+        :data:`SPACING_FUNCTIONAL_GROUPS`; None without spacing.
+    units : str
+        Units of :attr:`values`: ``HU`` for CT, Rescale Type or Modality LUT
+        Type when given, PET Units; ``""`` when unspecified.
+    modality : ModalityLut
+        The modality transform that produced :attr:`values`.
+    index : int
+        0-based frame number.
+    sop_instance_uid : str
+    warnings : list of str
+        What was tolerated while decoding (short Pixel Data, for example).
     """
 
     values: np.ndarray
     photometric: str
     default_window: Window | None
     voi_function: str = "LINEAR"
+    windows: list[VoiPreset] = field(default_factory=list)
+    default_voi: VoiPreset | None = None
+    inverse: bool = False
+    overlays: list[Overlay] = field(default_factory=list)
+    pixel_spacing: tuple[float, float] | None = None
+    spacing_source: str | None = None
+    units: str = ""
+    modality: ModalityLut = field(default_factory=ModalityLut)
+    index: int = 0
+    sop_instance_uid: str = ""
+    warnings: list[str] = field(default_factory=list)
+    #: Stored values (grey), for the table path and for re-applying a
+    #: different modality transform.
+    stored: np.ndarray | None = field(default=None, repr=False)
+    _low: int = field(default=0, repr=False)
+    _index: np.ndarray | None = field(default=None, repr=False)
+    _inputs: np.ndarray | None = field(default=None, repr=False)
     _scratch: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -196,44 +277,154 @@ class PreparedFrame:
     @property
     def invert(self) -> bool:
         """Whether grey levels are inverted for display (MONOCHROME1)."""
-        return self.photometric == "MONOCHROME1"
+        return self.inverse
 
-    def render(self, window: Window | None = None) -> np.ndarray:
+    @property
+    def rows(self) -> int:
+        """Rows of the frame."""
+        return int(self.values.shape[0])
+
+    @property
+    def columns(self) -> int:
+        """Columns of the frame."""
+        return int(self.values.shape[1])
+
+    def preset(self, window: Window | VoiPreset | None = None) -> VoiPreset:
+        """The VOI setting :meth:`render` uses for *window*.
+
+        A bare :class:`Window` takes the frame's VOI LUT Function.
+        """
+        if isinstance(window, VoiPreset):
+            return window
+        if window is not None:
+            return VoiPreset("", window, self.voi_function)
+        if self.default_voi is not None:
+            return self.default_voi
+        return VoiPreset("", self.default_window or range_window(self.values))
+
+    def render(
+        self,
+        window: Window | VoiPreset | None = None,
+        *,
+        inverse: bool | None = None,
+        presentation_lut: Lut | None = None,
+    ) -> np.ndarray:
         """Return display bytes: (rows, cols) uint8 grey or (rows, cols, 3) RGB.
 
-        *window* defaults to :attr:`default_window`; colour ignores it.
+        Parameters
+        ----------
+        window : Window or VoiPreset, optional
+            The VOI setting; defaults to :attr:`default_voi`. Colour ignores it.
+        inverse : bool, optional
+            Presentation LUT Shape INVERSE (True) or IDENTITY (False);
+            defaults to :attr:`inverse`.
+        presentation_lut : Lut, optional
+            A Presentation LUT Sequence table, instead of a shape.
         """
         if self.is_color:
             return self.values
-        window = window or self.default_window or range_window(self.values)
-        if self._scratch is None or self._scratch.shape != self.values.shape:
-            self._scratch = np.empty(self.values.shape, dtype=np.float32)
-        return apply_window(
-            self.values, window, self.voi_function, self.invert, self._scratch
+        preset = self.preset(window)
+        invert = self.inverse if inverse is None else inverse
+        if self._inputs is not None and self._index is not None:
+            unit = voi_unit(self._inputs, preset)
+            table = to_bytes(present_unit(unit, invert, presentation_lut))
+            return np.take(table, self._index)
+        if (
+            presentation_lut is None
+            and preset.lut is None
+            and preset.window is not None
+            and preset.function != "SIGMOID"
+        ):
+            if self._scratch is None or self._scratch.shape != self.values.shape:
+                self._scratch = np.empty(self.values.shape, dtype=np.float32)
+            return apply_window(
+                self.values, preset.window, preset.function, invert, self._scratch
+            )
+        unit = voi_unit(self.values, preset)
+        return to_bytes(present_unit(unit, invert, presentation_lut))
+
+    def with_modality(self, modality: ModalityLut) -> PreparedFrame:
+        """This frame with another modality transform (a presentation
+        state's, PS3.3 C.11.1), sharing the decoded stored values."""
+        if self.is_color or self.stored is None:
+            return self
+        frame = replace(self, modality=modality, units=modality.units or self.units)
+        _fill_values(frame, self.stored)
+        frame.default_window = range_window(frame.values)
+        frame.default_voi = VoiPreset("", frame.default_window)
+        return frame
+
+
+def _fill_values(frame: PreparedFrame, stored: np.ndarray) -> None:
+    """Set values, and the table inputs when the stored range allows one."""
+    modality = frame.modality
+    frame.stored = stored
+    frame._index = frame._inputs = None
+    if stored.dtype.kind in "iu" and stored.size:
+        low, high = int(stored.min()), int(stored.max())
+        count = high - low + 1
+        if count <= _TABLE_LIMIT:
+            inputs = modality.apply(np.arange(low, high + 1, dtype=np.int64))
+            if count <= 256 and low >= 0 and stored.dtype == np.uint8 and low == 0:
+                index = stored
+            else:
+                kind = np.uint16 if count <= 65536 else np.uint32
+                index = np.subtract(stored, low, dtype=np.int64).astype(kind)
+            frame._low = low
+            frame._index = index
+            frame._inputs = inputs
+            frame.values = np.take(inputs.astype(np.float32), index)
+            return
+    frame.values = np.ascontiguousarray(modality.apply(stored), dtype=np.float32)
+
+
+def _image_inverse(ds: Dataset, photometric: str) -> bool:
+    """Whether a grey image shows inverted without a presentation state.
+
+    MONOCHROME1 shows its lowest value white (PS3.3 C.7.6.3.1.2). Images
+    with a Presentation LUT Shape of their own (DX, MG, IO: PS3.3 C.8.11.6)
+    say INVERSE exactly for MONOCHROME1, so the shape and the photometric
+    interpretation are one inversion, not two.
+    """
+    shape = as_text(element_get(ds, "PresentationLUTShape")).upper()
+    if shape == "INVERSE":
+        return True
+    return photometric == "MONOCHROME1"
+
+
+def _spacing(ds: Dataset, index: int) -> tuple[tuple[float, float] | None, str | None]:
+    """Pixel spacing of a frame and where it came from (PS3.3 10.7.1.3)."""
+    candidates: list[tuple[object, str]] = []
+    measures = frame_group(ds, index, "PixelMeasuresSequence")
+    if measures is not None:
+        candidates.append(
+            (element_get(measures, "PixelSpacing"), SPACING_FUNCTIONAL_GROUPS)
         )
+    candidates.append((element_get(ds, "PixelSpacing"), SPACING_PIXEL))
+    xa = frame_group(ds, index, "XAXRFFramePixelDataPropertiesSequence")
+    if xa is not None:
+        candidates.append((element_get(xa, "ImagerPixelSpacing"), SPACING_IMAGER))
+    candidates.append((element_get(ds, "ImagerPixelSpacing"), SPACING_IMAGER))
+    for value, source in candidates:
+        items = [as_float(v) for v in values_of(value)]
+        if len(items) == 2 and all(v is not None and v > 0 for v in items):
+            return (float(items[0]), float(items[1])), source  # type: ignore[arg-type]
+    return None, None
 
 
-def _to_rgb8(arr: np.ndarray, ds: Dataset) -> np.ndarray:
-    """Scale an RGB array of more than 8 bits down to uint8."""
-    if arr.dtype == np.uint8:
-        return np.ascontiguousarray(arr)
-    bits = int(ds.get("BitsStored", 8) or 8)
-    if arr.dtype.kind == "f":
-        peak = float(arr.max()) or 1.0
-        return np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    shift = max(0, bits - 8)
-    return np.clip(arr.astype(np.int64) >> shift, 0, 255).astype(np.uint8)
-
-
-def prepare_frame(ds: Dataset, index: int = 0) -> PreparedFrame:
+def prepare_frame(
+    ds: Dataset, index: int = 0, modality: ModalityLut | None = None
+) -> PreparedFrame:
     """Decode frame *index* of *ds* and apply the modality LUT.
 
     Parameters
     ----------
     ds : pydicom.dataset.Dataset
-        A data set with Pixel Data (or Float Pixel Data).
+        A data set with Pixel Data (or Float/Double Float Pixel Data).
     index : int
         Frame number starting at 0.
+    modality : ModalityLut, optional
+        A modality transform to use instead of the image's own.
 
     Returns
     -------
@@ -242,67 +433,153 @@ def prepare_frame(ds: Dataset, index: int = 0) -> PreparedFrame:
     Raises
     ------
     RenderError
-        When there is no pixel data, the frame does not exist, or no
-        installed decoder handles the transfer syntax; the message says
-        which.
+        When there is no pixel data, an Image Pixel attribute is missing or
+        inconsistent, the frame does not exist, or the pixel data cannot be
+        decoded; the message says which. No other exception leaves.
     """
-    if not any(
-        k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
-    ):
-        raise RenderError("the object has no pixel data")
-    frames = number_of_frames(ds)
-    if not 0 <= index < frames:
-        raise RenderError(f"frame {index} does not exist; the object has {frames}")
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
-
-    # pydicom converts YBR_FULL / YBR_FULL_422 to RGB itself (raw=False), and
-    # knows when a JPEG decoder has already done so; converting here again
-    # would shift the colours.
     try:
-        arr = pixel_array(ds, index=index if frames > 1 else None)
-    except NotImplementedError as exc:
-        file_meta = getattr(ds, "file_meta", None)
-        ts = str(getattr(file_meta, "TransferSyntaxUID", "") or "unknown")
-        raise RenderError(f"no decoder for transfer syntax {ts}: {exc}") from exc
+        return _prepare(ds, index, modality)
+    except RenderError:
+        raise
+    except MemoryError:
+        raise RenderError("not enough memory to decode the image") from None
     except Exception as exc:
-        raise RenderError(f"the pixel data cannot be decoded: {exc}") from exc
-    if (
-        frames > 1
-        and arr.ndim > 2
-        and arr.shape[0] == frames
-        and photometric in (MONOCHROME)
-    ):
-        arr = arr[index]
+        logger.exception("Unexpected failure preparing frame %d", index)
+        raise RenderError(f"the image cannot be rendered: {exc}") from exc
 
-    if photometric in MONOCHROME:
-        values = apply_modality_lut(arr, ds)
-        values = np.ascontiguousarray(values, dtype=np.float32)
-        window = file_window(ds) or range_window(values)
-        function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
-        return PreparedFrame(values, photometric, window, function)
 
-    if photometric == "PALETTE COLOR":
+def _prepare(ds: Dataset, index: int, modality: ModalityLut | None) -> PreparedFrame:
+    fmt = pixel_format(ds)
+    decoded = decode_frame(ds, fmt, index)
+    spacing, source = _spacing(ds, index)
+    overlays = read_overlays(ds, index, decoded.words, (fmt.rows, fmt.columns))
+    common: dict[str, Any] = {
+        "overlays": overlays,
+        "pixel_spacing": spacing,
+        "spacing_source": source,
+        "index": index,
+        "sop_instance_uid": as_text(element_get(ds, "SOPInstanceUID")),
+        "warnings": decoded.warnings,
+    }
+    for warning in decoded.warnings:
+        logger.info("Frame %d: %s", index, warning)
+
+    if decoded.photometric == "RGB":
+        rgb = to_rgb8(decoded.pixels, fmt.bits_stored)
+        return PreparedFrame(rgb, "RGB", None, **common)
+    if decoded.photometric == PALETTE:
         try:
-            rgb = apply_color_lut(arr, ds)
+            rgb = apply_palette(decoded.pixels, ds, fmt.signed)
+        except RenderError:
+            raise
         except Exception as exc:
             raise RenderError(f"the palette cannot be applied: {exc}") from exc
-        return PreparedFrame(_to_rgb8(rgb, ds), "RGB", None)
+        return PreparedFrame(rgb, "RGB", None, **common)
 
-    if arr.ndim == 3 and arr.shape[-1] == 3:
-        if photometric not in ("RGB", "YBR_FULL", "YBR_FULL_422"):
-            # YBR_ICT / YBR_RCT come out of JPEG 2000 decoders as RGB.
-            logger.debug("Treating photometric '%s' as RGB after decoding", photometric)
-        return PreparedFrame(_to_rgb8(arr, ds), "RGB", None)
-
-    raise RenderError(
-        f"photometric interpretation '{photometric}' with array shape "
-        f"{arr.shape} is not supported"
+    photometric = (
+        decoded.photometric if decoded.photometric in MONOCHROME else ("MONOCHROME2")
     )
+    if modality is None:
+        group = frame_group(ds, index, "PixelValueTransformationSequence")
+        modality = modality_lut(ds, group, fmt.signed)
+    presets = file_presets(ds, frame_group(ds, index, "FrameVOILUTSequence"))
+    frame = PreparedFrame(
+        decoded.pixels,
+        photometric,
+        None,
+        windows=presets,
+        inverse=_image_inverse(ds, photometric),
+        units=modality.units,
+        modality=modality,
+        **common,
+    )
+    _fill_values(frame, decoded.pixels)
+    if presets:
+        frame.default_voi = presets[0]
+        frame.voi_function = presets[0].function if presets[0].window else "LINEAR"
+        frame.default_window = presets[0].approximate_window()
+    elif fmt.bits_stored == 1:
+        # A binary image (a segmentation): 0 black and 1 white, whatever
+        # values this frame happens to hold.
+        frame.default_window = range_window(modality.apply(np.array([0, 1])))
+        frame.default_voi = VoiPreset("", frame.default_window)
+    else:
+        frame.default_window = range_window(frame.values)
+        frame.default_voi = VoiPreset("", frame.default_window)
+    return frame
 
 
-def render(ds: Dataset, index: int = 0, window: Window | None = None) -> np.ndarray:
-    """Decode and render one frame in a single call (see :func:`prepare_frame`).
+def render(
+    ds: Dataset,
+    index: int = 0,
+    window: Window | VoiPreset | None = None,
+    state: PresentationState | None = None,
+    *,
+    overlays: bool = True,
+) -> np.ndarray:
+    """Render one frame to display bytes, the single entry for every output.
 
-    Returns uint8 grey (rows, cols) or RGB (rows, cols, 3).
+    The order of operations is the module's (PS3.4 N.2.1): decode, modality
+    LUT (the state's when it has one), VOI (*window*, else the state's for
+    this frame, else the file's first, else the value range), presentation
+    LUT (the state's shape or table; else MONOCHROME1 and an image's own
+    INVERSE shape invert), then without a state the overlays (60xx) in
+    white when *overlays* is true; with a state its shutter, displayed area
+    (cropped or padded in the image's frame), horizontal flip, clockwise
+    rotation and graphic annotations, in that order
+    (:func:`jivex_core.imaging.output.present`).
+
+    Parameters
+    ----------
+    ds : pydicom.dataset.Dataset
+    index : int
+        0-based frame number.
+    window : Window or VoiPreset, optional
+    state : PresentationState, optional
+    overlays : bool
+        Burn the image's overlay planes in (without a state only: a
+        presentation state shows none it does not activate, PS3.4 N.2).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 (rows, cols) grey or (rows, cols, 3) RGB.
+
+    Raises
+    ------
+    RenderError
+        For anything that prevents rendering, with the reason.
     """
-    return prepare_frame(ds, index).render(window)
+    if state is not None:
+        from jivex_core.imaging.output import present
+
+        state_modality = getattr(state, "modality", None)
+        modality = None
+        if state_modality is not None:
+            modality = _state_modality(state_modality)
+        frame = prepare_frame(ds, index, modality)
+        try:
+            return present(frame, state, window)
+        except RenderError:
+            raise
+        except Exception as exc:
+            logger.exception("Unexpected failure applying a presentation state")
+            raise RenderError(
+                f"the presentation state cannot be applied: {exc}"
+            ) from exc
+    frame = prepare_frame(ds, index)
+    try:
+        image = frame.render(window)
+    except Exception as exc:
+        raise RenderError(f"the image cannot be rendered: {exc}") from exc
+    if overlays and frame.overlays:
+        image = burn_in(image, frame.overlays)
+    return image
+
+
+def _state_modality(transform: Any) -> ModalityLut:
+    """A presentation state's modality transform as a :class:`ModalityLut`."""
+    if getattr(transform, "lut", None) is not None:
+        return ModalityLut(lut=Lut.from_model(transform.lut), units=transform.type)
+    units = "" if transform.type in ("", "US") else transform.type
+    return ModalityLut(float(transform.slope), float(transform.intercept), None, units)
