@@ -359,3 +359,32 @@ def test_a_crash_in_the_middle_of_a_removal_leaves_nothing_half_done(
             assert store.index.listing("study", data)[0]["StudyInstanceUID"] == other
     finally:
         store.close()
+
+
+def test_origins_tell_the_retrieves_apart():
+    """C-STORE sub-operations belong to the retrieve whose Message ID they
+    carry with our AE title as Move Originator; other objects are their
+    sender's when it is in the remote AE table."""
+    from jivex_core.services.origins import Origins
+
+    settings = build_settings(
+        {
+            "network": {"ae_title": "US"},
+            "remote": [
+                {"ae_title": "PACS", "host": "127.0.0.1", "port": 9},
+                {"ae_title": "PRIORS", "host": "127.0.0.1", "port": 10},
+            ],
+        }
+    )
+    origins = Origins(settings)
+    first, second = origins.start_move("PACS"), origins.start_move("PRIORS")
+    assert first != second
+    assert origins.of_c_store("ORTHANC", "US", first) == "PACS"
+    assert origins.of_c_store("ORTHANC", "US  ", second) == "PRIORS"
+    # Another requestor's move to us, or no originator: by calling AE.
+    assert origins.of_c_store("ORTHANC", "OTHER", first) == ""
+    assert origins.of_c_store("PRIORS", None, None) == "PRIORS"
+    assert origins.of_c_store("CT1") == ""
+    origins.end_move(first)
+    assert origins.of_c_store("ORTHANC", "US", first) == ""
+    assert origins.start_move("PACS") not in (second, 0)
