@@ -59,7 +59,8 @@ Methods (``params`` → ``result``):
     "errors": [{uid, error}]}``: retrieves (kind ``move``, ``request.reload``
     = objects expected) from the remote AE each removed object came from;
     an error when nothing can be reloaded (not removed, no origin, origin no
-    longer in the remote AE table)
+    longer in the remote AE table). The same retrieve already queued or
+    running is returned instead of a new one (a queued one runs now).
 ``list_removed`` ``{"uids": [str]?}`` → references (all, or those of the
     given patients, studies, series, instances): the keys of ``jivex ls
     --removed --level instance``

@@ -248,8 +248,13 @@ def test_bad_input_is_named_with_the_exit_codes_of_the_readme(tmp_path):
         assert job["state"] == "queued" and job["attempts"] == 1
         assert "could not be reached" in job["last_error"]
         assert "will be tried again" in down.stderr
-        both = cli(server, "reload", MR_STUDY, CT_STUDY, "--no-wait")
+        # Asked again: the same job, tried now; the other input is named.
+        both = cli(server, "reload", MR_STUDY, CT_STUDY, "--no-wait", "--json")
         assert both.returncode == 1 and "received from 'CT1'" in both.stderr
+        (same,) = json.loads(both.stdout)
+        assert same["id"] == job["id"]
+        jobs = json.loads(cli(server, "jobs", "--json").stdout)
+        assert [j["id"] for j in jobs] == [job["id"]]
     finally:
         server.stop()
 

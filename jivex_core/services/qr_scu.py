@@ -11,6 +11,7 @@ A broken identifier in one answer is reported and skipped, not fatal.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -41,7 +42,15 @@ from jivex_core.services.storage_scp import store_received
 from jivex_core.services.storage_scu import MAX_CONTEXTS, AssociationError, associate
 from jivex_core.sopclasses import STORAGE_SOP_CLASSES
 from jivex_core.store import Store
-from jivex_core.store.jobs import CANCELLED, DONE, FAILED, Job, JobError
+from jivex_core.store.jobs import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    Job,
+    JobError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -345,6 +354,12 @@ def start_move(
     return assoc, responses, cx_id
 
 
+def _retrieve_key(remote_ae: str, request: dict[str, Any]) -> tuple[str, str, str]:
+    """What tells two retrieves of the same objects from the same node."""
+    keys = json.dumps(request.get("keys") or {}, sort_keys=True)
+    return remote_ae, str(request.get("level", "STUDY")).upper(), keys
+
+
 class RetrieveJobs:
     """Queues and runs retrieves (C-MOVE to our own Storage SCP) and answers
     queries, which nobody queues: someone waits for them."""
@@ -414,7 +429,8 @@ class RetrieveJobs:
 
         Returns ``{"jobs": [...], "instances": n, "errors": [{uid, error}]}``;
         JobError when nothing can be reloaded (its message names each input
-        and why).
+        and why). A reload asked again while the same retrieve is queued or
+        running reuses it; one waiting for its next attempt runs now.
         """
         if not any(v.strip() for v in values):
             raise JobError("no UIDs given")
@@ -422,15 +438,25 @@ class RetrieveJobs:
         plan = self.store.removals.plan_reload(values, known)
         if not plan.requests:
             raise JobError("; ".join(p.error for p in plan.problems))
-        jobs = [
-            self.queue(
-                request.origin_ae,
-                request.level,
-                request.keys,
-                {"reload": request.instances},
-            )
-            for request in plan.requests
-        ]
+        active = {
+            _retrieve_key(job.remote_ae, job.request): job
+            for job in self.runner.queue.list(1000, (QUEUED, RUNNING))
+            if job.kind == "move"
+        }
+        jobs = []
+        for request in plan.requests:
+            wanted = {"level": request.level, "keys": request.keys}
+            job = active.get(_retrieve_key(request.origin_ae, wanted))
+            if job is None:
+                job = self.queue(
+                    request.origin_ae,
+                    request.level,
+                    request.keys,
+                    {"reload": request.instances},
+                )
+            elif job.state == QUEUED:
+                job = self.runner.retry(job.pk)
+            jobs.append(job)
         for job, request in zip(jobs, plan.requests, strict=True):
             logger.info(
                 "Job %d reloads %d removed objects from '%s' (%s level)",
