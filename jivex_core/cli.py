@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument(
         "--level", choices=["patient", "study", "series", "instance"], default="study"
     )
+    ls.add_argument(
+        "--removed",
+        action="store_true",
+        help="list what was removed locally (and can be reloaded) instead",
+    )
 
     imp = sub.add_parser("import", help="import DICOM files or folders")
     _common(imp)
@@ -178,6 +183,32 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--json", action="store_true", help="print the result as JSON")
     keys.add_argument("images", nargs="+", metavar="SOP_INSTANCE_UID[:FRAME,...]")
 
+    delete = sub.add_parser(
+        "delete",
+        help="remove patients (by ID), studies, series or instances locally, "
+        "keeping a reference to reload them",
+    )
+    _common(delete)
+    delete.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say what would be removed, remove nothing",
+    )
+    delete.add_argument("--json", action="store_true", help="print the result as JSON")
+    delete.add_argument("uids", nargs="+", metavar="UID")
+
+    reload = sub.add_parser(
+        "reload",
+        help="fetch removed patients (by ID), studies, series or instances again "
+        "from the remote AE they came from",
+    )
+    _common(reload)
+    reload.add_argument(
+        "--no-wait", action="store_true", help="queue the retrieves and exit at once"
+    )
+    reload.add_argument("--json", action="store_true", help="print the jobs as JSON")
+    reload.add_argument("uids", nargs="+", metavar="UID")
+
     jobs = sub.add_parser("jobs", help="list, cancel or retry sends and retrieves")
     _common(jobs)
     jobs.add_argument("--json", action="store_true", help="JSON array of objects")
@@ -224,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "key-images":
             _key_image_args(args)  # bad arguments never reach the core
             return _with_core(args)
-        if command in ("send", "jobs", "find", "move"):
+        if command in ("send", "jobs", "find", "move", "delete", "reload"):
             return _with_core(args)
     except ConfigError as exc:
         print(f"jivex {command}: {exc}", file=sys.stderr)
@@ -313,6 +344,65 @@ _TABLE_COLUMNS = {
 }
 
 
+_REMOVED_COLUMNS = {
+    "patient": ["NumberOfRemovedInstances", "removed_at"],
+    "study": ["NumberOfRemovedInstances", "origin_ae", "removed_at"],
+    "series": ["NumberOfRemovedInstances", "origin_ae", "removed_at"],
+    "instance": ["origin_ae", "removed_at"],
+}
+
+#: The keys of each level a reference carries, for ``ls --removed``.
+_REMOVED_LEVEL_KEYS = {
+    "patient": (
+        "PatientID",
+        "IssuerOfPatientID",
+        "PatientName",
+        "PatientBirthDate",
+        "PatientSex",
+    ),
+    "study": (
+        "StudyInstanceUID",
+        "StudyDate",
+        "StudyTime",
+        "AccessionNumber",
+        "StudyID",
+        "StudyDescription",
+        "ReferringPhysicianName",
+    ),
+    "series": ("SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription"),
+}
+
+
+def removed_listing(references: list[dict], level: str) -> list[dict]:
+    """Rows of ``jivex ls --removed``: the references (instance level) or
+    their patients, studies or series, each with the keys of the levels
+    above, ``NumberOfRemovedInstances``, ``origin_ae`` (the origins, joined
+    with a backslash) and ``removed_at`` (the latest)."""
+    if level == "instance":
+        return references
+    levels = ["patient", "study", "series"]
+    above = levels[: levels.index(level) + 1]
+    keys = [k for lv in above for k in _REMOVED_LEVEL_KEYS[lv]]
+    key = {"patient": "PatientID", "study": "StudyInstanceUID"}.get(
+        level, "SeriesInstanceUID"
+    )
+    grouped: dict[str, dict] = {}
+    for ref in references:
+        row = grouped.get(ref[key])
+        if row is None:
+            row = grouped[ref[key]] = {k: ref[k] for k in keys}
+            row |= {"NumberOfRemovedInstances": 0, "origins": [], "removed_at": ""}
+        row["NumberOfRemovedInstances"] += 1
+        if ref["origin_ae"] not in row["origins"]:
+            row["origins"].append(ref["origin_ae"])
+        row["removed_at"] = max(row["removed_at"], ref["removed_at"])
+    out = []
+    for row in grouped.values():
+        origins = row.pop("origins")
+        out.append({**row, "origin_ae": "\\".join(sorted(origins))})
+    return out
+
+
 def _cell(column: str, value: Any) -> str:
     """A table cell: UIDs and paths whole, free text cut with an ellipsis."""
     text = "" if value is None else str(value)
@@ -338,7 +428,14 @@ def _ls(args: argparse.Namespace) -> int:
     except JivexError as exc:
         raise ConfigError(f"data folder '{data_dir}' cannot be used: {exc}") from exc
     try:
-        rows = index.listing(args.level, data_dir)
+        if args.removed:
+            from jivex_core.store.files import FileStore
+            from jivex_core.store.removal import Removals
+
+            references = Removals(index, FileStore(data_dir)).references()
+            rows = removed_listing(references, args.level)
+        else:
+            rows = index.listing(args.level, data_dir)
     finally:
         index.close()
     if args.json:
@@ -346,6 +443,8 @@ def _ls(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return EXIT_OK
     columns = _TABLE_COLUMNS[args.level]
+    if args.removed:
+        columns = [c for c in columns if c != "path"] + _REMOVED_COLUMNS[args.level]
     table = [columns] + [[_cell(c, r.get(c)) for c in columns] for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
     for row in table:
@@ -488,7 +587,9 @@ def _with_core(args: argparse.Namespace) -> int:
     from jivex_core.engine import Engine
 
     # A retrieve needs our Storage SCP to receive what it asks for.
-    engine = Engine(settings, network=args.command == "move")
+    engine = Engine(
+        settings, network=args.command in ("move", "reload"), lifetime=False
+    )
     try:
         engine.start()
     except JivexError as exc:
@@ -513,6 +614,10 @@ def _run_command(args: argparse.Namespace, call: Any) -> int:
         return _key_images(args, call)
     if args.command == "jobs":
         return _jobs(args, call)
+    if args.command == "delete":
+        return _delete(args, call)
+    if args.command == "reload":
+        return _reload(args, call)
     if args.command == "find":
         return _find(args, call)
     if args.command == "move":
@@ -590,6 +695,79 @@ def _key_images(args: argparse.Namespace, call: Any) -> int:
             f"{result['SeriesInstanceUID']}: {result['path']}"
         )
     return EXIT_OK
+
+
+def _size(size: int) -> str:
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 1024:.0f} kB"
+
+
+def _delete(args: argparse.Namespace, call: Any) -> int:
+    result = call("delete", uids=args.uids, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=1))
+    else:
+        verb = "would remove" if args.dry_run else "removed"
+        for study in result["studies"]:
+            whole = study["instances"] == study["of"]
+            print(
+                f"{verb}: {study['StudyInstanceUID']} {study['PatientID']} "
+                f"{study['PatientName']} {study['StudyDate']}: "
+                + ("all " if whole else "")
+                + f"{study['instances']} of {study['of']} objects"
+                + (
+                    f", reload from {', '.join(study['origins'])}"
+                    if study["origins"]
+                    else ""
+                )
+            )
+        studies = len(result["studies"])
+        print(
+            f"{verb} {studies} {'study' if studies == 1 else 'studies'}, "
+            f"{result['instances']} objects ({_size(result['size'])})",
+            file=sys.stderr,
+        )
+    if result["not_reloadable"]:
+        print(
+            f"jivex delete: {result['not_reloadable']} of these objects were not "
+            "retrieved from a configured remote AE: no reload can bring them back",
+            file=sys.stderr,
+        )
+    for error in result["errors"]:
+        print(f"jivex delete: {error['error']}", file=sys.stderr)
+    return EXIT_PARTIAL if result["errors"] else EXIT_OK
+
+
+def _reload(args: argparse.Namespace, call: Any) -> int:
+    result = call("reload", uids=args.uids)
+    jobs = result["jobs"]
+    for error in result["errors"]:
+        print(f"jivex reload: {error['error']}", file=sys.stderr)
+    if args.no_wait:
+        if args.json:
+            print(json.dumps(jobs, ensure_ascii=False, indent=1))
+        else:
+            for job in jobs:
+                print(f"job {job['id']}: queued, reload from '{job['remote_ae']}'")
+        return EXIT_PARTIAL if result["errors"] else EXIT_OK
+    jobs = [_wait(job, call) for job in jobs]
+    code = max(_report(job, args.json) for job in jobs)
+    if result["errors"]:
+        code = max(code, EXIT_PARTIAL)
+    if code == EXIT_OK:
+        # What the jobs should have brought back and did not (objects whose
+        # origin is unusable were reported above).
+        origins = {job["remote_ae"] for job in jobs}
+        left = [
+            r for r in call("list_removed", uids=args.uids) if r["origin_ae"] in origins
+        ]
+        if left:
+            print(
+                f"jivex reload: {len(left)} of {result['instances']} objects are "
+                "still removed: their origin did not send them",
+                file=sys.stderr,
+            )
+            code = EXIT_PARTIAL
+    return code
 
 
 def _find(args: argparse.Namespace, call: Any) -> int:

@@ -179,6 +179,10 @@ class StorageSettings(_Section):
     fsync: bool = True
     sop_classes: list[str] = []
     transfer_syntaxes: list[str] = []
+    #: Studies whose newest object was received more than this many days ago
+    #: are removed locally (0: kept forever); only objects a remote AE of the
+    #: table can give back again are.
+    lifetime_days: Annotated[int, Field(ge=0, le=36500)] = 0
 
     @field_validator("data_dir", mode="before")
     @classmethod

@@ -21,9 +21,11 @@ from jivex_core import __version__
 from jivex_core.config import Settings
 from jivex_core.documents import Documents
 from jivex_core.errors import ConfigError, JivexError
+from jivex_core.housekeeping import Housekeeping
 from jivex_core.imaging.presentation import selection_from_dict, state_from_dict
 from jivex_core.jobs.runner import JobRunner
 from jivex_core.link import LinkServer
+from jivex_core.services.origins import Origins
 from jivex_core.services.qr_scp import QueryRetrieveSCP
 from jivex_core.services.qr_scu import RetrieveJobs
 from jivex_core.services.storage_scp import StorageSCP
@@ -112,11 +114,16 @@ def _param(params: dict[str, Any], key: str, kind: type, what: str) -> Any:
 class Engine:
     """Runs the services of one data folder until asked to stop."""
 
-    def __init__(self, settings: Settings, network: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, network: bool = True, lifetime: bool = True
+    ) -> None:
         self.settings = settings
         # Without network, only the store and the job queue run: what the
         # command line needs when no core serves the data folder.
         self.network = network
+        # The lifetime policy runs in the cores that serve a data folder,
+        # not in one a command starts for itself.
+        self.lifetime = lifetime
         self._lock: TextIO | None = None
         self.store: Store | None = None
         self.storage_scp: StorageSCP | None = None
@@ -126,6 +133,7 @@ class Engine:
         self.sends: SendJobs | None = None
         self.retrieves: RetrieveJobs | None = None
         self.documents: Documents | None = None
+        self.housekeeping: Housekeeping | None = None
 
     def methods(self) -> dict[str, Any]:
         """The link's methods, by name (each takes a dict of parameters)."""
@@ -143,6 +151,22 @@ class Engine:
 
         jobs, sends, retrieves = self.jobs, self.sends, self.retrieves
         assert jobs is not None and sends is not None and retrieves is not None
+        housekeeping = self.housekeeping
+        assert housekeeping is not None
+        removals = store.removals
+
+        def list_studies(params: dict) -> list[dict]:
+            rows = store.index.studies(params.get("limit"))
+            if params.get("removed"):
+                return removals.with_removed_studies(rows)
+            return rows
+
+        def list_series(params: dict) -> list[dict]:
+            study = str(params["StudyInstanceUID"])
+            rows = store.index.series_of(study)
+            if params.get("removed"):
+                return removals.with_removed_series(study, rows)
+            return rows
 
         def job_list(params: dict) -> list[dict]:
             states = params.get("states") or []
@@ -199,8 +223,15 @@ class Engine:
             ],
             "retry_job": lambda p: jobs.retry(int(p["id"])).view(),
             "status": status,
-            "list_studies": lambda p: store.index.studies(p.get("limit")),
-            "list_series": lambda p: store.index.series_of(str(p["StudyInstanceUID"])),
+            "delete": lambda p: housekeeping.delete(
+                [str(u) for u in p["uids"]], bool(p.get("dry_run"))
+            ),
+            "reload": lambda p: retrieves.reload([str(u) for u in p["uids"]]),
+            "list_removed": lambda p: removals.references(
+                [str(u) for u in p.get("uids") or []]
+            ),
+            "list_studies": list_studies,
+            "list_series": list_series,
             "list_instances": lambda p: store.index.instances_of(
                 str(p["SeriesInstanceUID"]), store.data_dir
             ),
@@ -243,18 +274,22 @@ class Engine:
             self.store.data_dir,
             self.store.index.count_instances(),
         )
+        self.store.recover_removals()
         self.jobs = JobRunner(
             self.settings, JobQueue(self.store.index.engine), self._publish
         )
+        origins = Origins(self.settings)
         self.sends = SendJobs(self.settings, self.store, self.jobs)
-        self.retrieves = RetrieveJobs(self.settings, self.store, self.jobs)
+        self.retrieves = RetrieveJobs(self.settings, self.store, self.jobs, origins)
         self.documents = Documents(self.store, net.ae_title)
+        self.housekeeping = Housekeeping(self.settings, self.store, self._publish)
         if self.settings.routing:
             self.store.add_listener(self._route)
         if not self.network:
             self.jobs.start()
+            self._start_lifetime()
             return
-        self.storage_scp = StorageSCP(self.settings, self.store)
+        self.storage_scp = StorageSCP(self.settings, self.store, origins)
         self.qr_scp = QueryRetrieveSCP(self.settings, self.store)
         for service, port_key, port in (
             (self.storage_scp, "network.storage_port", net.storage_port),
@@ -274,6 +309,20 @@ class Engine:
                     f"{exc.strerror or exc}"
                 ) from exc
         self.jobs.start()
+        self._start_lifetime()
+
+    def _start_lifetime(self) -> None:
+        assert self.housekeeping is not None
+        days = self.settings.storage.lifetime_days
+        if not self.lifetime:
+            return
+        if days:
+            logger.info(
+                "Lifetime policy: studies last received more than %d days ago "
+                "are removed locally (those a remote AE can give back)",
+                days,
+            )
+        self.housekeeping.start()
 
     def _publish(self, name: str, data: dict[str, Any]) -> None:
         if self.link is not None:
@@ -354,6 +403,8 @@ class Engine:
         logger.info("Shutting down")
         if self.link is not None:
             await self.link.stop()
+        if self.housekeeping is not None:
+            await asyncio.to_thread(self.housekeeping.stop)
         if self.jobs is not None:
             await asyncio.to_thread(self.jobs.stop)
         if self.qr_scp is not None:

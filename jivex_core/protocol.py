@@ -21,14 +21,20 @@ Methods (``params`` → ``result``):
 
 ``ping`` → ``{"pid": int, "version": str}``
 ``status`` → ``{"ae_title", "storage_port", "query_port", "data_dir",
-    "instances": int}``
-``list_studies`` ``{"limit": int?}`` → list of study rows: PatientName,
-    PatientID, PatientBirthDate, PatientSex, StudyInstanceUID, StudyDate,
-    StudyTime, StudyDescription, AccessionNumber, ModalitiesInStudy (list),
-    NumberOfStudyRelatedSeries, NumberOfStudyRelatedInstances, LastReceived
-    (ISO date-time)
-``list_series`` ``{"StudyInstanceUID": str}`` → series rows: SeriesInstanceUID,
-    Modality, SeriesNumber, SeriesDescription, NumberOfSeriesRelatedInstances
+    "instances": int, "removed": int}`` (removed: references kept)
+``list_studies`` ``{"limit": int?, "removed": bool?}`` → list of study rows:
+    PatientName, PatientID, PatientBirthDate, PatientSex, StudyInstanceUID,
+    StudyDate, StudyTime, StudyDescription, AccessionNumber,
+    ModalitiesInStudy (list), NumberOfStudyRelatedSeries,
+    NumberOfStudyRelatedInstances, LastReceived (ISO date-time). With
+    *removed*, each row adds ``Removed`` (false), ``RemovedInstances`` (how
+    many of its objects were removed locally), ``RemovedAt`` and
+    ``RemovedFrom`` (their origins); then come the studies removed whole,
+    with ``Removed`` true and the counts of what was removed.
+``list_series`` ``{"StudyInstanceUID": str, "removed": bool?}`` → series
+    rows: SeriesInstanceUID, Modality, SeriesNumber, SeriesDescription,
+    NumberOfSeriesRelatedInstances; with *removed*, ``Removed`` and
+    ``RemovedInstances`` as for studies, and the series removed whole
 ``list_instances`` ``{"SeriesInstanceUID": str}`` → instance rows:
     SOPInstanceUID, SOPClassUID, InstanceNumber, NumberOfFrames, path
     (absolute), in display order (Instance Number, then receive order)
@@ -42,6 +48,22 @@ Methods (``params`` → ``result``):
 ``cancel_find`` ``{"query_id": str}`` → ``{"cancelled": bool}``: stops the
     running ``find`` of that id between two answers (C-FIND-CANCEL)
 ``move`` ``{"from": AET, "level": str, "uids": [str]}`` → list of jobs
+``delete`` ``{"uids": [str], "dry_run": bool?}`` → what was (would be)
+    removed locally: ``{"studies": [{StudyInstanceUID, StudyDate,
+    StudyDescription, PatientName, PatientID, instances, of, size, origins,
+    not_reloadable}], "patients", "series", "instances", "size",
+    "not_reloadable", "origins", "errors": [{uid, error}], "dry_run"}``;
+    an error when no input names anything stored. Patients by Patient ID,
+    studies, series or instances by UID, as ``send`` takes them.
+``reload`` ``{"uids": [str]}`` → ``{"jobs": [job], "instances": int,
+    "errors": [{uid, error}]}``: retrieves (kind ``move``, ``request.reload``
+    = objects expected) from the remote AE each removed object came from;
+    an error when nothing can be reloaded (not removed, no origin, origin no
+    longer in the remote AE table). The same retrieve already queued or
+    running is returned instead of a new one (a queued one runs now).
+``list_removed`` ``{"uids": [str]?}`` → references (all, or those of the
+    given patients, studies, series, instances): the keys of ``jivex ls
+    --removed --level instance``
 ``jobs`` ``{"states": [str]?, "limit": int?}`` → jobs, newest first: id,
     kind, state, remote_ae, created_at, updated_at, next_attempt_at, attempts,
     last_error, total, completed, failed, warning, remaining, request
@@ -82,6 +104,9 @@ Events:
 ``core_stopping`` ``{}``
 ``job`` a job, as ``jobs`` lists it, whenever its state changes
 ``job_progress`` ``{"id": int}`` after each object of a running job
+``removed`` ``{"StudyInstanceUIDs": [str], "instances": int, "reason":
+    "delete"|"lifetime"}`` after objects were removed locally (references
+    go away unannounced: the object's ``instance_stored`` says it is back)
 
 Dates are DICOM strings (``YYYYMMDD``) so that rows read the same as
 ``jivex ls --json``. Names are Unicode, already decoded from the object's

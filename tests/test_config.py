@@ -76,6 +76,9 @@ def test_bad_remote_option_is_explained(text):
         ({"storage": {"data_dir": ""}}, "storage.data_dir: an empty path"),
         ({"storage": {"sop_classes": ["not-a-uid"]}}, "'not-a-uid' is not a UID"),
         ({"storage": {"transfer_syntaxes": ["1.2.3.4"]}}, "not a known transfer"),
+        ({"storage": {"lifetime_days": -1}}, "storage.lifetime_days: Input should"),
+        ({"storage": {"lifetime_days": 1.5}}, "storage.lifetime_days"),
+        ({"storage": {"lifetime_days": "30"}}, "storage.lifetime_days"),
     ],
 )
 def test_messages_name_the_key(data, message):

@@ -93,8 +93,8 @@ def test_an_index_of_revision_0002_is_upgraded_in_place(tmp_path, caplog):
     store = Store(tmp_path, min_free_bytes=0)
     try:
         engine = store.index.engine
-        assert _revision(engine) == "0005"
-        assert "from revision 0002 to 0005" in caplog.text
+        assert _revision(engine) == "0006"
+        assert "from revision 0002 to 0006" in caplog.text
         # The old row answers as an object without the new attributes.
         series = {
             "StudyInstanceUID": "1.113654.3.13.1026",
@@ -120,6 +120,12 @@ def test_an_index_of_revision_0002_is_upgraded_in_place(tmp_path, caplog):
         (referenced,) = sequence_items("ReferencedSeriesSequence", row)
         assert referenced["SeriesInstanceUID"] == "1.2.276.0.7230010.3.200.6.3"
         assert store.index.count_instances() == 2
+        # Revision 0006: the old object's origin is its calling AE.
+        origins = {
+            r["SOPInstanceUID"]: r["origin_ae"]
+            for r in store.index.listing("instance", tmp_path)
+        }
+        assert origins["1.113654.5.15.1504"] == "TEST"
     finally:
         store.close()
 
@@ -188,7 +194,7 @@ def test_names_indexed_before_the_fold_are_folded_on_upgrade(tmp_path):
     store = Store(tmp_path, min_free_bytes=0)
     try:
         engine = store.index.engine
-        assert _revision(engine) == "0005"
+        assert _revision(engine) == "0006"
         (row,) = find(engine, "PATIENT", {"PatientName": "yamada*"}, {"PatientID"})
         assert row["PatientID"] == "583295"
     finally:

@@ -13,7 +13,10 @@ from PySide6.QtCore import (
     QSortFilterProxyModel,
     Qt,
 )
+from PySide6.QtGui import QFont, QPalette
+from PySide6.QtWidgets import QApplication
 
+from jivex_client.browser.removal import is_removed, origins_text, removed_text
 from jivex_client.tables import ColumnsModel
 from jivex_client.text import format_date, format_person_name
 
@@ -88,7 +91,13 @@ def study_columns() -> list[Column]:
         Column("AccessionNumber", _tr("Accession")),
         Column("NumberOfStudyRelatedSeries", _tr("Series"), _count, numeric=True),
         Column("NumberOfStudyRelatedInstances", _tr("Images"), _count, numeric=True),
+        # Shown with "Show removed" in the Local tab only.
+        Column("RemovedInstances", _tr("Removed"), lambda r, _k: removed_text(r, _tr)),
     ]
+
+
+#: The column of :func:`study_columns` that marks removed studies.
+REMOVED_COLUMN = 9
 
 
 def series_columns() -> list[Column]:
@@ -141,7 +150,21 @@ class RowTableModel(ColumnsModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return column.show(row, column.key)
         if role == Qt.ItemDataRole.ToolTipRole:
+            if column.key == "RemovedInstances" and row.get("RemovedInstances"):
+                return _tr("Removed locally; Reload fetches it from {origins}").format(
+                    origins=origins_text(row, _tr)
+                )
             return _text(row, column.key)
+        if is_removed(row):
+            # Removed whole: greyed and slanted, nothing of it to open.
+            if role == Qt.ItemDataRole.ForegroundRole:
+                return QApplication.palette().brush(
+                    QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text
+                )
+            if role == Qt.ItemDataRole.FontRole:
+                font = QFont()
+                font.setItalic(True)
+                return font
         if role == SortRole:
             return column.sort_value(row)
         if role == RowRole:

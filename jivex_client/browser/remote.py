@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from jivex_client.browser.models import (
+    REMOVED_COLUMN,
     QuickFilterProxy,
     RowRole,
     RowTableModel,
@@ -157,6 +158,7 @@ class RemotePanel(QWidget):
             self.result_proxy, QAbstractItemView.SelectionMode.ExtendedSelection
         )
         self.result_view.sortByColumn(3, Qt.SortOrder.DescendingOrder)
+        self.result_view.setColumnHidden(REMOVED_COLUMN, True)
         self.retrieve_button = QPushButton(self.tr("Retrieve"))
         self.retrieve_button.setToolTip(
             self.tr("Copy the selected studies from the archive to this workstation")

@@ -16,11 +16,13 @@ from PySide6.QtCore import (
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
     QMenu,
+    QMessageBox,
     QPushButton,
     QSplitter,
     QTabWidget,
@@ -29,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from jivex_client.browser.models import (
+    REMOVED_COLUMN,
     QuickFilterProxy,
     RowRole,
     RowTableModel,
@@ -36,6 +39,16 @@ from jivex_client.browser.models import (
     study_columns,
 )
 from jivex_client.browser.remote import RemotePanel
+from jivex_client.browser.removal import (
+    deletable,
+    delete_details,
+    delete_question,
+    deleted_text,
+    is_removed,
+    origins_text,
+    reload_text,
+    reloadable,
+)
 from jivex_client.browser.send import SendDialog
 from jivex_client.browser.tables import row_table
 from jivex_client.core_link import CoreError, CoreLink
@@ -53,7 +66,9 @@ REFRESH_DELAY_MS = 200
 
 class StudyBrowser(QWidget):
     """The Local tab (the archive's studies with a quick filter, the series
-    of the selected study, "Send to…") and the Remote tab (:class:`RemotePanel`).
+    of the selected study, "Send to…", "Delete…", and with "Show removed"
+    the studies removed locally, greyed, with "Reload") and the Remote tab
+    (:class:`RemotePanel`).
 
     Double-clicking a series, or a study (its first series), emits
     :attr:`series_activated` with the study row and the series row.
@@ -78,10 +93,13 @@ class StudyBrowser(QWidget):
         self.tracker = tracker if tracker is not None else JobTracker(link, self)
         self.remotes: list[dict[str, Any]] = []
         self._send_dialog: SendDialog | None = None
+        self._delete_box: QMessageBox | None = None
+        self._delete_uids: list[str] = []
         self._refreshing = False
         self._refresh_again = False
         self._selected_study = ""
         self._sized = False
+        self._size_removed = False
 
         self.study_model = RowTableModel(study_columns(), "StudyInstanceUID", self)
         self.study_proxy = QuickFilterProxy(self)
@@ -108,6 +126,22 @@ class StudyBrowser(QWidget):
         self.send_button.setToolTip(
             self.tr("Send the selected studies to a configured remote AE")
         )
+        self.show_removed_box = QCheckBox(self.tr("Show removed"))
+        self.show_removed_box.setToolTip(
+            self.tr("Also list the studies removed from this workstation")
+        )
+        self.reload_button = QPushButton(self.tr("Reload"))
+        self.reload_button.setToolTip(
+            self.tr("Fetch the removed images of the selected studies again")
+        )
+        self.delete_button = QPushButton(self.tr("Delete…"))
+        self.delete_button.setToolTip(
+            self.tr(
+                "Remove the selected studies from this workstation; those "
+                "retrieved from an archive can be reloaded"
+            )
+        )
+        self.study_view.setColumnHidden(REMOVED_COLUMN, True)
         self.message_label = QLabel()
         self.message_label.setWordWrap(True)
         self.study_view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -126,7 +160,10 @@ class StudyBrowser(QWidget):
         local_layout = QVBoxLayout(local)
         top = QHBoxLayout()
         top.addWidget(self.filter_edit, 1)
+        top.addWidget(self.show_removed_box)
         top.addWidget(self.send_button)
+        top.addWidget(self.reload_button)
+        top.addWidget(self.delete_button)
         local_layout.addLayout(top)
         local_layout.addWidget(splitter)
         bottom = QHBoxLayout()
@@ -157,8 +194,12 @@ class StudyBrowser(QWidget):
             self._on_study_view_custom_context_menu_requested
         )
         self.send_button.clicked.connect(self._on_send_button_clicked)
+        self.show_removed_box.toggled.connect(self._on_show_removed_box_toggled)
+        self.reload_button.clicked.connect(self._on_reload_button_clicked)
+        self.delete_button.clicked.connect(self._on_delete_button_clicked)
         self.remote_panel.jobs_requested.connect(self.jobs_requested)
         link.instance_stored.connect(self._on_link_instance_stored)
+        link.event_received.connect(self._on_link_event_received)
         link.connected_changed.connect(self._on_link_connected_changed)
         self._update_send_button()
         if link.connected:
@@ -180,7 +221,9 @@ class StudyBrowser(QWidget):
         try:
             while True:
                 self._refresh_again = False
-                rows = await self.link.request("list_studies", {})
+                rows = await self.link.request(
+                    "list_studies", {"removed": self.show_removed}
+                )
                 self._set_studies(rows)
                 if self._selected_study:
                     await self._load_series(self._selected_study)
@@ -203,6 +246,9 @@ class StudyBrowser(QWidget):
             self.study_view.resizeColumnsToContents()
             header = self.study_view.horizontalHeader()
             header.setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
+        if rows and self._size_removed and self.show_removed:
+            self._size_removed = False
+            self.study_view.resizeColumnToContents(REMOVED_COLUMN)
         selection = QItemSelection()
         current_index = QModelIndex()
         for uid in selected or ([current] if current else []):
@@ -233,10 +279,19 @@ class StudyBrowser(QWidget):
                 shown=self.study_proxy.rowCount(), total=len(rows)
             )
         )
+        self._update_send_button()
         self.studies_changed.emit(len(rows))
 
+    @property
+    def show_removed(self) -> bool:
+        """Whether the studies removed locally are listed too."""
+        return self.show_removed_box.isChecked()
+
     async def _load_series(self, study_uid: str) -> list[dict[str, Any]]:
-        rows = await self.link.request("list_series", {"StudyInstanceUID": study_uid})
+        rows = await self.link.request(
+            "list_series",
+            {"StudyInstanceUID": study_uid, "removed": self.show_removed},
+        )
         if study_uid == self._selected_study:
             self.series_model.set_rows(rows)
             self.series_view.resizeColumnsToContents()
@@ -252,6 +307,15 @@ class StudyBrowser(QWidget):
 
     def _on_link_instance_stored(self, _data: dict) -> None:
         self.refresh_later()
+
+    def _on_link_event_received(self, name: str, _data: dict) -> None:
+        if name == "removed":
+            self.refresh_later()
+
+    def _on_show_removed_box_toggled(self, checked: bool) -> None:
+        self.study_view.setColumnHidden(REMOVED_COLUMN, not checked)
+        self._size_removed = checked
+        spawn(self.refresh(), "Refreshing the study list")
 
     def _on_link_connected_changed(self, connected: bool) -> None:
         if connected:
@@ -288,6 +352,14 @@ class StudyBrowser(QWidget):
 
     def _on_study_view_double_clicked(self, index: QModelIndex) -> None:
         study = index.data(RowRole)
+        if is_removed(study):
+            self._show_message(
+                self.tr(
+                    "This study was removed from this workstation; Reload "
+                    "fetches it again from {origins}."
+                ).format(origins=origins_text(study, self.tr))
+            )
+            return
         spawn(self._open_study(study), "Opening a study")
 
     def _on_series_view_double_clicked(self, index: QModelIndex) -> None:
@@ -342,7 +414,7 @@ class StudyBrowser(QWidget):
     def send_selected(self) -> SendDialog | None:
         """Open the "Send to…" dialog for the selected studies (not modal:
         the browser keeps updating); None when nothing can be sent."""
-        studies = self.selected_studies()
+        studies = deletable(self.selected_studies())
         if not studies or not self.remotes:
             return None
         if self._send_dialog is not None:
@@ -385,7 +457,10 @@ class StudyBrowser(QWidget):
 
     def _update_send_button(self) -> None:
         has_remotes = bool(self.remotes)
-        self.send_button.setEnabled(has_remotes and bool(self.selected_studies()))
+        selected = self.selected_studies()
+        self.reload_button.setEnabled(bool(reloadable(selected)))
+        self.delete_button.setEnabled(bool(deletable(selected)))
+        self.send_button.setEnabled(has_remotes and bool(deletable(selected)))
         self.send_button.setToolTip(
             self.tr("Send the selected studies to a configured remote AE")
             if has_remotes
@@ -410,12 +485,119 @@ class StudyBrowser(QWidget):
         index = self.study_view.indexAt(pos)
         if not index.isValid():
             return
+        selected = self.selected_studies()
         menu = QMenu(self)
         open_action = menu.addAction(self.tr("Open"))
+        open_action.setEnabled(not is_removed(index.data(RowRole)))
         send_action = menu.addAction(self.tr("Send to…"))
-        send_action.setEnabled(bool(self.remotes))
+        send_action.setEnabled(bool(self.remotes) and bool(deletable(selected)))
+        reload_action = menu.addAction(self.tr("Reload"))
+        reload_action.setEnabled(bool(reloadable(selected)))
+        delete_action = menu.addAction(self.tr("Delete…"))
+        delete_action.setEnabled(bool(deletable(selected)))
         chosen = menu.exec(self.study_view.viewport().mapToGlobal(pos))
         if chosen is open_action:
             spawn(self._open_study(index.data(RowRole)), "Opening a study")
         elif chosen is send_action:
             self.send_selected()
+        elif chosen is reload_action:
+            spawn(self.reload_selected(), "Queueing a reload")
+        elif chosen is delete_action:
+            spawn(self.delete_selected(), "Asking to delete")
+
+    # -- removing and reloading ------------------------------------------
+
+    async def delete_selected(self) -> QMessageBox | None:
+        """Ask to confirm the removal of the selected studies, naming what
+        the core says it would remove (a dry run); the box is not modal and
+        is returned (None when nothing can be removed)."""
+        uids = [str(s["StudyInstanceUID"]) for s in deletable(self.selected_studies())]
+        if not uids:
+            return None
+        try:
+            preview = await self.link.request("delete", {"uids": uids, "dry_run": True})
+        except CoreError as exc:
+            self._show_message(
+                self.tr("Cannot delete: {error}").format(error=exc), error=True
+            )
+            return None
+        if self._delete_box is not None:
+            self._delete_box.close()
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setWindowTitle(self.tr("Delete from this workstation"))
+        box.setText(delete_question(preview, self.tr))
+        box.setInformativeText(delete_details(preview, self.tr))
+        box.setStandardButtons(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        confirm = box.addButton(self.tr("Delete"), QMessageBox.ButtonRole.AcceptRole)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self._delete_uids = uids
+        confirm.clicked.connect(self._on_delete_confirmed)
+        box.destroyed.connect(self._on_delete_box_destroyed)
+        self._delete_box = box
+        box.open()
+        return box
+
+    @property
+    def delete_box(self) -> QMessageBox | None:
+        """The open delete confirmation, if any."""
+        return self._delete_box
+
+    def delete_confirm_button(self) -> QPushButton | None:
+        """The button of the open confirmation that deletes."""
+        box = self._delete_box
+        if box is None:
+            return None
+        for button in box.buttons():
+            if box.buttonRole(button) == QMessageBox.ButtonRole.AcceptRole:
+                return button  # type: ignore[return-value]
+        return None
+
+    def _on_delete_confirmed(self) -> None:
+        uids, self._delete_uids = self._delete_uids, []
+        if uids:
+            spawn(self.delete_studies(uids), "Deleting studies")
+
+    def _on_delete_box_destroyed(self, *_args: Any) -> None:
+        self._delete_box = None
+
+    async def delete_studies(self, uids: list[str]) -> dict | None:
+        """Remove studies from this workstation; returns the core's report."""
+        try:
+            result = await self.link.request("delete", {"uids": uids})
+        except CoreError as exc:
+            self._show_message(
+                self.tr("Nothing was deleted: {error}").format(error=exc), error=True
+            )
+            return None
+        self._show_message(deleted_text(result, self.tr))
+        await self.refresh()
+        return result
+
+    async def reload_selected(self) -> dict | None:
+        """Fetch the removed images of the selected studies again from where
+        they came from; returns the core's answer (its jobs)."""
+        uids = [str(s["StudyInstanceUID"]) for s in reloadable(self.selected_studies())]
+        if not uids:
+            return None
+        try:
+            result = await self.link.request("reload", {"uids": uids})
+        except CoreError as exc:
+            self._show_message(
+                self.tr("Nothing can be reloaded: {error}").format(error=exc),
+                error=True,
+            )
+            return None
+        for job in result.get("jobs") or []:
+            self.tracker.update(job)
+        errors = [str(e.get("error")) for e in result.get("errors") or []]
+        text = reload_text(result, self.tr)
+        self._show_message(" ".join([text, *errors]), error=bool(errors))
+        return result
+
+    def _on_reload_button_clicked(self) -> None:
+        spawn(self.reload_selected(), "Queueing a reload")
+
+    def _on_delete_button_clicked(self) -> None:
+        spawn(self.delete_selected(), "Asking to delete")

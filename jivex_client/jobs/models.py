@@ -62,6 +62,8 @@ def can_retry(job: Job) -> bool:
 def kind_text(job: Job) -> str:
     """What the job does, in the user's words."""
     kind = str(job.get("kind", ""))
+    if kind == "move" and (job.get("request") or {}).get("reload"):
+        return _tr("Reload")
     return {
         "send": _tr("Send"),
         "forward": _tr("Forward"),

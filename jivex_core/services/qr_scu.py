@@ -11,6 +11,7 @@ A broken identifier in one answer is reported and skipped, not fatal.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -36,11 +37,20 @@ from pynetdicom.status import code_to_category
 from jivex_core.config import RemoteNode, Settings
 from jivex_core.jobs.runner import JobContext, JobRunner, RetryLater, Stopping
 from jivex_core.services.association import make_ae
+from jivex_core.services.origins import Origins
 from jivex_core.services.storage_scp import store_received
 from jivex_core.services.storage_scu import MAX_CONTEXTS, AssociationError, associate
 from jivex_core.sopclasses import STORAGE_SOP_CLASSES
 from jivex_core.store import Store
-from jivex_core.store.jobs import CANCELLED, DONE, FAILED, Job, JobError
+from jivex_core.store.jobs import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    Job,
+    JobError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -322,30 +332,51 @@ def move_contexts() -> list:
 
 
 def start_move(
-    ae: AE, node: RemoteNode, level: str, keys: dict[str, str], destination: str
+    ae: AE,
+    node: RemoteNode,
+    level: str,
+    keys: dict[str, str],
+    destination: str,
+    msg_id: int = 1,
 ) -> tuple[Association, Any, int]:
     """Open the association and send the C-MOVE; returns the association,
     the response iterator and the context ID (for C-MOVE-CANCEL).
 
-    AssociationError when the peer cannot be reached or refuses (worth a
-    retry), QueryError when the request itself is wrong.
+    The archive's C-STORE sub-operations carry *msg_id* as Move Originator
+    Message ID (PS3.4 C.4.2.2.2): it tells our Storage SCP which retrieve
+    an object belongs to. AssociationError when the peer cannot be reached
+    or refuses (worth a retry), QueryError when the request itself is wrong.
     """
     request = identifier(level, keys)
     assoc = associate(ae, node, move_contexts())
     model, cx_id = _model(assoc, _MOVE, level.upper())
-    responses = assoc.send_c_move(request, destination, model, msg_id=1)
+    responses = assoc.send_c_move(request, destination, model, msg_id=msg_id)
     return assoc, responses, cx_id
+
+
+def _retrieve_key(remote_ae: str, request: dict[str, Any]) -> tuple[str, str, str]:
+    """What tells two retrieves of the same objects from the same node."""
+    keys = json.dumps(request.get("keys") or {}, sort_keys=True)
+    return remote_ae, str(request.get("level", "STUDY")).upper(), keys
 
 
 class RetrieveJobs:
     """Queues and runs retrieves (C-MOVE to our own Storage SCP) and answers
     queries, which nobody queues: someone waits for them."""
 
-    def __init__(self, settings: Settings, store: Store, runner: JobRunner) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        runner: JobRunner,
+        origins: Origins | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.runner = runner
         self.ae = make_ae(settings)
+        #: Shared with the Storage SCP: which retrieve an arriving object is of.
+        self.origins = origins if origins is not None else Origins(settings)
         self._queries: dict[str, threading.Event] = {}
         runner.register("move", self)
 
@@ -378,12 +409,67 @@ class RetrieveJobs:
         stop.set()
         return True
 
-    def queue(self, remote_ae: str, level: str, keys: dict[str, str]) -> Job:
-        """Queue one C-MOVE of what *keys* select at *level*."""
+    def queue(
+        self,
+        remote_ae: str,
+        level: str,
+        keys: dict[str, str],
+        extra: dict[str, Any] | None = None,
+    ) -> Job:
+        """Queue one C-MOVE of what *keys* select at *level*; *extra* goes
+        into the job's request (``reload``: the objects it brings back)."""
         identifier(level, keys)  # refuse a bad request now, not at its turn
         return self.runner.submit(
-            "move", remote_ae, {"level": level.upper(), "keys": keys}
+            "move", remote_ae, {"level": level.upper(), "keys": keys, **(extra or {})}
         )
+
+    def reload(self, values: list[str]) -> dict[str, Any]:
+        """Queue the retrieves that fetch removed objects (patients by ID,
+        studies, series, instances) again from the remote AE each came from.
+
+        Returns ``{"jobs": [...], "instances": n, "errors": [{uid, error}]}``;
+        JobError when nothing can be reloaded (its message names each input
+        and why). A reload asked again while the same retrieve is queued or
+        running reuses it; one waiting for its next attempt runs now.
+        """
+        if not any(v.strip() for v in values):
+            raise JobError("no UIDs given")
+        known = {node.ae_title for node in self.settings.remote}
+        plan = self.store.removals.plan_reload(values, known)
+        if not plan.requests:
+            raise JobError("; ".join(p.error for p in plan.problems))
+        active = {
+            _retrieve_key(job.remote_ae, job.request): job
+            for job in self.runner.queue.list(1000, (QUEUED, RUNNING))
+            if job.kind == "move"
+        }
+        jobs = []
+        for request in plan.requests:
+            wanted = {"level": request.level, "keys": request.keys}
+            job = active.get(_retrieve_key(request.origin_ae, wanted))
+            if job is None:
+                job = self.queue(
+                    request.origin_ae,
+                    request.level,
+                    request.keys,
+                    {"reload": request.instances},
+                )
+            elif job.state == QUEUED:
+                job = self.runner.retry(job.pk)
+            jobs.append(job)
+        for job, request in zip(jobs, plan.requests, strict=True):
+            logger.info(
+                "Job %d reloads %d removed objects from '%s' (%s level)",
+                job.pk,
+                request.instances,
+                request.origin_ae,
+                request.level,
+            )
+        return {
+            "jobs": [job.view() for job in jobs],
+            "instances": sum(r.instances for r in plan.requests),
+            "errors": [p.view() for p in plan.problems],
+        }
 
     def queue_uids(
         self, remote_ae: str, level: str, uids: list[str], study: str = ""
@@ -446,32 +532,51 @@ class RetrieveJobs:
         level = str(job.request.get("level", "STUDY"))
         keys = {str(k): str(v) for k, v in job.request.get("keys", {}).items()}
         get = node.retrieve == "get"
+        msg_id = 1 if get else self.origins.start_move(node.ae_title)
         try:
-            if get:
-                assoc, responses, cx_id = start_get(
-                    self.ae, node, level, keys, self._on_c_store(node)
-                )
-            else:
-                assoc, responses, cx_id = start_move(
-                    self.ae, node, level, keys, self.settings.network.ae_title
-                )
-        except AssociationError as exc:
-            raise RetryLater(str(exc)) from None
-        except QueryError as exc:
-            ctx.finish(FAILED, str(exc))
-            return
-        self._follow(ctx, assoc, responses, cx_id, "C-GET" if get else "C-MOVE")
+            try:
+                if get:
+                    assoc, responses, cx_id = start_get(
+                        self.ae, node, level, keys, self._on_c_store(node)
+                    )
+                else:
+                    assoc, responses, cx_id = start_move(
+                        self.ae,
+                        node,
+                        level,
+                        keys,
+                        self.settings.network.ae_title,
+                        msg_id,
+                    )
+            except AssociationError as exc:
+                raise RetryLater(str(exc)) from None
+            except QueryError as exc:
+                ctx.finish(FAILED, str(exc))
+                return
+            name = "C-GET" if get else "C-MOVE"
+            self._follow(ctx, assoc, responses, cx_id, name, msg_id)
+        finally:
+            if not get:
+                self.origins.end_move(msg_id)
 
     def _on_c_store(self, node: RemoteNode) -> Any:
         label = f"'{node.ae_title}' (C-GET)"
 
         def handler(event: Any) -> int:
-            return store_received(self.store, event, node.ae_title, label)
+            return store_received(
+                self.store, event, node.ae_title, label, node.ae_title
+            )
 
         return handler
 
     def _follow(
-        self, ctx: JobContext, assoc: Association, responses: Any, cx_id: int, name: str
+        self,
+        ctx: JobContext,
+        assoc: Association,
+        responses: Any,
+        cx_id: int,
+        name: str,
+        msg_id: int = 1,
     ) -> None:
         """Count the pending responses of a retrieve until its final one."""
         job, node = ctx.job, ctx.node
@@ -503,7 +608,7 @@ class RetrieveJobs:
                     assoc.abort()
                     raise
                 if wants_cancel and not cancel_sent:
-                    assoc.send_c_cancel(1, cx_id)
+                    assoc.send_c_cancel(msg_id, cx_id)
                     cancel_sent = True
         finally:
             if assoc.is_established:

@@ -30,6 +30,7 @@ from jivex_core.services.association import (
     close_socket,
     make_ae,
 )
+from jivex_core.services.origins import Origins
 from jivex_core.sopclasses import (
     DEFAULT_TRANSFER_SYNTAXES,
     STORAGE_SOP_CLASSES,
@@ -73,9 +74,13 @@ def _register_storage_class(sop_class: str) -> None:
 class StorageSCP:
     """The Storage SCP on the storage port; one thread per association."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, origins: Origins | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
+        #: Tells which remote AE each object came from (see origins.py).
+        self.origins = origins if origins is not None else Origins(settings)
         self._server: ThreadedAssociationServer | None = None
         self._lock = threading.Lock()
         self.ae = make_ae(settings)
@@ -137,15 +142,24 @@ class StorageSCP:
     def _on_c_store(self, event: evt.Event) -> int:
         """Handle one C-STORE request (PS3.4 B.2.2); never raises."""
         peer = Peer.of(event.assoc)
-        return store_received(self.store, event, peer.calling_ae, str(peer))
+        req = event.request
+        origin = self.origins.of_c_store(
+            peer.calling_ae,
+            req.MoveOriginatorApplicationEntityTitle,
+            req.MoveOriginatorMessageID,
+        )
+        return store_received(self.store, event, peer.calling_ae, str(peer), origin)
 
 
-def store_received(store: Store, event: evt.Event, source_ae: str, peer: str) -> int:
+def store_received(
+    store: Store, event: evt.Event, source_ae: str, peer: str, origin_ae: str = ""
+) -> int:
     """Store the object of one C-STORE request; the status to answer.
 
     Shared by the Storage SCP and by C-GET retrieves, whose objects arrive
     on the association we opened; *source_ae* is who sent the object, *peer*
-    how logs name it. Never raises.
+    how logs name it, *origin_ae* the remote AE to fetch it again from ('' if
+    none). Never raises.
     """
     req = event.request
     sop_class = str(req.AffectedSOPClassUID or "")
@@ -171,6 +185,7 @@ def store_received(store: Store, event: evt.Event, source_ae: str, peer: str) ->
             source_ae,
             sop_class_uid=sop_class,
             sop_instance_uid=sop_instance,
+            origin_ae=origin_ae,
         )
     except JivexError as exc:
         status = dimse_status(exc)

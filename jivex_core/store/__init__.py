@@ -29,6 +29,7 @@ from jivex_core.store.dicomfile import (
 )
 from jivex_core.store.files import FileStore, TempFile
 from jivex_core.store.index import INDEX_TAGS, Index, InstanceRecord, database_url
+from jivex_core.store.removal import Removals
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Store:
         self.index = Index(database or database_url(data_dir))
         self.min_free_bytes = min_free_bytes
         self._listeners: list[StoredListener] = []
+        self.removals = Removals(self.index, self.files)
         self._recover_incoming()
 
     def close(self) -> None:
@@ -87,6 +89,7 @@ class Store:
         *,
         sop_class_uid: str | None = None,
         sop_instance_uid: str | None = None,
+        origin_ae: str = "",
     ) -> IngestResult:
         """Store one data set, given as the bytes it arrived in.
 
@@ -101,6 +104,9 @@ class Store:
             The sender, recorded as Source Application Entity Title.
         sop_class_uid, sop_instance_uid
             What the C-STORE request said it carries (None for an import).
+        origin_ae
+            The remote AE (of the remote AE table) the object came from, ''
+            when none is known: where it can be fetched again once removed.
 
         Raises
         ------
@@ -152,7 +158,13 @@ class Store:
             # and the row is committed only once the file is in place.
             with self.index.write_lock:
                 added, replaced = self.index.add_instance(
-                    rec, relative, size, stored_syntax, calling_ae, truncated
+                    rec,
+                    relative,
+                    size,
+                    stored_syntax,
+                    calling_ae,
+                    truncated,
+                    origin_ae,
                 )
                 if not added:
                     return IngestResult(rec, False, final)
@@ -247,6 +259,18 @@ class Store:
                 logger.warning("Removing incomplete file '%s' left by a crash", tmp)
                 tmp.unlink(missing_ok=True)
 
+    def recover_removals(self) -> int:
+        """Finish the removals a crash interrupted (their files); call it
+        where the data folder is owned (the engine), before serving."""
+        finished = self.removals.finish_pending()
+        if finished:
+            logger.warning(
+                "Finished removing the files of %d objects: a removal had been "
+                "interrupted",
+                finished,
+            )
+        return finished
+
     def _check_space(self, size: int) -> None:
         free = self.free_bytes()
         if free - size < self.min_free_bytes:
@@ -277,5 +301,6 @@ class Store:
         """Counters for the client's status bar."""
         return {
             "instances": self.index.count_instances(),
+            "removed": self.removals.count(),
             "data_dir": str(self.data_dir),
         }

@@ -110,8 +110,54 @@ class FileStore:
         if folder not in self._known_dirs:
             folder.mkdir(parents=True, exist_ok=True)
             self._known_dirs.add(folder)
-        os.replace(temp.path, final)
+        try:
+            os.replace(temp.path, final)
+        except FileNotFoundError:
+            # A removal took the emptied folder away (in another process,
+            # or before this one knew of it): make it again.
+            folder.mkdir(parents=True, exist_ok=True)
+            os.replace(temp.path, final)
         return final
+
+    def remove(self, relative: str) -> Path:
+        """Remove an object's file (gone already is fine); its folder."""
+        path = self.root / relative
+        path.unlink(missing_ok=True)
+        return path.parent
+
+    def prune(self, folders: Iterable[Path]) -> None:
+        """Make removals in *folders* durable, then drop the emptied ones
+        (and their study folder when it is empty too)."""
+        parents: set[Path] = set()
+        for folder in folders:
+            self._sync_dir(folder)
+            if self._drop_if_empty(folder):
+                parents.add(folder.parent)
+        for parent in parents:
+            if parent != self.files_dir and self._drop_if_empty(parent):
+                self._sync_dir(parent.parent)
+            else:
+                self._sync_dir(parent)
+
+    def _drop_if_empty(self, folder: Path) -> bool:
+        self._known_dirs.discard(folder)
+        try:
+            folder.rmdir()
+        except OSError:
+            return False  # not empty (or gone)
+        return True
+
+    def _sync_dir(self, folder: Path) -> None:
+        if not self.fsync:
+            return
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def place_leftover(self, path: Path, relative: str) -> Path:
         """Put a complete file found in ``incoming/`` at its place."""

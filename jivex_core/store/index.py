@@ -265,6 +265,11 @@ class Index:
             t.c.SOPInstanceUID == sa.bindparam("uid")
         )
         self._insert_instance = sa.insert(t)
+        # An object stored again is no longer removed (a reload, or anyone
+        # sending it): its reference goes in the same transaction.
+        self._drop_reference = sa.delete(schema.removed_instance).where(
+            schema.removed_instance.c.SOPInstanceUID == sa.bindparam("uid")
+        )
         self._touch_study = (
             sa.update(schema.study)
             .where(schema.study.c.pk == sa.bindparam("study_pk"))
@@ -311,6 +316,7 @@ class Index:
         transfer_syntax: str,
         calling_ae: str,
         incomplete: bool = False,
+        origin_ae: str = "",
     ) -> tuple[bool, str | None]:
         """Insert one object (and its patient, study, series) without commit.
 
@@ -318,7 +324,9 @@ class Index:
         :meth:`rollback`. Returns ``(added, replaced)``: *added* is False,
         with nothing left pending, when an object with this SOP Instance UID
         is already indexed (the unique key decides); *replaced* is the path of
-        an incomplete copy that this complete one replaces.
+        an incomplete copy that this complete one replaces. *origin_ae* is
+        the remote AE the object can be fetched again from ('' if none); a
+        reference to the object removed earlier is dropped.
         """
         values = {
             "SOPInstanceUID": rec.SOPInstanceUID,
@@ -348,6 +356,7 @@ class Index:
             "size": size,
             "TransferSyntaxUID": transfer_syntax,
             "calling_ae": calling_ae,
+            "origin_ae": origin_ae,
             "incomplete": incomplete,
         }
         now = dt.datetime.now()
@@ -379,6 +388,7 @@ class Index:
                 series_pk, study_pk = self._series_of(conn, rec, now)
                 conn.execute(self._insert_instance, {**row, "series_pk": series_pk})
                 replaced = str(old.path)
+            conn.execute(self._drop_reference, {"uid": rec.SOPInstanceUID})
         except BaseException:
             self.rollback()
             raise
@@ -411,8 +421,18 @@ class Index:
         """Undo what :meth:`add_instance` left pending."""
         self._writer.rollback()
         # The caches may name rows of the transaction just undone.
+        self.forget_rows()
+
+    def forget_rows(self) -> None:
+        """Drop the cached series and study rows (some may be gone)."""
         self._series_cache.clear()
         self._study_touched.clear()
+
+    @property
+    def writer(self) -> sa.Connection:
+        """The connection of every write; use it with :attr:`write_lock`
+        held, and leave no transaction open."""
+        return self._writer
 
     def _ensure_series(
         self, conn: sa.Connection, rec: InstanceRecord, now: dt.datetime
@@ -750,6 +770,7 @@ class Index:
             i.c.TransferSyntaxUID,
             i.c.size,
             i.c.calling_ae,
+            i.c.origin_ae,
             i.c.received_at,
             i.c.incomplete,
             i.c.path,

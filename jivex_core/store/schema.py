@@ -154,6 +154,48 @@ instance = sa.Table(
     _added("ConceptNameCodeSequence_CodeMeaning", 1024),
     # JSON: {keyword: [item, ...]} of STORED_SEQUENCES, '' when none.
     sa.Column("sequences", sa.Text, nullable=False, server_default=sa.text("''")),
+    # The remote AE (of the remote AE table) the object came from, '' when
+    # none is known: where a removed object can be fetched again (0006).
+    _added("origin_ae", 16),
+)
+
+#: What is kept of each object removed locally (``jivex delete``, the
+#: lifetime policy): enough to list it in the browser and to fetch it again
+#: from where it came from. A row goes away when its object is stored again.
+#: ``path`` names the object's file until the file is gone: rows with a path
+#: are the removals a crash interrupted (see jivex_core.store.removal).
+removed_instance = sa.Table(
+    "removed_instance",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    sa.Column("SOPInstanceUID", sa.String(64), nullable=False, unique=True),
+    sa.Column("SOPClassUID", sa.String(64), nullable=False),
+    sa.Column("InstanceNumber", sa.Integer, nullable=True),
+    sa.Column("SeriesInstanceUID", sa.String(64), nullable=False, index=True),
+    sa.Column("Modality", sa.String(16), nullable=False),
+    sa.Column("SeriesNumber", sa.Integer, nullable=True),
+    sa.Column("SeriesDescription", sa.String(1024), nullable=False),
+    sa.Column("StudyInstanceUID", sa.String(64), nullable=False, index=True),
+    sa.Column("StudyDate", sa.String(8), nullable=False),
+    sa.Column("StudyTime", sa.String(16), nullable=False),
+    sa.Column("AccessionNumber", sa.String(64), nullable=False),
+    sa.Column("StudyID", sa.String(16), nullable=False),
+    sa.Column("StudyDescription", sa.String(1024), nullable=False),
+    sa.Column("ReferringPhysicianName", sa.String(324), nullable=False),
+    sa.Column("PatientID", sa.String(64), nullable=False, index=True),
+    sa.Column("IssuerOfPatientID", sa.String(64), nullable=False),
+    sa.Column("PatientName", sa.String(324), nullable=False),
+    sa.Column("PatientBirthDate", sa.String(8), nullable=False),
+    sa.Column("PatientSex", sa.String(16), nullable=False),
+    sa.Column("origin_ae", sa.String(16), nullable=False),
+    sa.Column("calling_ae", sa.String(16), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("received_at", sa.DateTime, nullable=False),
+    sa.Column("removed_at", sa.DateTime, nullable=False, index=True),
+    # delete (an operator) or lifetime (the policy)
+    sa.Column("reason", sa.String(16), nullable=False),
+    # Relative to the data folder while the file still exists, then ''.
+    sa.Column("path", sa.String(1024), nullable=False),
 )
 
 #: The job queue: every send, forward and retrieve the core runs. A job
