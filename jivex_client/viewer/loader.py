@@ -17,7 +17,7 @@ from jivex_core.imaging.render import PreparedFrame, RenderError, prepare_frame
 
 logger = logging.getLogger(__name__)
 
-#: Prepared frames kept in memory, in bytes of their float32 values.
+#: Prepared frames kept in memory, in bytes of their arrays.
 CACHE_BYTES = 768 * 2**20
 
 executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jivex-image")
@@ -96,7 +96,7 @@ class FrameCache:
     def _size(item: LoadedFrame) -> int:
         size = 0
         if item.frame is not None:
-            size += item.frame.values.nbytes
+            size += item.frame.nbytes
         if item.image is not None:
             size += item.image.nbytes
         return size

@@ -280,6 +280,18 @@ class PreparedFrame:
         return self.inverse
 
     @property
+    def nbytes(self) -> int:
+        """Memory the frame's arrays hold (for caches with a budget)."""
+        arrays = (self.values, self.stored, self._index, self._inputs, self._scratch)
+        seen: set[int] = set()
+        total = 0
+        for array in arrays:
+            if array is not None and id(array) not in seen:
+                seen.add(id(array))
+                total += array.nbytes
+        return total
+
+    @property
     def rows(self) -> int:
         """Rows of the frame."""
         return int(self.values.shape[0])
