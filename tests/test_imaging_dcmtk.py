@@ -63,7 +63,7 @@ pytestmark = pytest.mark.interop
 LOSSY_TOLERANCE = 1
 #: Lossy colour JPEG: largest and mean difference of RGB samples. A second
 #: YCbCr to RGB conversion moves them by tens of levels on average.
-LOSSY_COLOUR = (16, 1.5)
+LOSSY_COLOUR = (12, 0.5)
 #: Native and RLE YCbCr against DCMTK (see the module docstring).
 YBR_TOLERANCE = 2
 
@@ -240,6 +240,15 @@ def _run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
     raise AssertionError("unreachable")
 
 
+def _gdcmconv() -> str:
+    found = shutil.which("gdcmconv")
+    if found is None:
+        raise RuntimeError(
+            "GDCM's gdcmconv is not installed (make test installs libgdcm-tools)"
+        )
+    return found
+
+
 def _has_un_image_attributes(path: Path) -> bool:
     """Whether an element of group 0028 is written with VR UN (its explicit
     VR Little Endian header: group, element, "UN", two zero bytes)."""
@@ -334,7 +343,7 @@ def _compare_file(path: Path, work: Path) -> Outcome:
         tool = "dcml2pnm"
     elif syntax not in NATIVE and syntax not in JPEG:
         raw = work / "raw.dcm"
-        done = _run(["gdcmconv", "--raw", str(source), str(raw)])
+        done = _run([_gdcmconv(), "--raw", str(source), str(raw)])
         if done.returncode:
             outcome.failures.append(f"gdcmconv --raw failed: {done.stderr[-300:]!r}")
             return outcome

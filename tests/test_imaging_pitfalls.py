@@ -79,14 +79,42 @@ def test_monochrome1_real_file_shows_low_values_white() -> None:
     assert highest.max() == 255 - linear(x, window.center, window.width)
 
 
-def test_presentation_lut_shape_of_the_image_is_one_inversion_not_two() -> None:
+@pytest.mark.parametrize(
+    ("photometric", "shape", "inverted"),
+    [
+        ("MONOCHROME1", None, True),
+        ("MONOCHROME1", "INVERSE", True),  # DX: INVERSE says MONOCHROME1
+        ("MONOCHROME1", "IDENTITY", False),
+        ("MONOCHROME2", None, False),
+        ("MONOCHROME2", "IDENTITY", False),
+        ("MONOCHROME2", "INVERSE", True),
+    ],
+)
+def test_presentation_lut_shape_of_the_image_is_one_inversion_not_two(
+    tmp_path: Path, photometric: str, shape: str | None, inverted: bool
+) -> None:
     ramp = np.arange(256, dtype=np.uint8).reshape(16, 16)
-    mono1 = image(ramp, photometric="MONOCHROME1", bits_allocated=8)
-    mono1.PresentationLUTShape = "INVERSE"  # DX: INVERSE says MONOCHROME1
-    mono2 = image(ramp, photometric="MONOCHROME2", bits_allocated=8)
-    mono2.PresentationLUTShape = "INVERSE"
-    np.testing.assert_array_equal(render(mono1), 255 - ramp)
-    np.testing.assert_array_equal(render(mono2), 255 - ramp)
+    ds = image(
+        ramp,
+        photometric=photometric,
+        bits_allocated=8,
+        WindowCenter=128,
+        WindowWidth=256,  # y = x
+    )
+    if shape is not None:
+        ds.PresentationLUTShape = shape
+    out = render(ds)
+    np.testing.assert_array_equal(out, 255 - ramp if inverted else ramp)
+    # DCMTK reads the shape the same way.
+    path = save(ds, tmp_path / "shape.dcm")
+    png = tmp_path / "shape.png"
+    subprocess.run(
+        [dcmtk("dcm2pnm"), "+on", "+Wi", "1", str(path), str(png)],
+        check=True,
+        capture_output=True,
+    )
+    theirs = np.asarray(Image.open(png)).astype(int)
+    assert np.abs(theirs - out.astype(int)).max() <= 1
 
 
 # -- signed pixels --------------------------------------------------------

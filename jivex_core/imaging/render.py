@@ -16,8 +16,8 @@ the grayscale pipeline of PS3.4 N.2.1:
    VOI LUT; the caller's window, else the presentation state's, else the
    file's first (per frame), else the frame's value range.
 4. **Presentation LUT** (PS3.3 C.11.6): the presentation state's shape or
-   table; without a state, MONOCHROME1 (PS3.3 C.7.6.3.1.2) and an image's
-   own Presentation LUT Shape INVERSE show inverted. The result is 8-bit.
+   table; without a state, the image's own Presentation LUT Shape, else
+   MONOCHROME1 (PS3.3 C.7.6.3.1.2), inverts. The result is 8-bit.
 5. **Overlays** (60xx) burnt in white, when asked and no state is applied.
 6. With a presentation state (:mod:`~jivex_core.imaging.output`):
    shutters, displayed area, flip then rotation, graphic annotations.
@@ -226,7 +226,7 @@ class PreparedFrame:
         What :meth:`render` uses without an argument.
     inverse : bool
         Whether grey levels are inverted for display without a presentation
-        state (MONOCHROME1, or Presentation LUT Shape INVERSE in the image).
+        state (the image's Presentation LUT Shape, else MONOCHROME1).
     overlays : list of Overlay
         The frame's overlay planes (60xx), not drawn into the pixels.
     pixel_spacing : (float, float) or None
@@ -395,12 +395,12 @@ def _image_inverse(ds: Dataset, photometric: str) -> bool:
 
     MONOCHROME1 shows its lowest value white (PS3.3 C.7.6.3.1.2). Images
     with a Presentation LUT Shape of their own (DX, MG, IO: PS3.3 C.8.11.6)
-    say INVERSE exactly for MONOCHROME1, so the shape and the photometric
-    interpretation are one inversion, not two.
+    say INVERSE exactly for MONOCHROME1: the shape is the inversion, not a
+    second one, and it decides when present (DCMTK reads it the same way).
     """
     shape = as_text(element_get(ds, "PresentationLUTShape")).upper()
-    if shape == "INVERSE":
-        return True
+    if shape in ("INVERSE", "IDENTITY"):
+        return shape == "INVERSE"
     return photometric == "MONOCHROME1"
 
 
@@ -534,8 +534,8 @@ def render(
     The order of operations is the module's (PS3.4 N.2.1): decode, modality
     LUT (the state's when it has one), VOI (*window*, else the state's for
     this frame, else the file's first, else the value range), presentation
-    LUT (the state's shape or table; else MONOCHROME1 and an image's own
-    INVERSE shape invert), then without a state the overlays (60xx) in
+    LUT (the state's shape or table; else the image's own shape, else
+    MONOCHROME1 inverts), then without a state the overlays (60xx) in
     white when *overlays* is true; with a state its shutter, displayed area
     (cropped or padded in the image's frame), horizontal flip, clockwise
     rotation and graphic annotations, in that order
