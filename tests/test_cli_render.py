@@ -99,6 +99,13 @@ def test_bad_files_are_reported_and_skipped(tmp_path, capsys) -> None:
     assert len(list(out.iterdir())) == 1  # CT_small still rendered
 
 
+def test_a_file_pydicom_cannot_read_is_named(tmp_path, capsys) -> None:
+    deep = SHARED_DATA / "orthanc-tests/2026-05-06-Deeply-Nested-Sequence.dcm"
+    assert main(["render", str(deep), "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {deep}: cannot be read as DICOM: maximum recursion depth" in err
+
+
 def test_frame_beyond_the_object_fails_that_file(tmp_path, capsys) -> None:
     assert main(["render", CT, "--out", str(tmp_path), "--frame", "2"]) == 1
     assert "frame 2 does not exist; the object has 1" in capsys.readouterr().err
