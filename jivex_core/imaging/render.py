@@ -261,9 +261,10 @@ class PreparedFrame:
     index: int = 0
     sop_instance_uid: str = ""
     warnings: list[str] = field(default_factory=list)
-    #: Stored values (grey), for the table path and for re-applying a
-    #: different modality transform.
-    stored: np.ndarray | None = field(default=None, repr=False)
+    #: Stored values kept as they are when no table serves the frame (see
+    #: :attr:`stored`).
+    _stored: np.ndarray | None = field(default=None, repr=False)
+    _stored_dtype: np.dtype | None = field(default=None, repr=False)
     _low: int = field(default=0, repr=False)
     _index: np.ndarray | None = field(default=None, repr=False)
     _inputs: np.ndarray | None = field(default=None, repr=False)
@@ -280,9 +281,24 @@ class PreparedFrame:
         return self.inverse
 
     @property
+    def stored(self) -> np.ndarray | None:
+        """The stored values of a grey frame (None for colour).
+
+        With a table they are kept only as table indices (stored value minus
+        the lowest one), which saves memory in the viewer's cache; this
+        rebuilds them.
+        """
+        if self._stored is not None:
+            return self._stored
+        if self._index is None or self._stored_dtype is None:
+            return None
+        wide = self._index.astype(np.int64) + self._low
+        return wide.astype(self._stored_dtype)
+
+    @property
     def nbytes(self) -> int:
         """Memory the frame's arrays hold (for caches with a budget)."""
-        arrays = (self.values, self.stored, self._index, self._inputs, self._scratch)
+        arrays = (self.values, self._stored, self._index, self._inputs, self._scratch)
         seen: set[int] = set()
         total = 0
         for array in arrays:
@@ -358,10 +374,11 @@ class PreparedFrame:
     def with_modality(self, modality: ModalityLut) -> PreparedFrame:
         """This frame with another modality transform (a presentation
         state's, PS3.3 C.11.1), sharing the decoded stored values."""
-        if self.is_color or self.stored is None:
+        stored = self.stored
+        if self.is_color or stored is None:
             return self
         frame = replace(self, modality=modality, units=modality.units or self.units)
-        _fill_values(frame, self.stored)
+        _fill_values(frame, stored)
         frame.default_window = range_window(frame.values)
         frame.default_voi = VoiPreset("", frame.default_window)
         return frame
@@ -370,15 +387,15 @@ class PreparedFrame:
 def _fill_values(frame: PreparedFrame, stored: np.ndarray) -> None:
     """Set values, and the table inputs when the stored range allows one."""
     modality = frame.modality
-    frame.stored = stored
+    frame._stored, frame._stored_dtype = None, stored.dtype
     frame._index = frame._inputs = None
     if stored.dtype.kind in "iu" and stored.size:
         low, high = int(stored.min()), int(stored.max())
         count = high - low + 1
         if count <= _TABLE_LIMIT:
             inputs = modality.apply(np.arange(low, high + 1, dtype=np.int64))
-            if count <= 256 and low >= 0 and stored.dtype == np.uint8 and low == 0:
-                index = stored
+            if low == 0 and stored.dtype in (np.uint8, np.uint16):
+                index = stored  # already the table index: no copy
             else:
                 kind = np.uint16 if count <= 65536 else np.uint32
                 index = np.subtract(stored, low, dtype=np.int64).astype(kind)
@@ -387,6 +404,7 @@ def _fill_values(frame: PreparedFrame, stored: np.ndarray) -> None:
             frame._inputs = inputs
             frame.values = np.take(inputs.astype(np.float32), index)
             return
+    frame._stored = stored
     frame.values = np.ascontiguousarray(modality.apply(stored), dtype=np.float32)
 
 
@@ -496,7 +514,7 @@ def _prepare(ds: Dataset, index: int, modality: ModalityLut | None) -> PreparedF
         modality = modality_lut(ds, group, fmt.signed)
     presets = file_presets(ds, frame_group(ds, index, "FrameVOILUTSequence"))
     frame = PreparedFrame(
-        decoded.pixels,
+        decoded.pixels,  # replaced by the modality values below
         photometric,
         None,
         windows=presets,
