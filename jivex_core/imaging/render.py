@@ -506,9 +506,9 @@ def _prepare(ds: Dataset, index: int, modality: ModalityLut | None) -> PreparedF
             raise RenderError(f"the palette cannot be applied: {exc}") from exc
         return PreparedFrame(rgb, "RGB", None, **common)
 
-    photometric = (
-        decoded.photometric if decoded.photometric in MONOCHROME else ("MONOCHROME2")
-    )
+    photometric = decoded.photometric
+    if photometric not in MONOCHROME:
+        photometric = "MONOCHROME2"
     if modality is None:
         group = frame_group(ds, index, "PixelValueTransformationSequence")
         modality = modality_lut(ds, group, fmt.signed)
