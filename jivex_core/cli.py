@@ -209,6 +209,30 @@ def build_parser() -> argparse.ArgumentParser:
     reload.add_argument("--json", action="store_true", help="print the jobs as JSON")
     reload.add_argument("uids", nargs="+", metavar="UID")
 
+    render = sub.add_parser(
+        "render",
+        help="render DICOM images to PNG or JPEG through the viewer's pipeline",
+    )
+    render.add_argument("files", nargs="+", metavar="FILE")
+    render.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    render.add_argument(
+        "--format", choices=["png", "jpeg"], default="png", help="default: png"
+    )
+    render.add_argument(
+        "--window",
+        type=_window,
+        metavar="CENTER,WIDTH",
+        help="VOI window (default: the one the viewer shows first)",
+    )
+    render.add_argument(
+        "--frame", type=_positive, metavar="N", help="only frame N (1-based)"
+    )
+    render.add_argument(
+        "--presentation",
+        metavar="GSPS_FILE",
+        help="apply a Grayscale Softcopy Presentation State",
+    )
+
     jobs = sub.add_parser("jobs", help="list, cancel or retry sends and retrieves")
     _common(jobs)
     jobs.add_argument("--json", action="store_true", help="JSON array of objects")
@@ -227,6 +251,46 @@ def _positive(text: str) -> int:
     return value
 
 
+def _window(text: str) -> Any:
+    from jivex_core.imaging.render import Window
+
+    center, sep, width = text.partition(",")
+    try:
+        if not sep:
+            raise ValueError
+        return Window(float(center), float(width))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not CENTER,WIDTH with a width of 1 or more"
+        ) from None
+
+
+def _negative_windows(argv: Sequence[str] | None) -> list[str]:
+    """``--window -600,1500`` as ``--window=-600,1500``: argparse would take a
+    value starting with '-' for an option (CT windows have negative centres)."""
+    items = list(sys.argv[1:] if argv is None else argv)
+    out: list[str] = []
+    position = 0
+    while position < len(items):
+        item = items[position]
+        following = items[position + 1] if position + 1 < len(items) else ""
+        if (
+            item == "--window"
+            and following[:1] == "-"
+            and following[1:2]
+            in (
+                *"0123456789",
+                ".",
+            )
+        ):
+            out.append(f"--window={following}")
+            position += 2
+            continue
+        out.append(item)
+        position += 1
+    return out
+
+
 def _remote_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--remote",
@@ -238,7 +302,7 @@ def _remote_option(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jivex`` command."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_negative_windows(argv))
     command = args.command or "gui"
     try:
         if command == "gui":
@@ -252,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ls(args)
         if command == "import":
             return _import(args)
+        if command == "render":
+            return _render(args)
         if command == "key-images":
             _key_image_args(args)  # bad arguments never reach the core
             return _with_core(args)
@@ -552,6 +618,109 @@ def _import_one(store: Store, path: Path) -> str:
     note = " (incomplete: its data set ends early)" if result.incomplete else ""
     print(f"stored: {path} -> {uid}{note}")
     return "stored"
+
+
+# -- render ---------------------------------------------------------------
+
+
+def _presentation(path: str) -> Any:
+    """The presentation state of ``--presentation``, read from a GSPS file.
+
+    ConfigError (exit 2, nothing rendered) when the file is not a Grayscale
+    Softcopy Presentation State or cannot be read: every image would
+    otherwise come out without what the user asked for.
+    """
+    import pydicom
+
+    from jivex_core.imaging.gsps import GSPS_SOP_CLASS, presentation_from_dataset
+
+    try:
+        ds = pydicom.dcmread(path, force=True)
+        sop_class = str(ds.get("SOPClassUID", "") or "")
+    except Exception as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else exc
+        raise ConfigError(f"--presentation {path}: cannot be read: {reason}") from None
+    if sop_class != GSPS_SOP_CLASS:
+        raise ConfigError(
+            f"--presentation {path}: SOP Class '{sop_class}' is not Grayscale "
+            f"Softcopy Presentation State Storage ({GSPS_SOP_CLASS})"
+        )
+    try:
+        return presentation_from_dataset(ds)
+    except ValueError as exc:
+        raise ConfigError(f"--presentation {path}: {exc}") from None
+
+
+def _render(args: argparse.Namespace) -> int:
+    """Render each file to ``<SOP Instance UID>[-<frame>].<png|jpg>`` in --out."""
+    import pydicom
+
+    from jivex_core.imaging.output import encode
+    from jivex_core.imaging.render import RenderError, number_of_frames, render
+
+    _setup_logging("WARNING")
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    state = _presentation(args.presentation) if args.presentation else None
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if not os.access(out, os.W_OK):
+            raise PermissionError(f"'{out}' is not writable")
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: {exc}") from exc
+    suffix = "jpg" if args.format == "jpeg" else "png"
+    rendered = failed = 0
+    for name in args.files:
+        path = Path(name)
+        try:
+            ds = pydicom.dcmread(path, force=True)
+            _ = ds.get("SOPInstanceUID")
+        except Exception as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else exc
+            print(f"failed: {path}: cannot be read as DICOM: {reason}", file=sys.stderr)
+            failed += 1
+            continue
+        uid = _file_name(str(ds.get("SOPInstanceUID", "") or "")) or path.stem
+        try:
+            count = number_of_frames(ds)
+            frames = [args.frame] if args.frame else list(range(1, count + 1))
+            if args.frame and args.frame > count:
+                raise RenderError(
+                    f"frame {args.frame} does not exist; the object has {count}"
+                )
+            if state is not None:
+                # A presentation state applies to the images it references
+                # only (PS3.3 C.11.11: Referenced Series Sequence).
+                sop = str(ds.get("SOPInstanceUID", "") or "")
+                frames = [
+                    n for n in frames if any(r.covers(sop, n) for r in state.images)
+                ]
+                if not frames:
+                    raise RenderError(
+                        f"the presentation state does not reference {sop or 'it'}"
+                        + (f", frame {args.frame}" if args.frame else "")
+                    )
+            for number in frames:
+                image = render(ds, number - 1, args.window, state)
+                target = out / (
+                    f"{uid}-{number}.{suffix}" if count > 1 else f"{uid}.{suffix}"
+                )
+                target.write_bytes(encode(image, args.format))
+                print(f"rendered: {path} -> {target}")
+                rendered += 1
+        except RenderError as exc:
+            print(f"failed: {path}: {exc}", file=sys.stderr)
+            failed += 1
+        except OSError as exc:
+            print(f"failed: {path}: cannot write: {exc}", file=sys.stderr)
+            failed += 1
+    print(f"{rendered} images rendered, {failed} files failed", file=sys.stderr)
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def _file_name(uid: str) -> str:
+    """A UID as a file name: only its digits and dots."""
+    return "".join(c for c in uid.strip() if c.isdigit() or c == ".")
 
 
 # -- send, jobs -----------------------------------------------------------

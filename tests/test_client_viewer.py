@@ -938,3 +938,78 @@ def test_overlay_planes_are_drawn_over_the_image(
         p = viewport.view.to_screen((column + 0.5, row + 0.5))
         hits += image.pixelColor(int(p.x()), int(p.y())).red() > 200
     assert hits >= len(rows[::10]) * 0.8
+
+
+def test_a_saved_gsps_renders_through_the_pipeline_as_the_screen_shows_it(
+    qtbot: Any, open_study: Any, ct_files: Any, run_async: Any
+) -> None:
+    """Window, zoom, pan, rotation, flip and shutter set with keys and mouse;
+    the GSPS saved from that screen, read back and rendered by the pipeline
+    (``jivex render --presentation``'s path) gives the grey levels the
+    viewport painted, laid out as the screen lays them out."""
+    from dataclasses import replace
+
+    from jivex_core.imaging.gsps import presentation_from_dataset
+    from jivex_core.imaging.output import transform_point
+
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+    _wheel(view, 2, Qt.KeyboardModifier.ControlModifier)
+    _drag(view, Qt.MouseButton.MiddleButton, QPointF(300, 300), QPointF(330, 290))
+    qtbot.keyClick(view, Qt.Key.Key_R)  # rotate clockwise
+    qtbot.keyClick(view, Qt.Key.Key_H)  # then flip the screen horizontally
+    qtbot.keyClick(view, Qt.Key.Key_2)  # mediastinum
+    viewer.set_tool(ToolValues.SHUTTER_RECTANGLE)
+    _drag(
+        view,
+        Qt.MouseButton.LeftButton,
+        _screen(viewport, (40.0, 30.0)),
+        _screen(viewport, (220.0, 200.0)),
+    )
+    viewer.set_tool(ToolValues.POINTER)
+    shown = view.transform()
+    reply = run_async(viewer.save_presentation("SCREEN", ""))
+    assert reply is not None, viewer.message.text()
+    state = presentation_from_dataset(pydicom.dcmread(reply["path"]))
+    image = pydicom.dcmread(ct_files[0])
+    assert (state.rotation, state.flip) == (90, True)
+
+    # Grey levels: what the viewport painted before placing it on screen.
+    painted = view._image.convertToFormat(view._image.Format.Format_Grayscale8)
+    width, height = painted.width(), painted.height()
+    grey = np.frombuffer(painted.constBits(), np.uint8).reshape(
+        height, painted.bytesPerLine()
+    )[:, :width]
+    flat = replace(state, rotation=0, flip=False, displayed_areas=[], shutter=None)
+    np.testing.assert_array_equal(render(image, state=flat), grey)
+
+    # Layout: the pipeline's output pixel of each image point is where the
+    # screen shows that point, up to the screen's scale and offset.
+    full = render(image, state=state)
+    area = state.area_for(image.SOPInstanceUID)
+    (c0, r0), (c1, r1) = area.top_left, area.bottom_right
+    left, top = min(c0, c1) - 1, min(r0, r1) - 1
+    crop = (abs(c1 - c0) + 1, abs(r1 - r0) + 1)
+    assert full.shape == (crop[0], crop[1]) or full.shape == (crop[1], crop[0])
+    points = [(60.5, 40.5), (200.5, 45.5), (70.5, 190.5), (128.0, 128.0)]
+    placed = [
+        transform_point((x - left, y - top), *crop, state.flip, state.rotation)
+        for x, y in points
+    ]
+    on_screen = [shown.map(*p) for p in points]
+    scale = shown.scale
+    origin = (
+        on_screen[0][0] - placed[0][0] * scale,
+        on_screen[0][1] - placed[0][1] * scale,
+    )
+    for (px, py), (sx, sy) in zip(placed, on_screen, strict=True):
+        assert sx == pytest.approx(origin[0] + px * scale, abs=2 * scale)
+        assert sy == pytest.approx(origin[1] + py * scale, abs=2 * scale)
+
+    # The shutter: inside it the pipeline shows the image, outside its value.
+    inside = transform_point((130 - left, 110 - top), *crop, state.flip, state.rotation)
+    outside = transform_point((20 - left, 20 - top), *crop, state.flip, state.rotation)
+    value = state.shutter.value >> 8
+    assert full[int(outside[1]), int(outside[0])] == value
+    assert full[int(inside[1]), int(inside[0])] == grey[110, 130]

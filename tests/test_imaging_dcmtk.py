@@ -63,7 +63,7 @@ pytestmark = pytest.mark.interop
 LOSSY_TOLERANCE = 1
 #: Lossy colour JPEG: largest and mean difference of RGB samples. A second
 #: YCbCr to RGB conversion moves them by tens of levels on average.
-LOSSY_COLOUR = (16, 1.5)
+LOSSY_COLOUR = (12, 0.5)
 #: Native and RLE YCbCr against DCMTK (see the module docstring).
 YBR_TOLERANCE = 2
 
@@ -200,9 +200,10 @@ def _roots() -> list[tuple[str, Path]]:
 _SKIP_SUFFIXES = (".py", ".pyc", ".txt", ".tsv", ".md", ".json", ".gz", ".icc", ".dump")
 
 
-def _image_files() -> list[Path]:
-    """Every corpus file that has a pixel data element."""
-    found = []
+def _image_files() -> tuple[list[Path], list[Path]]:
+    """Every corpus file that has a pixel data element, and those pydicom
+    cannot read at all."""
+    found, unreadable = [], []
     for _label, root in _roots():
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             if path.suffix in _SKIP_SUFFIXES:
@@ -213,13 +214,23 @@ def _image_files() -> list[Path]:
                     ds = pydicom.dcmread(path, force=True, defer_size=256)
                     keys = set(ds.keys())
                 except Exception:
+                    unreadable.append(path)
                     continue
             if keys & {0x7FE00010, 0x7FE00008, 0x7FE00009}:
                 found.append(path)
-    return found
+    return found, unreadable
 
 
-IMAGE_FILES = _image_files()
+IMAGE_FILES, UNREADABLE_FILES = _image_files()
+
+#: Files pydicom cannot read, so that no image hides among them.
+UNREADABLE: dict[str, str] = {
+    "shared:orthanc-tests/2026-05-06-Deeply-Nested-Sequence.dcm": (
+        "sequences nested deeper than Python's recursion limit before a one-byte "
+        "Pixel Data: pydicom cannot read it (jivex render names it, "
+        "test_cli_render) and DCMTK's dcm2pnm crashes on it"
+    ),
+}
 
 
 # -- running DCMTK --------------------------------------------------------
@@ -238,6 +249,15 @@ def _run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
             if exc.errno != errno.EFAULT or attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+def _gdcmconv() -> str:
+    found = shutil.which("gdcmconv")
+    if found is None:
+        raise RuntimeError(
+            "GDCM's gdcmconv is not installed (make test installs libgdcm-tools)"
+        )
+    return found
 
 
 def _has_un_image_attributes(path: Path) -> bool:
@@ -334,7 +354,7 @@ def _compare_file(path: Path, work: Path) -> Outcome:
         tool = "dcml2pnm"
     elif syntax not in NATIVE and syntax not in JPEG:
         raw = work / "raw.dcm"
-        done = _run(["gdcmconv", "--raw", str(source), str(raw)])
+        done = _run([_gdcmconv(), "--raw", str(source), str(raw)])
         if done.returncode:
             outcome.failures.append(f"gdcmconv --raw failed: {done.stderr[-300:]!r}")
             return outcome
@@ -493,6 +513,10 @@ def test_exclusions_name_real_files() -> None:
     keys = {_key(p) for p in IMAGE_FILES}
     for listed in (*EXCLUDED, *BAD_INPUT, *AMEND):
         assert listed in keys, listed
+
+
+def test_files_pydicom_cannot_read_are_known() -> None:
+    assert sorted(_key(p) for p in UNREADABLE_FILES) == sorted(UNREADABLE)
 
 
 def test_the_comparison_covers_the_corpus() -> None:

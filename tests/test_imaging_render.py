@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from PIL import Image
 from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 
 from jivex_core.imaging.render import (
     RenderError,
@@ -19,6 +23,8 @@ from jivex_core.imaging.render import (
     range_window,
     render,
 )
+from tests.helpers import dcmtk
+from tests.synthetic import image, save
 
 DATA = Path("/work/shared/data")
 
@@ -160,3 +166,106 @@ def test_apply_window_width_one_is_a_threshold() -> None:
     values = np.array([[9.0, 9.5, 9.6, 10.0]], dtype=np.float32)
     out = apply_window(values, Window(10, 1))
     assert out.tolist() == [[0, 0, 255, 255]]
+
+
+# -- VOI functions, LUTs and presets ----------------------------------------
+
+
+@pytest.mark.parametrize("function", ["LINEAR", "SIGMOID"])
+@pytest.mark.parametrize(
+    ("center", "width"), [(40, 400), (0.5, 1), (-600, 1501), (100, 2)]
+)
+def test_voi_functions_match_dcmtk(tmp_path, function, center, width) -> None:
+    ramp = (np.arange(4096, dtype=np.int16) - 1024).reshape(64, 64)
+    ds = image(
+        ramp,
+        signed=True,
+        WindowCenter=center,
+        WindowWidth=width,
+        VOILUTFunction=function,
+    )
+    path = save(ds, tmp_path / "ramp.dcm")
+    out = tmp_path / "ramp.png"
+    subprocess.run(
+        [dcmtk("dcm2pnm"), "+on", "+Wi", "1", str(path), str(out)],
+        check=True,
+        capture_output=True,
+    )
+    theirs = np.asarray(Image.open(out)).astype(int)
+    assert np.abs(render(ds).astype(int) - theirs).max() <= 1
+
+
+def test_linear_exact_and_sigmoid_by_hand() -> None:
+    # DCMTK 3.6.7 does not know LINEAR_EXACT: PS3.3 C.11.2.1.3.2 by hand.
+    values = np.array([[-10, 0, 99, 100, 101, 200, 210]], dtype=np.int16)
+    ds = image(values, signed=True, WindowCenter=100, WindowWidth=200)
+    ds.VOILUTFunction = "LINEAR_EXACT"
+    expected = [0, 0, 126, 128, 129, 255, 255]  # ((x - 100) / 200 + 0.5) * 255
+    assert render(ds)[0].tolist() == expected
+    ds.VOILUTFunction = "SIGMOID"  # C.11.2.1.3.1
+    sigmoid = [round(255 / (1 + np.exp(-4 * (x - 100) / 200))) for x in values[0]]
+    assert render(ds)[0].tolist() == sigmoid
+
+
+def test_windows_of_the_file_are_presets_with_explanations() -> None:
+    ds = image(
+        np.zeros((2, 2), np.int16),
+        signed=True,
+        WindowCenter=[40, -600, 10],
+        WindowWidth=[400, 1500, 0],  # a width below 1 is no window
+        WindowCenterWidthExplanation=["SOFT TISSUE", "LUNG"],
+    )
+    frame = prepare_frame(ds)
+    assert [p.label for p in frame.windows] == ["SOFT TISSUE", "LUNG"]
+    assert [p.window for p in frame.windows] == [Window(40, 400), Window(-600, 1500)]
+    assert frame.default_window == Window(40, 400)
+    # Rendering a preset is rendering its window.
+    np.testing.assert_array_equal(
+        frame.render(frame.windows[1]), frame.render(Window(-600, 1500))
+    )
+
+
+def _lut_item(descriptor, data, **attributes) -> Dataset:
+    item = Dataset()
+    item.LUTDescriptor = descriptor
+    item.LUTData = data
+    for keyword, value in attributes.items():
+        setattr(item, keyword, value)
+    return item
+
+
+def test_modality_lut_sequence_by_hand() -> None:
+    stored = np.array([[0, 1, 2, 3, 9]], dtype=np.uint16)
+    ds = image(stored)
+    # Entries for stored values 1..4 (first mapped 1); outside: clamped.
+    item = _lut_item([4, 1, 16], [100, 200, 400, 800], ModalityLUTType="OD")
+    ds.ModalityLUTSequence = Sequence([item])
+    frame = prepare_frame(ds)
+    assert frame.values[0].tolist() == [100, 100, 200, 400, 800]
+    assert frame.units == "OD"
+
+
+def test_voi_lut_sequence_by_hand_and_as_default() -> None:
+    stored = np.array([[0, 1, 2, 3]], dtype=np.uint16)
+    ds = image(stored)
+    # 8-bit entries: output scaled by 255 / (2^8 - 1).
+    item = _lut_item([4, 0, 8], [0, 10, 20, 255], LUTExplanation="CUSTOM")
+    ds.VOILUTSequence = Sequence([item])
+    frame = prepare_frame(ds)
+    assert [p.label for p in frame.windows] == ["CUSTOM"]
+    assert frame.render()[0].tolist() == [0, 10, 20, 255]
+    # MONOCHROME1 inverts the LUT's output.
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    assert render(ds)[0].tolist() == [255, 245, 235, 0]
+
+
+def test_first_render_of_a_ct_slice_takes_a_few_ms() -> None:
+    ds = pydicom.dcmread(DATA / "cornerstone-wado/CTImage.dcm")
+    _ = ds.PixelData
+    prepare_frame(ds).render()  # imports and caches warmed up
+    times = []
+    for _ in range(7):
+        start = time.perf_counter()
+        prepare_frame(ds).render()
+        times.append(time.perf_counter() - start)
+    assert sorted(times)[3] < 0.025, times

@@ -12,9 +12,11 @@ the state has integer corners, as the GSPS does; the viewport keeps the
 exact floating-point area next to it so that small pans and zooms do not
 drift.
 
-Spatial transformation follows PS3.3 C.10.6: the horizontal flip is applied
-before the rotation, which is clockwise. A vertical flip is a rotation by
-180 degrees after a horizontal flip.
+Spatial transformation follows PS3.3 C.10.6: the image is rotated
+clockwise, then flipped horizontally. The buttons act on what the screen
+shows, so in these terms a horizontal flip on screen toggles the flip, a
+vertical one toggles it and turns the image by 180 degrees, and a rotation
+of a flipped image turns it the other way.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ class Affine:
 
 
 def _rotation_matrix(rotation: int, flip: bool) -> np.ndarray:
-    """Screen direction of the image axes: rotation after flip."""
+    """Screen direction of the image axes: flip after rotation."""
     f = np.array([[-1.0, 0.0], [0.0, 1.0]]) if flip else np.eye(2)
     # Clockwise on a screen whose y axis points down.
     turns = (rotation // 90) % 4
@@ -99,7 +101,7 @@ def _rotation_matrix(rotation: int, flip: bool) -> np.ndarray:
     quarter = np.array([[0.0, -1.0], [1.0, 0.0]])
     for _ in range(turns):
         r = quarter @ r
-    return r @ f
+    return f @ r
 
 
 def fresh_state() -> PresentationState:
@@ -225,7 +227,10 @@ class DisplayState:
 
     def rotate(self, degrees: int) -> None:
         """Rotate the display by *degrees* (multiple of 90, clockwise > 0)."""
-        self.state.rotation = (self.state.rotation + degrees) % 360
+        # The flip comes after the rotation: under it, the image turns the
+        # other way.
+        turn = -degrees if self.state.flip else degrees
+        self.state.rotation = (self.state.rotation + turn) % 360
         self._restore_area()
 
     def _restore_area(self) -> None:
@@ -235,14 +240,13 @@ class DisplayState:
 
     def flip_horizontal(self) -> None:
         """Mirror the display left to right, whatever its rotation."""
-        self.state.rotation = (-self.state.rotation) % 360
         self.state.flip = not self.state.flip
         self._restore_area()
 
     def flip_vertical(self) -> None:
-        """Mirror the display top to bottom: rotate 180 after a horizontal
-        flip, as a GSPS says it."""
-        self.state.rotation = (180 - self.state.rotation) % 360
+        """Mirror the display top to bottom: a horizontal flip and a turn by
+        180 degrees, as a GSPS says it."""
+        self.state.rotation = (self.state.rotation + 180) % 360
         self.state.flip = not self.state.flip
         self._restore_area()
 

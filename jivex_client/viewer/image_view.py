@@ -1,8 +1,8 @@
 """The image canvas of a viewport: paints a frame as its display state says
 and turns mouse gestures into tool drawings.
 
-Painting order: the image through the state's spatial transform (flip,
-rotation, displayed area), the shutter, the annotations of the frame, the
+Painting order: the image through the state's spatial transform (rotation,
+flip, displayed area), the shutter, the annotations of the frame, the
 drawing in progress, reference lines, then the corner texts and
 orientation letters, which stay put whatever the image does.
 """

@@ -9,10 +9,11 @@ State (PS3.4 N.2) after the grey pipeline, in this order:
    circle and polygon (their intersection stays visible) take the Shutter
    Presentation Value, a P-value;
 3. the displayed area (PS3.3 C.10.4): the image is cut to, or padded black
-   up to, the rectangle from the top left to the bottom right hand corner,
-   both 1-based and in the frame of the image before any flip or rotation;
-4. the spatial transformation (PS3.3 C.10.6): horizontal flip first, then
-   the rotation, clockwise;
+   up to, the rectangle between the top left and the bottom right hand
+   corner, both 1-based and in the frame of the image before any rotation
+   or flip (they name the pixels shown top left and bottom right after it);
+4. the spatial transformation (PS3.3 C.10.6): the rotation, clockwise,
+   then the horizontal flip;
 5. the graphic annotations (PS3.3 C.10.5) in layer order, in the layer's
    grey or colour (an image with colour annotations becomes RGB): their
    image coordinates are carried through steps 3 and 4, so that they land
@@ -159,11 +160,12 @@ def displayed_area(image: np.ndarray, area: DisplayedArea) -> tuple[np.ndarray, 
     Returns the new image and the offset (columns, rows) of its top left
     corner in the original image's coordinates.
     """
-    (left, top), (right, bottom) = area.top_left, area.bottom_right
-    if right < left or bottom < top:
-        raise RenderError(
-            f"the displayed area from {area.top_left} to {area.bottom_right} is empty"
-        )
+    # The corners are the pixels shown top left and bottom right after the
+    # rotation and flip (PS3.3 C.10.4), in the untransformed image: under a
+    # transformation they are other corners of the same rectangle.
+    (c0, r0), (c1, r1) = area.top_left, area.bottom_right
+    left, right = sorted((c0, c1))
+    top, bottom = sorted((r0, r1))
     width, height = right - left + 1, bottom - top + 1
     if width * height > 2**28:
         raise RenderError("the displayed area is too large to render")
@@ -185,14 +187,15 @@ def _check_rotation(rotation: int) -> int:
 
 
 def spatial(image: np.ndarray, flip: bool, rotation: int) -> np.ndarray:
-    """Flip horizontally (when *flip*), then rotate clockwise by *rotation*
-    degrees (PS3.3 C.10.6.1.2)."""
+    """Rotate clockwise by *rotation* degrees, then flip horizontally (when
+    *flip*): Image Horizontal Flip acts "after any Image Rotation has been
+    applied" (PS3.3 C.10.6.1)."""
     rotation = _check_rotation(rotation)
-    if flip:
-        image = image[:, ::-1]
     if rotation:
         # numpy.rot90 turns counter-clockwise for positive k.
         image = np.rot90(image, k=-(rotation // 90))
+    if flip:
+        image = image[:, ::-1]
     return np.ascontiguousarray(image)
 
 
@@ -205,11 +208,11 @@ def transform_point(
     """
     rotation = _check_rotation(rotation)
     x, y = point
-    if flip:
-        x = width - x
     for _ in range(rotation // 90):
         x, y = height - y, x
         width, height = height, width
+    if flip:
+        x = width - x
     return x, y
 
 

@@ -16,11 +16,11 @@ the grayscale pipeline of PS3.4 N.2.1:
    VOI LUT; the caller's window, else the presentation state's, else the
    file's first (per frame), else the frame's value range.
 4. **Presentation LUT** (PS3.3 C.11.6): the presentation state's shape or
-   table; without a state, MONOCHROME1 (PS3.3 C.7.6.3.1.2) and an image's
-   own Presentation LUT Shape INVERSE show inverted. The result is 8-bit.
+   table; without a state, the image's own Presentation LUT Shape, else
+   MONOCHROME1 (PS3.3 C.7.6.3.1.2), inverts. The result is 8-bit.
 5. **Overlays** (60xx) burnt in white, when asked and no state is applied.
 6. With a presentation state (:mod:`~jivex_core.imaging.output`):
-   shutters, displayed area, flip then rotation, graphic annotations.
+   shutters, displayed area, rotation then flip, graphic annotations.
 
 Decoding and the modality LUT run once per frame (:func:`prepare_frame`);
 changing the window recomputes an 8-bit table over the frame's range of
@@ -226,7 +226,7 @@ class PreparedFrame:
         What :meth:`render` uses without an argument.
     inverse : bool
         Whether grey levels are inverted for display without a presentation
-        state (MONOCHROME1, or Presentation LUT Shape INVERSE in the image).
+        state (the image's Presentation LUT Shape, else MONOCHROME1).
     overlays : list of Overlay
         The frame's overlay planes (60xx), not drawn into the pixels.
     pixel_spacing : (float, float) or None
@@ -261,9 +261,10 @@ class PreparedFrame:
     index: int = 0
     sop_instance_uid: str = ""
     warnings: list[str] = field(default_factory=list)
-    #: Stored values (grey), for the table path and for re-applying a
-    #: different modality transform.
-    stored: np.ndarray | None = field(default=None, repr=False)
+    #: Stored values kept as they are when no table serves the frame (see
+    #: :attr:`stored`).
+    _stored: np.ndarray | None = field(default=None, repr=False)
+    _stored_dtype: np.dtype | None = field(default=None, repr=False)
     _low: int = field(default=0, repr=False)
     _index: np.ndarray | None = field(default=None, repr=False)
     _inputs: np.ndarray | None = field(default=None, repr=False)
@@ -278,6 +279,33 @@ class PreparedFrame:
     def invert(self) -> bool:
         """Whether grey levels are inverted for display (MONOCHROME1)."""
         return self.inverse
+
+    @property
+    def stored(self) -> np.ndarray | None:
+        """The stored values of a grey frame (None for colour).
+
+        With a table they are kept only as table indices (stored value minus
+        the lowest one), which saves memory in the viewer's cache; this
+        rebuilds them.
+        """
+        if self._stored is not None:
+            return self._stored
+        if self._index is None or self._stored_dtype is None:
+            return None
+        wide = self._index.astype(np.int64) + self._low
+        return wide.astype(self._stored_dtype)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the frame's arrays hold (for caches with a budget)."""
+        arrays = (self.values, self._stored, self._index, self._inputs, self._scratch)
+        seen: set[int] = set()
+        total = 0
+        for array in arrays:
+            if array is not None and id(array) not in seen:
+                seen.add(id(array))
+                total += array.nbytes
+        return total
 
     @property
     def rows(self) -> int:
@@ -346,10 +374,11 @@ class PreparedFrame:
     def with_modality(self, modality: ModalityLut) -> PreparedFrame:
         """This frame with another modality transform (a presentation
         state's, PS3.3 C.11.1), sharing the decoded stored values."""
-        if self.is_color or self.stored is None:
+        stored = self.stored
+        if self.is_color or stored is None:
             return self
         frame = replace(self, modality=modality, units=modality.units or self.units)
-        _fill_values(frame, self.stored)
+        _fill_values(frame, stored)
         frame.default_window = range_window(frame.values)
         frame.default_voi = VoiPreset("", frame.default_window)
         return frame
@@ -358,15 +387,15 @@ class PreparedFrame:
 def _fill_values(frame: PreparedFrame, stored: np.ndarray) -> None:
     """Set values, and the table inputs when the stored range allows one."""
     modality = frame.modality
-    frame.stored = stored
+    frame._stored, frame._stored_dtype = None, stored.dtype
     frame._index = frame._inputs = None
     if stored.dtype.kind in "iu" and stored.size:
         low, high = int(stored.min()), int(stored.max())
         count = high - low + 1
         if count <= _TABLE_LIMIT:
             inputs = modality.apply(np.arange(low, high + 1, dtype=np.int64))
-            if count <= 256 and low >= 0 and stored.dtype == np.uint8 and low == 0:
-                index = stored
+            if low == 0 and stored.dtype in (np.uint8, np.uint16):
+                index = stored  # already the table index: no copy
             else:
                 kind = np.uint16 if count <= 65536 else np.uint32
                 index = np.subtract(stored, low, dtype=np.int64).astype(kind)
@@ -375,6 +404,7 @@ def _fill_values(frame: PreparedFrame, stored: np.ndarray) -> None:
             frame._inputs = inputs
             frame.values = np.take(inputs.astype(np.float32), index)
             return
+    frame._stored = stored
     frame.values = np.ascontiguousarray(modality.apply(stored), dtype=np.float32)
 
 
@@ -383,12 +413,12 @@ def _image_inverse(ds: Dataset, photometric: str) -> bool:
 
     MONOCHROME1 shows its lowest value white (PS3.3 C.7.6.3.1.2). Images
     with a Presentation LUT Shape of their own (DX, MG, IO: PS3.3 C.8.11.6)
-    say INVERSE exactly for MONOCHROME1, so the shape and the photometric
-    interpretation are one inversion, not two.
+    say INVERSE exactly for MONOCHROME1: the shape is the inversion, not a
+    second one, and it decides when present (DCMTK reads it the same way).
     """
     shape = as_text(element_get(ds, "PresentationLUTShape")).upper()
-    if shape == "INVERSE":
-        return True
+    if shape in ("INVERSE", "IDENTITY"):
+        return shape == "INVERSE"
     return photometric == "MONOCHROME1"
 
 
@@ -476,15 +506,15 @@ def _prepare(ds: Dataset, index: int, modality: ModalityLut | None) -> PreparedF
             raise RenderError(f"the palette cannot be applied: {exc}") from exc
         return PreparedFrame(rgb, "RGB", None, **common)
 
-    photometric = (
-        decoded.photometric if decoded.photometric in MONOCHROME else ("MONOCHROME2")
-    )
+    photometric = decoded.photometric
+    if photometric not in MONOCHROME:
+        photometric = "MONOCHROME2"
     if modality is None:
         group = frame_group(ds, index, "PixelValueTransformationSequence")
         modality = modality_lut(ds, group, fmt.signed)
     presets = file_presets(ds, frame_group(ds, index, "FrameVOILUTSequence"))
     frame = PreparedFrame(
-        decoded.pixels,
+        decoded.pixels,  # replaced by the modality values below
         photometric,
         None,
         windows=presets,
@@ -522,11 +552,11 @@ def render(
     The order of operations is the module's (PS3.4 N.2.1): decode, modality
     LUT (the state's when it has one), VOI (*window*, else the state's for
     this frame, else the file's first, else the value range), presentation
-    LUT (the state's shape or table; else MONOCHROME1 and an image's own
-    INVERSE shape invert), then without a state the overlays (60xx) in
+    LUT (the state's shape or table; else the image's own shape, else
+    MONOCHROME1 inverts), then without a state the overlays (60xx) in
     white when *overlays* is true; with a state its shutter, displayed area
-    (cropped or padded in the image's frame), horizontal flip, clockwise
-    rotation and graphic annotations, in that order
+    (cropped or padded in the image's frame), clockwise rotation,
+    horizontal flip and graphic annotations, in that order
     (:func:`jivex_core.imaging.output.present`).
 
     Parameters
