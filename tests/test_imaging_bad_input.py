@@ -164,9 +164,18 @@ def test_bad_presentation_states_are_render_errors() -> None:
     ds = grey()
     with pytest.raises(RenderError, match="rotation 45 is not a multiple of 90"):
         render(ds, state=PresentationState(rotation=45))
-    empty = PresentationState(displayed_areas=[DisplayedArea((3, 3), (1, 1))])
-    with pytest.raises(RenderError, match=r"displayed area from \(3, 3\) to \(1, 1\)"):
-        render(ds, state=empty)
+
+
+def test_displayed_area_corners_name_a_rectangle_whatever_their_order() -> None:
+    """The corners are the pixels shown top left and bottom right after the
+    rotation and flip (PS3.3 C.10.4); a state whose corners do not match its
+    transformation (another system's) still shows that rectangle."""
+    ds = grey()
+    swapped = PresentationState(displayed_areas=[DisplayedArea((3, 3), (1, 1))])
+    upright = PresentationState(displayed_areas=[DisplayedArea((1, 1), (3, 3))])
+    out = render(ds, state=swapped)
+    assert out.shape == (3, 3)
+    np.testing.assert_array_equal(out, render(ds, state=upright))
 
 
 #: Values as a file could hold them (raw bytes, converted when read).

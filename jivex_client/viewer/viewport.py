@@ -67,6 +67,7 @@ from jivex_client.viewer.state import (
     window_label,
 )
 from jivex_client.viewer.tools import SHUTTER_TOOLS, ToolValues, shutter_from
+from jivex_core.imaging.luts import Lut, VoiPreset
 from jivex_core.imaging.presentation import ImageRef, PresentationState
 from jivex_core.imaging.render import Window
 
@@ -198,6 +199,7 @@ class SeriesViewer(QWidget):
         self._drag_sensitivity = 1.0
         self._scratch: np.ndarray | None = None
         self._modality_cache: tuple[Any, np.ndarray] | None = None
+        self._header_values: tuple[Any, dict[str, str]] | None = None
         self._text_dialog: QInputDialog | None = None
         self._generation = 0
 
@@ -498,16 +500,31 @@ class SeriesViewer(QWidget):
         else:
             voi = self.display.voi_for(ref.SOPInstanceUID, ref.frame + 1)
             window = self.effective_window() or frame.default_window
-            values = self.modality_values(item)
-            if voi is None and values is frame.values:
+            transformed = self._state_modality_values(item)
+            plut = self.display.state.presentation_lut
+            table = None if plut is None else Lut.from_model(plut)
+            if transformed is None and voi is None and table is None:
                 if self.display.inverse == frame.inverse and item.image is not None:
                     pixels = item.image  # the worker rendered it so already
                 else:
                     # The file's own VOI (window or LUT), the state's shape.
                     pixels = frame.render(inverse=self.display.inverse)
+            elif transformed is None and (voi is None or voi.lut is None):
+                # The frame's own modality values: its table of the stored
+                # range serves any window (one numpy.take per frame, the
+                # path of scrolling after a window change).
+                function = frame.voi_function
+                if voi is not None and voi.window is not None and voi.function:
+                    function = voi.function
+                pixels = frame.render(
+                    None if window is None else VoiPreset("", window, function),
+                    inverse=self.display.inverse,
+                    presentation_lut=table,
+                )
             else:
-                if self._scratch is None or self._scratch.shape != frame.values.shape:
-                    self._scratch = np.empty(frame.values.shape, dtype=np.float32)
+                values = frame.values if transformed is None else transformed
+                if self._scratch is None or self._scratch.shape != values.shape:
+                    self._scratch = np.empty(values.shape, dtype=np.float32)
                 pixels = render_grey(
                     values,
                     window or Window(0.5, 1.0),
@@ -535,16 +552,24 @@ class SeriesViewer(QWidget):
         """
         frame = item.frame
         assert frame is not None
+        values = self._state_modality_values(item)
+        return frame.values if values is None else values
+
+    def _state_modality_values(self, item: LoadedFrame) -> np.ndarray | None:
+        """:meth:`modality_values` when the state's Modality LUT replaces the
+        image's; None when the frame's own values apply."""
         transform = self.display.state.modality
         if transform is None or item.header is None:
-            return frame.values
+            return None
+        frame = item.frame
+        assert frame is not None
         key = (item.ref, id(transform))
         if self._modality_cache is not None and self._modality_cache[0] == key:
             return self._modality_cache[1]
         header = item.header
         if "ModalityLUTSequence" in header:
             logger.info("The image's own Modality LUT is kept under the GSPS")
-            return frame.values
+            return None
         try:
             slope = float(header.get("RescaleSlope", 1) or 1)
             intercept = float(header.get("RescaleIntercept", 0) or 0)
@@ -566,7 +591,12 @@ class SeriesViewer(QWidget):
         item = self.current
         values: dict[str, str] = {}
         if item is not None and item.ref == self.current_ref() and item.header:
-            values.update(header_values(item.header))
+            # The header's fields do not change; the corners are redrawn on
+            # every window step of a drag, so they are read once per image.
+            cached = self._header_values
+            if cached is None or cached[0] is not item.header:
+                cached = self._header_values = (item.header, header_values(item.header))
+            values.update(cached[1])
         else:
             values["PatientName"] = format_person_name(
                 str(self.study.get("PatientName") or "")
