@@ -1013,3 +1013,40 @@ def test_a_saved_gsps_renders_through_the_pipeline_as_the_screen_shows_it(
     value = state.shutter.value >> 8
     assert full[int(outside[1]), int(outside[0])] == value
     assert full[int(inside[1]), int(inside[0])] == grey[110, 130]
+
+
+def test_a_gsps_sigmoid_window_and_presentation_lut_show_as_the_pipeline_renders(
+    qtbot: Any, open_study: Any, ct_files: Any
+) -> None:
+    from jivex_core.imaging.presentation import (
+        ImageRef,
+        LookupTable,
+        PresentationState,
+        VoiSetting,
+    )
+
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    image = pydicom.dcmread(ct_files[0])
+    ref = ImageRef(image.SOPClassUID, image.SOPInstanceUID, image.SeriesInstanceUID)
+    # A presentation LUT that keeps the darker half of the range: 8 bits in,
+    # values 0..4095 out.
+    table = LookupTable(0, 12, tuple(min(4095, 2 * v * 16) for v in range(256)))
+    state = PresentationState(
+        images=[ref],
+        voi=[VoiSetting(window=Window(40, 400), function="SIGMOID")],
+        presentation_lut=table,
+    )
+    viewport.apply_presentation(state)
+    qtbot.waitUntil(lambda: viewport.display.state.presentation_lut is not None)
+    painted = viewport.view._image.convertToFormat(
+        viewport.view._image.Format.Format_Grayscale8
+    )
+    width, height = painted.width(), painted.height()
+    grey = np.frombuffer(painted.constBits(), np.uint8).reshape(
+        height, painted.bytesPerLine()
+    )[:, :width]
+    expected = render(image, state=state)
+    np.testing.assert_array_equal(grey, expected)
+    # Not what a LINEAR window with no table would show.
+    assert not np.array_equal(grey, render(image, window=Window(40, 400)))
