@@ -69,3 +69,12 @@ def check(ds: Dataset, path: Path) -> list[str]:
     unexplained = [w for w in warnings if not any(key in w for key in ALLOWED_WARNINGS)]
     assert not unexplained, (path.name, unexplained)
     return warnings
+
+
+def check_file(path: Path) -> list[str]:
+    """Verify a file as stored (by the archive, or another system)."""
+    errors, warnings = dciodvfy(Path(path))
+    assert not errors, (Path(path).name, errors)
+    unexplained = [w for w in warnings if not any(key in w for key in ALLOWED_WARNINGS)]
+    assert not unexplained, (Path(path).name, unexplained)
+    return warnings

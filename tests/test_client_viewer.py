@@ -22,6 +22,7 @@ from jivex_client.viewer.viewport import SERIES_MIME, SeriesViewer
 from jivex_client.viewer.widget import StudyViewer
 from jivex_core.imaging.render import Window, render
 from jivex_core.uids import new_uid
+from tests import iod
 from tests.viewer_data import phantom, write_series
 
 DATA = Path("/work/shared/data")
@@ -797,6 +798,7 @@ def test_saved_presentation_restores_zoom_rotation_window_and_annotations(
     reply = run_async(viewer.save_presentation("MY VIEW", "lung, turned"))
     assert reply is not None, viewer.message.text()
     assert Path(reply["path"]).exists()
+    iod.check_file(reply["path"])  # as the archive stored it
     saved = pydicom.dcmread(reply["path"])
     assert saved.SOPClassUID == "1.2.840.10008.5.1.4.1.1.11.1"
     assert saved.ContentLabel == "MY VIEW"
@@ -904,6 +906,7 @@ def test_flagging_two_images_and_saving_lists_exactly_those(
     )
     assert sorted(row["references"]) == sorted(flagged)
     assert "For Teaching" in viewer.document_list.item(0).text()
+    iod.check_file(row["path"])  # the key object document as stored
     study = viewer.study
     viewer.close_viewer()
     viewer.close()
@@ -971,6 +974,7 @@ def test_a_saved_gsps_renders_through_the_pipeline_as_the_screen_shows_it(
     shown = view.transform()
     reply = run_async(viewer.save_presentation("SCREEN", ""))
     assert reply is not None, viewer.message.text()
+    iod.check_file(reply["path"])
     state = presentation_from_dataset(pydicom.dcmread(reply["path"]))
     image = pydicom.dcmread(ct_files[0])
     assert (state.rotation, state.flip) == (90, True)
