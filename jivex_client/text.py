@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
 
 def format_person_name(value: str) -> str:
     """Return a Person Name (PS3.5 6.2, VR PN) in readable form.
@@ -40,3 +43,24 @@ def count_text(count: int, one: str, many: str) -> str:
     more plural forms than English get the *many* form for all but one.
     """
     return (one if count == 1 else many).format(n=count)
+
+
+def patients_text(
+    studies: Iterable[Mapping[str, Any]], tr: Callable[[str], str] = str
+) -> str:
+    """Whose studies these are: the first two patients' names (or IDs),
+    then how many more, e.g. ``Doe Jane, Roe Richard and 3 more``.
+
+    *tr* translates the ``{names} and {count} more`` pattern.
+    """
+    names: list[str] = []
+    for study in studies:
+        name = format_person_name(str(study.get("PatientName") or "")) or str(
+            study.get("PatientID") or "?"
+        )
+        if name not in names:
+            names.append(name)
+    who = ", ".join(names[:2])
+    if len(names) > 2:
+        who = tr("{names} and {count} more").format(names=who, count=len(names) - 2)
+    return who

@@ -84,6 +84,16 @@ def _click(widget: Any, pos: QPointF) -> None:
     )
 
 
+def _painted_grey(view: Any) -> np.ndarray:
+    """The grey levels a viewport painted, before placing them on screen."""
+    painted = view._image.convertToFormat(view._image.Format.Format_Grayscale8)
+    width, height = painted.width(), painted.height()
+    rows = np.frombuffer(painted.constBits(), np.uint8).reshape(
+        height, painted.bytesPerLine()
+    )
+    return rows[:, :width].copy()
+
+
 def _screen(viewport: SeriesViewer, point: tuple[float, float]) -> QPointF:
     """The widget pixel of an image point, as a mouse can hit it."""
     p = viewport.view.to_screen(point)
@@ -980,11 +990,7 @@ def test_a_saved_gsps_renders_through_the_pipeline_as_the_screen_shows_it(
     assert (state.rotation, state.flip) == (90, True)
 
     # Grey levels: what the viewport painted before placing it on screen.
-    painted = view._image.convertToFormat(view._image.Format.Format_Grayscale8)
-    width, height = painted.width(), painted.height()
-    grey = np.frombuffer(painted.constBits(), np.uint8).reshape(
-        height, painted.bytesPerLine()
-    )[:, :width]
+    grey = _painted_grey(view)
     flat = replace(state, rotation=0, flip=False, displayed_areas=[], shutter=None)
     np.testing.assert_array_equal(render(image, state=flat), grey)
 
@@ -1043,13 +1049,7 @@ def test_a_gsps_sigmoid_window_and_presentation_lut_show_as_the_pipeline_renders
     )
     viewport.apply_presentation(state)
     qtbot.waitUntil(lambda: viewport.display.state.presentation_lut is not None)
-    painted = viewport.view._image.convertToFormat(
-        viewport.view._image.Format.Format_Grayscale8
-    )
-    width, height = painted.width(), painted.height()
-    grey = np.frombuffer(painted.constBits(), np.uint8).reshape(
-        height, painted.bytesPerLine()
-    )[:, :width]
+    grey = _painted_grey(viewport.view)
     expected = render(image, state=state)
     np.testing.assert_array_equal(grey, expected)
     # Not what a LINEAR window with no table would show.

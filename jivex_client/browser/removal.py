@@ -13,7 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from jivex_client.text import count_text, format_date, format_person_name
+from jivex_client.text import (
+    count_text,
+    format_date,
+    format_person_name,
+    patients_text,
+)
 
 Row = dict[str, Any]
 Translate = Callable[[str], str]
@@ -63,20 +68,6 @@ def origins_text(row: Row, tr: Translate = _same) -> str:
     return ", ".join(origins)
 
 
-def _who(studies: Sequence[Row], tr: Translate) -> str:
-    names: list[str] = []
-    for study in studies:
-        name = format_person_name(str(study.get("PatientName") or "")) or str(
-            study.get("PatientID") or "?"
-        )
-        if name not in names:
-            names.append(name)
-    who = ", ".join(names[:2])
-    if len(names) > 2:
-        who = tr("{names} and {count} more").format(names=who, count=len(names) - 2)
-    return who
-
-
 def _size(size: int) -> str:
     if size >= 2**30:
         return f"{size / 2**30:.1f} GB"
@@ -101,7 +92,7 @@ def delete_question(preview: dict[str, Any], tr: Translate = _same) -> str:
             int(preview.get("instances") or 0), tr("{n} image"), tr("{n} images")
         ),
         size=_size(int(preview.get("size") or 0)),
-        who=_who(studies, tr),
+        who=patients_text(studies, tr),
     )
 
 

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from jivex_client.text import count_text, format_person_name
+from jivex_client.text import count_text, patients_text
 
 
 def _tr(text: str) -> str:
@@ -25,16 +25,7 @@ def send_summary(studies: list[dict[str, Any]]) -> str:
     """One line naming what is about to be sent: how many studies and
     images, and whose (the first two patients, then how many more)."""
     images = sum(int(s.get("NumberOfStudyRelatedInstances") or 0) for s in studies)
-    names: list[str] = []
-    for study in studies:
-        name = format_person_name(str(study.get("PatientName") or "")) or str(
-            study.get("PatientID") or "?"
-        )
-        if name not in names:
-            names.append(name)
-    who = ", ".join(names[:2])
-    if len(names) > 2:
-        who = _tr("{names} and {count} more").format(names=who, count=len(names) - 2)
+    who = patients_text(studies, _tr)
     return _tr("{studies} ({images}) of {who}").format(
         studies=count_text(len(studies), _tr("{n} study"), _tr("{n} studies")),
         images=count_text(images, _tr("{n} image"), _tr("{n} images")),
