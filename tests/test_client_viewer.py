@@ -94,6 +94,24 @@ def _painted_grey(view: Any) -> np.ndarray:
     return rows[:, :width].copy()
 
 
+def _draw(
+    viewer: StudyViewer,
+    viewport: SeriesViewer,
+    tool: ToolValues,
+    start: tuple[float, float],
+    end: tuple[float, float],
+) -> None:
+    """Choose *tool* and drag it with the left button between two image
+    points of *viewport*."""
+    viewer.set_tool(tool)
+    _drag(
+        viewport.view,
+        Qt.MouseButton.LeftButton,
+        _screen(viewport, start),
+        _screen(viewport, end),
+    )
+
+
 def _screen(viewport: SeriesViewer, point: tuple[float, float]) -> QPointF:
     """The widget pixel of an image point, as a mouse can hit it."""
     p = viewport.view.to_screen(point)
@@ -450,13 +468,7 @@ def test_roi_statistics_in_hounsfield_units(
     area = abs(x1 - x0) * abs(y1 - y0) * 0.25
     assert f"Area {area:.1f} mm²" in text and abs(area - 100) < 6
     assert outline[0] == outline[-1] and len(outline) == 5
-    viewer.set_tool(ToolValues.ELLIPSE)
-    _drag(
-        view,
-        Qt.MouseButton.LeftButton,
-        _screen(viewport, (100.0, 140.0)),
-        _screen(viewport, (160.0, 180.0)),
-    )
+    _draw(viewer, viewport, ToolValues.ELLIPSE, (100.0, 140.0), (160.0, 180.0))
     ellipse = viewport.display.state.annotations[-1]
     assert ellipse.texts[0].text.startswith("Mean 40.0 HU SD 0.0")
     viewer.set_tool(ToolValues.POLYGON)
@@ -485,13 +497,7 @@ def test_arrow_text_and_shutters(qtbot: Any, open_study: Any, ct_files: Any) -> 
     viewer = open_study(ct_files, "CT")
     viewport = viewer.active
     view = viewport.view
-    viewer.set_tool(ToolValues.ARROW)
-    _drag(
-        view,
-        Qt.MouseButton.LeftButton,
-        _screen(viewport, (30.0, 30.0)),
-        _screen(viewport, (80.0, 80.0)),
-    )
+    _draw(viewer, viewport, ToolValues.ARROW, (30.0, 30.0), (80.0, 80.0))
     arrow = viewport.display.state.annotations[-1]
     assert len(arrow.graphics[0].points) == 5  # shaft and two barbs
     viewport.add_text("Lesion", (90.0, 90.0))
@@ -503,22 +509,10 @@ def test_arrow_text_and_shutters(qtbot: Any, open_study: Any, ct_files: Any) -> 
     dialog.setTextValue("Cyst")
     dialog.accept()
     assert viewport.display.state.annotations[-1].texts[0].text == "Cyst"
-    viewer.set_tool(ToolValues.SHUTTER_RECTANGLE)
-    _drag(
-        view,
-        Qt.MouseButton.LeftButton,
-        _screen(viewport, (20.0, 20.0)),
-        _screen(viewport, (236.0, 236.0)),
-    )
+    _draw(viewer, viewport, ToolValues.SHUTTER_RECTANGLE, (20.0, 20.0), (236.0, 236.0))
     rect = viewport.display.state.shutter.rectangle
     assert rect is not None and abs(rect[0] - 21) <= 1 and abs(rect[1] - 236) <= 1
-    viewer.set_tool(ToolValues.SHUTTER_CIRCLE)
-    _drag(
-        view,
-        Qt.MouseButton.LeftButton,
-        _screen(viewport, (128.0, 128.0)),
-        _screen(viewport, (228.0, 128.0)),
-    )
+    _draw(viewer, viewport, ToolValues.SHUTTER_CIRCLE, (128.0, 128.0), (228.0, 128.0))
     (_center, radius) = viewport.display.state.shutter.circle
     assert abs(radius - 100) <= 1
     # Outside the circle the viewport is black; inside, the phantom shows.
@@ -788,20 +782,8 @@ def test_saved_presentation_restores_zoom_rotation_window_and_annotations(
     _drag(view, Qt.MouseButton.MiddleButton, QPointF(300, 300), QPointF(340, 280))
     qtbot.keyClick(view, Qt.Key.Key_R)
     qtbot.keyClick(view, Qt.Key.Key_1)  # lung
-    viewer.set_tool(ToolValues.DISTANCE)
-    _drag(
-        view,
-        Qt.MouseButton.LeftButton,
-        _screen(viewport, (90.0, 100.0)),
-        _screen(viewport, (160.0, 100.0)),
-    )
-    viewer.set_tool(ToolValues.ELLIPSE)
-    _drag(
-        view,
-        Qt.MouseButton.LeftButton,
-        _screen(viewport, (100.0, 140.0)),
-        _screen(viewport, (160.0, 180.0)),
-    )
+    _draw(viewer, viewport, ToolValues.DISTANCE, (90.0, 100.0), (160.0, 100.0))
+    _draw(viewer, viewport, ToolValues.ELLIPSE, (100.0, 140.0), (160.0, 180.0))
     viewer.set_tool(ToolValues.POINTER)
     shown = view.transform()
     texts = [a.texts[0].text for a in viewport.display.state.annotations]
@@ -973,13 +955,7 @@ def test_a_saved_gsps_renders_through_the_pipeline_as_the_screen_shows_it(
     qtbot.keyClick(view, Qt.Key.Key_R)  # rotate clockwise
     qtbot.keyClick(view, Qt.Key.Key_H)  # then flip the screen horizontally
     qtbot.keyClick(view, Qt.Key.Key_2)  # mediastinum
-    viewer.set_tool(ToolValues.SHUTTER_RECTANGLE)
-    _drag(
-        view,
-        Qt.MouseButton.LeftButton,
-        _screen(viewport, (40.0, 30.0)),
-        _screen(viewport, (220.0, 200.0)),
-    )
+    _draw(viewer, viewport, ToolValues.SHUTTER_RECTANGLE, (40.0, 30.0), (220.0, 200.0))
     viewer.set_tool(ToolValues.POINTER)
     shown = view.transform()
     reply = run_async(viewer.save_presentation("SCREEN", ""))
