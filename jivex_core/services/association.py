@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import queue
+import select
 import socket
 import threading
 import time
@@ -343,6 +345,108 @@ def _get_msg_leaving_responses(
 
 
 dimse.DIMSEServiceProvider.get_msg = _get_msg_leaving_responses  # type: ignore[method-assign]
+
+
+class CancelRequests(dict):
+    """The C-CANCELs of an association by Message ID, each with its place in
+    the order of arrival (PS3.7 9.3.2.3: a C-CANCEL refers to the request
+    with that Message ID that is still being served).
+
+    pynetdicom empties its table of cancels before and after serving each
+    request, so that a late cancel of a finished request cannot stop the next
+    one with the same Message ID. The reactor stores cancels as they arrive,
+    though, so a cancel sent right behind its request, or behind the next
+    request while the previous answer is still going out, was sometimes
+    emptied away before the request it names was served. Here nothing is
+    emptied: a cancel counts for a request when it arrived after that request
+    (:meth:`forget_before` drops the older ones when a request is served).
+    """
+
+    def __init__(self, provider: dimse.DIMSEServiceProvider) -> None:
+        super().__init__()
+        self.provider = provider
+        self.arrival: dict[int, int] = {}
+
+    def __setitem__(self, msg_id: int, primitive: Any) -> None:
+        self.arrival[msg_id] = getattr(self.provider, "jivex_received", 0)
+        super().__setitem__(msg_id, primitive)
+
+    def forget_before(self, order: int) -> None:
+        """Drop the cancels that arrived before the request received as the
+        *order*-th message: they were meant for an earlier request."""
+        for msg_id, arrived in list(self.arrival.items()):
+            if arrived < order:
+                self.pop(msg_id, None)
+                self.arrival.pop(msg_id, None)
+
+
+class _ReceivedMessages(queue.Queue):
+    """The DIMSE message queue, numbering each message as it arrives."""
+
+    def __init__(self, provider: dimse.DIMSEServiceProvider) -> None:
+        super().__init__()
+        self.provider = provider
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        received = getattr(self.provider, "jivex_received", 0) + 1
+        self.provider.jivex_received = received  # type: ignore[attr-defined]
+        message = item[1] if isinstance(item, tuple) and len(item) == 2 else None
+        if message is not None:
+            message.jivex_order = received
+        super().put(item, block, timeout)
+
+
+def _cancel_requests(self: dimse.DIMSEServiceProvider) -> CancelRequests:
+    return self.__dict__["jivex_cancels"]
+
+
+def _keep_cancel_requests(self: dimse.DIMSEServiceProvider, _value: Any) -> None:
+    # pynetdicom assigns an empty table at start and around every request it
+    # serves; the one table stays (see CancelRequests).
+    if "jivex_cancels" not in self.__dict__:
+        self.__dict__["jivex_cancels"] = CancelRequests(self)
+
+
+_dimse_init = dimse.DIMSEServiceProvider.__init__
+
+
+def _dimse_init_ordered(self: dimse.DIMSEServiceProvider, assoc: Any) -> None:
+    _dimse_init(self, assoc)
+    self.jivex_received = 0  # type: ignore[attr-defined]
+    self.msg_queue = _ReceivedMessages(self)
+
+
+def settle_incoming(assoc: Association, timeout: float = 0.05) -> None:
+    """Let the reactor take in what the peer has already sent.
+
+    Called before an SCP decides whether a request was cancelled: a
+    C-CANCEL sent right behind its request may sit unread in the socket
+    while the SCP, on another thread, answers; it counts once it has arrived
+    here, not once the reactor got round to it. Waits while bytes are unread
+    or events are unprocessed, at most *timeout* seconds (one ``select`` when
+    nothing is waiting).
+    """
+    dul_ = assoc.dul
+    sock = getattr(getattr(dul_, "socket", None), "socket", None)
+    if sock is None:
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ready, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return
+        if not ready and dul_.event_queue.empty():
+            return
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.0005)
+
+
+dimse.DIMSEServiceProvider.cancel_req = property(  # type: ignore[assignment]
+    _cancel_requests, _keep_cancel_requests
+)
+dimse.DIMSEServiceProvider.__init__ = _dimse_init_ordered  # type: ignore[method-assign]
 
 
 def make_ae(settings: Settings) -> AE:

@@ -53,6 +53,7 @@ from jivex_core.services.association import (
     Peer,
     close_socket,
     make_ae,
+    settle_incoming,
 )
 from jivex_core.services.find_responses import SYNTAXES, EncodedIdentifier, FlatAnswers
 from jivex_core.services.retrieve import Retriever
@@ -190,6 +191,7 @@ class QueryRetrieveSCP:
                 )
             answers = self._flat_answers(request, level, syntax)
             for row in find(self.store.index.engine, level, matching, wanted):
+                settle_incoming(event.assoc)
                 if event.is_cancelled:
                     logger.info("C-FIND from %s cancelled after %d", peer, count)
                     yield STATUS_CANCELLED, None

@@ -37,7 +37,12 @@ from pynetdicom.sop_class import (
 
 from jivex_core.config import Settings
 from jivex_core.services import storage_scu
-from jivex_core.services.association import Peer, make_ae
+from jivex_core.services.association import (
+    CancelRequests,
+    Peer,
+    make_ae,
+    settle_incoming,
+)
 from jivex_core.services.storage_scu import AssociationError, Outcome, Outgoing
 from jivex_core.store import Store
 from jivex_core.store.dicomfile import decode_identifier
@@ -150,17 +155,14 @@ class Retriever:
 class QueryRetrieveService(QueryRetrieveServiceClass):
     """pynetdicom's Q/R service class with our own C-MOVE and C-GET."""
 
-    def __init__(self, assoc: Any) -> None:
-        super().__init__(assoc)
-        # pynetdicom forgets the C-CANCELs received before it serves the
-        # request; one sent right after its request still counts.
-        self._early_cancels = dict(assoc.dimse.cancel_req)
-
     def SCP(self, req: Any, context: Any) -> None:
         """Serve one C-FIND, C-MOVE or C-GET request."""
-        early = self._early_cancels.get(req.MessageID)
-        if early is not None:
-            self.dimse.cancel_req[req.MessageID] = early
+        cancels = self.dimse.cancel_req
+        order = getattr(req, "jivex_order", None)
+        if isinstance(cancels, CancelRequests) and order is not None:
+            # Cancels that came before this request were for earlier ones; a
+            # cancel right behind it stays and stops it (PS3.7 9.3.2.3).
+            cancels.forget_before(order)
         expected = _REQUEST_OF_MODEL.get(str(context.abstract_syntax))
         if expected is not None and not isinstance(req, expected):
             # PS3.7 9.1: a request on the context of another SOP class.
@@ -298,6 +300,7 @@ class _Retrieve:
         self._finish(level, node.ae_title if node else "")
 
     def _cancelled(self) -> bool:
+        settle_incoming(self.service.assoc)
         return self.service.is_cancelled(self.req.MessageID)
 
     def _next_msg_id(self) -> int:
