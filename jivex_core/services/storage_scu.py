@@ -44,8 +44,11 @@ from jivex_core.store.jobs import (
     DONE,
     FAILED,
     Job,
+    JobError,
+    resolve_known,
     resolve_uids,
     stored_objects,
+    unknown_message,
 )
 
 logger = logging.getLogger(__name__)
@@ -315,6 +318,18 @@ class SendJobs:
         self.runner.node(remote_ae)
         instances = resolve_uids(self.store.index.engine, uids)
         return self.runner.submit("send", remote_ae, {"uids": uids}, instances)
+
+    def queue_known(self, remote_ae: str, uids: list[str]) -> tuple[Job, list[str]]:
+        """Queue a send of what the *uids* that name stored objects stand
+        for; returns the job and the inputs that name nothing stored (as
+        ``delete`` does). JobError when none names anything stored."""
+        self.runner.node(remote_ae)
+        instances, unknown = resolve_known(self.store.index.engine, uids)
+        if not instances:
+            raise JobError(unknown_message(unknown))
+        known = [u for u in uids if u.strip() not in unknown]
+        job = self.runner.submit("send", remote_ae, {"uids": known}, instances)
+        return job, unknown
 
     def __call__(self, ctx: JobContext) -> None:
         job, node, queue = ctx.job, ctx.node, ctx.queue
