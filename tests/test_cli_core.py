@@ -575,3 +575,31 @@ def test_command_line_lows(tmp_path):
     assert "removed 1 study, 1 object (" in one.stderr
     assert "1 of these objects was not retrieved" in one.stderr
     assert "no reload can bring it back" in one.stderr
+
+
+@pytest.mark.interop
+def test_a_peer_accepting_no_context_is_named_so(tmp_path):
+    """DCMTK storescp taking CT only, sent MR images only: it accepts the
+    association with none of our contexts, which is not an abort."""
+    data = tmp_path / "data"
+    imported(data, *MR_FILES)
+    cfg = tmp_path / "ctonly.cfg"
+    cfg.write_text(
+        "[[TransferSyntaxes]]\n[U]\nTransferSyntax1 = LocalEndianExplicit\n"
+        "TransferSyntax2 = LittleEndianImplicit\n[[PresentationContexts]]\n[CT]\n"
+        "PresentationContext1 = CTImageStorage\\U\n[[Profiles]]\n[CT]\n"
+        "PresentationContexts = CT\n"
+    )
+    scp = StoreSCP(tmp_path, "CTONLY", "-xf", str(cfg), "CT").start()
+    try:
+        run = run_jivex(
+            "send", "--data", str(data), "--to", "CTONLY", "--json",
+            "--remote", f"CTONLY@127.0.0.1:{scp.port}", MR_STUDY,
+        )  # fmt: skip
+    finally:
+        scp.stop()
+    assert run.returncode == 2, run.stderr
+    job = json.loads(run.stdout)
+    assert (
+        "accepted none of the 2 presentation contexts proposed" in (job["last_error"])
+    )

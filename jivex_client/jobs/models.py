@@ -117,7 +117,9 @@ def progress_text(job: Job) -> str:
     """``7 / 9``, with the failures when there are any."""
     handled, total = progress(job)
     if not total:
-        return _tr("nothing to transfer") if is_finished(job) else "–"
+        # A retrieve that failed before any count (the archive refused it)
+        # transferred nothing, but not because there was nothing.
+        return _tr("nothing to transfer") if job.get("state") == "done" else "–"
     text = f"{handled} / {total}"
     failed = int(job.get("failed") or 0)
     if failed:

@@ -30,7 +30,7 @@ from pydicom.uid import (
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.pdu import A_ASSOCIATE_RJ
+from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.status import code_to_category
 
@@ -135,10 +135,13 @@ def associate(
     """
     connected: list[bool] = []
     rejections: list[A_ASSOCIATE_RJ] = []
+    accepted: list[bool] = []
 
     def on_pdu(event: Any) -> None:
         if isinstance(event.pdu, A_ASSOCIATE_RJ):
             rejections.append(event.pdu)
+        elif isinstance(event.pdu, A_ASSOCIATE_AC):
+            accepted.append(True)
 
     assoc = ae.associate(
         node.host,
@@ -163,6 +166,9 @@ def associate(
             reason += f" ({rsp.reason_str})"
     elif not connected:
         reason = "could not be reached"
+    elif accepted:
+        # Accepted, but none of the contexts: pynetdicom aborts then.
+        reason = f"accepted none of the {len(contexts)} presentation contexts proposed"
     else:
         reason = "aborted the association request"
     raise AssociationError(f"'{node.ae_title}' at {node.host}:{node.port} {reason}")
@@ -260,12 +266,17 @@ def store(
     exact = _context_for(assoc, obj.sop_class, [obj.transfer_syntax])
     fallback = None if exact else _context_for(assoc, obj.sop_class, UNCOMPRESSED)
     if exact is None and fallback is None:
+        hint = (
+            " (a C-GET requestor must propose it with the SCP role)"
+            if assoc.is_acceptor
+            else ""
+        )
         return Outcome(
             obj.sop_instance,
             None,
             "failure",
             f"no presentation context for {UID(obj.sop_class).name} lets us send it"
-            " (a C-GET requestor must propose it with the SCP role)",
+            + hint,
         )
     originator_ae, originator_id = move_originator or (None, None)
     try:
