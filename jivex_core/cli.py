@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import importlib
 import json
 import logging
@@ -18,14 +19,12 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jivex_core import __version__
 from jivex_core.config import RemoteNode, Settings, load_settings
-from jivex_core.errors import CannotUnderstandError, ConfigError, JivexError
-
-if TYPE_CHECKING:
-    from jivex_core.store import Store
+from jivex_core.errors import ConfigError, JivexError
+from jivex_core.wording import counted
 
 logger = logging.getLogger("jivex_core.cli")
 
@@ -61,7 +60,18 @@ def _settings(args: argparse.Namespace) -> Settings:
     if remotes:
         overrides["remote"] = [RemoteNode.parse(text).model_dump() for text in remotes]
     config = getattr(args, "config", None)
-    return load_settings(Path(config) if config else None, overrides)
+    return load_settings(Path(config) if config else None, overrides, _OPTIONS)
+
+
+#: The option behind each setting the command line overrides.
+_OPTIONS = {
+    "storage.data_dir": "--data",
+    "network.bind_address": "--bind",
+    "network.ae_title": "--ae-title",
+    "network.storage_port": "--storage-port",
+    "network.query_port": "--query-port",
+    "network.web_port": "--web-port",
+}
 
 
 def _common(parser: argparse.ArgumentParser, config: bool = True) -> None:
@@ -158,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     move.add_argument(
         "--no-wait", action="store_true", help="queue the retrieve and exit at once"
     )
+    move.add_argument(
+        "--no-check",
+        action="store_true",
+        help="do not ask the remote first (C-FIND) which of the UIDs it has",
+    )
     move.add_argument("--json", action="store_true", help="print the jobs as JSON")
     move.add_argument("uids", nargs="+", metavar="UID")
 
@@ -236,8 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = sub.add_parser("jobs", help="list, cancel or retry sends and retrieves")
     _common(jobs)
     jobs.add_argument("--json", action="store_true", help="JSON array of objects")
-    jobs.add_argument("--cancel", type=int, metavar="ID", help="cancel a job")
-    jobs.add_argument("--retry", type=int, metavar="ID", help="run a job again now")
+    action = jobs.add_mutually_exclusive_group()
+    action.add_argument("--cancel", type=int, metavar="ID", help="cancel a job")
+    action.add_argument("--retry", type=int, metavar="ID", help="run a job again now")
     return parser
 
 
@@ -549,75 +565,116 @@ class _CurrentFile(logging.Filter):
 
 
 def _import(args: argparse.Namespace) -> int:
-    from jivex_core.engine import open_store, quiet_pydicom
+    """Import through the core serving the data folder when one runs (its
+    routing rules and events apply, and it stays the one writer), else
+    straight into the data folder."""
+    from jivex_core.link_client import LinkClient
 
     settings = _settings(args)
     _setup_logging("WARNING")
+    client = LinkClient.connect(settings.data_dir)
+    counts = dict.fromkeys(("stored", "kept", "skipped", "failed"), 0)
+    if client is not None:
+        try:
+            lost = _import_linked(args, client, counts)
+        finally:
+            client.close()
+        if lost:
+            print(
+                f"jivex import: the core serving '{settings.data_dir}' stopped "
+                f"during the import ({lost}); the files named above were "
+                "handled, the rest not: see `jivex ls`",
+                file=sys.stderr,
+            )
+            _import_counts(counts)
+            return EXIT_FAILURE
+    else:
+        _import_alone(args, settings, counts)
+    _import_counts(counts)
+    if counts["failed"] and not (counts["stored"] or counts["kept"]):
+        return EXIT_FAILURE
+    return EXIT_PARTIAL if counts["failed"] else EXIT_OK
+
+
+def _import_counts(counts: dict[str, int]) -> None:
+    print(
+        f"{counts['stored']} stored, {counts['kept']} already stored, "
+        f"{counts['skipped']} skipped, {counts['failed']} failed",
+        file=sys.stderr,
+    )
+
+
+#: Files per ``import`` request: the output keeps pace with the import.
+_IMPORT_BATCH = 16
+
+
+def _import_linked(
+    args: argparse.Namespace, client: Any, counts: dict[str, int]
+) -> str:
+    """Import through the running core; '' or why the link broke."""
+    from jivex_core.link_client import LinkError
+
+    batch: list[str] = []
+
+    def flush() -> None:
+        for result in client.call("import", paths=batch):
+            _import_report(result, counts, warnings=True)
+        batch.clear()
+
+    try:
+        for path in _walk(args.paths):
+            # The core has its own working folder.
+            batch.append(str(path.absolute()))
+            if len(batch) >= _IMPORT_BATCH:
+                flush()
+        if batch:
+            flush()
+    except LinkError as exc:
+        print(f"jivex import: {exc}", file=sys.stderr)
+        counts["failed"] += len(batch)
+    except (OSError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+    return ""
+
+
+def _import_alone(
+    args: argparse.Namespace, settings: Settings, counts: dict[str, int]
+) -> None:
+    """Import with no core running: straight into the data folder, through
+    the index's own locking. ``incoming/`` is left to the next core (its
+    leftovers may be a starting core's files in flight)."""
+    from jivex_core.engine import open_store, quiet_pydicom
+    from jivex_core.importer import import_file
+
     quiet_pydicom()
     current = _CurrentFile()
     for handler in logging.getLogger().handlers:
         handler.addFilter(current)
     store = open_store(settings)
-    stored = kept = skipped = failed = 0
     try:
         for path in _walk(args.paths):
             current.path = path
-            outcome = _import_one(store, path)
-            stored += outcome == "stored"
-            kept += outcome == "kept"
-            skipped += outcome == "skipped"
-            failed += outcome == "failed"
+            # What the store logs goes out through the filter, named.
+            _import_report(import_file(store, path), counts, warnings=False)
     finally:
         current.path = None
         store.close()
-    print(
-        f"{stored} stored, {kept} already stored, {skipped} skipped, {failed} failed",
-        file=sys.stderr,
-    )
-    if failed and not (stored or kept):
-        return EXIT_FAILURE
-    return EXIT_PARTIAL if failed else EXIT_OK
 
 
-def _import_one(store: Store, path: Path) -> str:
-    """Import one file; report it; return what became of it."""
-    from jivex_core.store.dicomfile import MEDIA_DIRECTORY_SOP_CLASS, split_file
-
-    try:
-        if not path.is_file():
-            kind = "does not exist" if not path.exists() else "is not a regular file"
-            print(f"failed: {path}: {kind}", file=sys.stderr)
-            return "failed"
-        raw = path.read_bytes()
-    except OSError as exc:
-        print(f"failed: {path}: cannot be read: {exc.strerror}", file=sys.stderr)
-        return "failed"
-    try:
-        parts = split_file(raw)
-    except CannotUnderstandError as exc:
-        print(f"skipped: {path}: {exc}", file=sys.stderr)
-        return "skipped"
-    if parts.media_sop_class == MEDIA_DIRECTORY_SOP_CLASS or parts.is_dicomdir:
-        print(
-            f"skipped: {path}: a DICOMDIR (media directory), not an object to store",
-            file=sys.stderr,
-        )
-        return "skipped"
-    try:
-        result = store.ingest(parts.data, parts.transfer_syntax, "")
-    except CannotUnderstandError as exc:
-        print(f"skipped: {path}: not a storable DICOM object: {exc}", file=sys.stderr)
-        return "skipped"
-    except JivexError as exc:
-        print(f"failed: {path}: {exc}", file=sys.stderr)
-        return "failed"
-    uid = result.record.SOPInstanceUID
-    if not result.stored:
-        print(f"already stored: {path} -> {uid}")
-        return "kept"
-    note = " (incomplete: its data set ends early)" if result.incomplete else ""
-    print(f"stored: {path} -> {uid}{note}")
-    return "stored"
+def _import_report(result: dict, counts: dict[str, int], warnings: bool) -> None:
+    """Print one file's outcome (stored on stdout, the rest on stderr)."""
+    path, outcome, message = result["path"], result["outcome"], result["message"]
+    if warnings:
+        for warning in result["warnings"]:
+            print(f"{path}: {warning}", file=sys.stderr)
+    counts[outcome] += 1
+    if outcome == "stored":
+        note = f" ({message})" if message else ""
+        print(f"stored: {path} -> {result['uid']}{note}")
+    elif outcome == "kept":
+        print(f"already stored: {path} -> {result['uid']}")
+    else:
+        print(f"{outcome}: {path}: {message}", file=sys.stderr)
 
 
 # -- render ---------------------------------------------------------------
@@ -727,10 +784,50 @@ def _file_name(uid: str) -> str:
 
 _FINISHED = ("done", "failed", "cancelled")
 
+#: What a command leaves undone when the core dies under it, and how to see.
+_LOST_HINTS = {
+    "send": "the send may be incomplete: see `jivex jobs` (its job resumes "
+    "when a core serves the data folder again)",
+    "move": "the retrieve may be incomplete: see `jivex jobs` and `jivex ls`",
+    "reload": "the reload may be incomplete: see `jivex jobs` and `jivex ls --removed`",
+    "delete": "the removal may be incomplete: see `jivex ls --removed` and `jivex ls`",
+    "key-images": "the key object document may not be stored: see "
+    "`jivex ls --level instance`",
+    "jobs": "see `jivex jobs` once a core serves the data folder again",
+    "find": "no answer came back; ask again",
+}
+
+_NOT_SERVED = "it runs when `jivex server` or the workstation serves this data folder"
+
+
+class _CoreLost(Exception):
+    """The link to the core broke in the middle of a command."""
+
+
+class _Session:
+    """How a command reaches the core of its data folder: the running one
+    through its link (*served*), or one it started for itself, which runs
+    no job the command did not hand it (:meth:`run`)."""
+
+    def __init__(self, call: Any, data_dir: Path, engine: Any = None) -> None:
+        self.call = call
+        self.data_dir = data_dir
+        self.engine = engine
+
+    @property
+    def served(self) -> bool:
+        """Whether a core serves the data folder (and runs every job)."""
+        return self.engine is None
+
+    def run(self, jobs: list[dict]) -> None:
+        """Have our own core run these jobs (the serving core runs them all)."""
+        if self.engine is not None:
+            self.engine.jobs.adopt(job["id"] for job in jobs)
+
 
 def _with_core(args: argparse.Namespace) -> int:
     """Run *args* against the core of the data folder: the running one
-    through its link, else one started here without network services."""
+    through its link, else one started here (see :class:`_Session`)."""
     from jivex_core.link_client import LinkClient, LinkError
 
     settings = _settings(args)
@@ -746,8 +843,25 @@ def _with_core(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILURE
     if client is not None:
+
+        def linked(method: str, **params: Any) -> Any:
+            try:
+                return client.call(method, **params)
+            except (OSError, ValueError) as exc:
+                # OSError: ConnectionError and the like, the link broke;
+                # ValueError: its last line was cut short by the core's end.
+                raise _CoreLost(str(exc) or type(exc).__name__) from None
+
         try:
-            return _run_command(args, client.call)
+            return _run_command(args, _Session(linked, settings.data_dir))
+        except _CoreLost as exc:
+            print(
+                f"jivex {args.command}: the core serving '{settings.data_dir}' "
+                f"stopped during the command ({exc}); "
+                + _LOST_HINTS.get(args.command, "see `jivex jobs`"),
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
         except (LinkError, ValueError) as exc:
             print(f"jivex {args.command}: {exc}", file=sys.stderr)
             return EXIT_FAILURE
@@ -755,9 +869,14 @@ def _with_core(args: argparse.Namespace) -> int:
             client.close()
     from jivex_core.engine import Engine
 
-    # A retrieve needs our Storage SCP to receive what it asks for.
+    waits = args.command in ("send", "move", "reload") and not args.no_wait
+    # A retrieve needs our Storage SCP to receive what it asks for; only
+    # the command's own jobs run, and only when it waits for them.
     engine = Engine(
-        settings, network=args.command in ("move", "reload"), lifetime=False
+        settings,
+        network=waits and args.command in ("move", "reload"),
+        lifetime=False,
+        run_jobs="adopted" if waits else "none",
     )
     try:
         engine.start()
@@ -770,7 +889,7 @@ def _with_core(args: argparse.Namespace) -> int:
         return methods[method](params)
 
     try:
-        return _run_command(args, call)
+        return _run_command(args, _Session(call, settings.data_dir, engine))
     except ValueError as exc:
         print(f"jivex {args.command}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -778,41 +897,124 @@ def _with_core(args: argparse.Namespace) -> int:
         asyncio.run(engine.shutdown())
 
 
-def _run_command(args: argparse.Namespace, call: Any) -> int:
+def _run_command(args: argparse.Namespace, session: _Session) -> int:
+    call = session.call
     if args.command == "key-images":
         return _key_images(args, call)
     if args.command == "jobs":
-        return _jobs(args, call)
+        return _jobs(args, session)
     if args.command == "delete":
         return _delete(args, call)
     if args.command == "reload":
-        return _reload(args, call)
+        return _reload(args, session)
     if args.command == "find":
         return _find(args, call)
     if args.command == "move":
-        jobs = call(
-            "move",
-            **{"from": args.source},
-            level=args.level,
-            uids=args.uids,
-            study=args.study,
+        return _move(args, session)
+    return _send(args, session)
+
+
+def _queued_note(session: _Session, jobs: list[dict]) -> None:
+    """Say when queued jobs will run, if no core serves the data folder."""
+    if session.served or not jobs:
+        return
+    ids = ", ".join(str(job["id"]) for job in jobs)
+    print(
+        f"jivex: job{'s' if len(jobs) > 1 else ''} {ids} queued; {_NOT_SERVED}",
+        file=sys.stderr,
+    )
+
+
+def _held_until(job: dict) -> dt.datetime | None:
+    """When a queued job that has not run yet is held to (``send_at``)."""
+    if job["state"] != "queued" or not job.get("next_attempt_at"):
+        return None
+    at = dt.datetime.fromisoformat(job["next_attempt_at"])
+    return at if at > dt.datetime.now() + dt.timedelta(seconds=2) else None
+
+
+def _send(args: argparse.Namespace, session: _Session) -> int:
+    job = session.call("send", to=args.to, uids=args.uids)
+    # Inputs that name nothing stored are named; the rest goes (as delete).
+    errors = job.pop("errors", [])
+    for error in errors[:20]:
+        print(f"jivex send: {error['error']}", file=sys.stderr)
+    if len(errors) > 20:
+        print(f"jivex send: … and {len(errors) - 20} more", file=sys.stderr)
+    code = EXIT_PARTIAL if errors else EXIT_OK
+    held = _held_until(job)
+    if held is not None:
+        # Held to the remote's send_at: no command waits for hours.
+        if args.json:
+            print(json.dumps(job, ensure_ascii=False, indent=1))
+        else:
+            print(f"job {job['id']}: queued, {counted(job['total'], 'object')}")
+        print(
+            f"jivex send: job {job['id']} is held until "
+            f"{held.strftime('%Y-%m-%d %H:%M')} (local time), the send_at time "
+            f"of '{job['remote_ae']}'; "
+            + (
+                "the core serving this data folder sends it then"
+                if session.served
+                else "it is sent then if `jivex server` or the workstation "
+                "serves this data folder"
+            ),
+            file=sys.stderr,
         )
-        if not args.no_wait:
-            jobs = [_wait(job, call) for job in jobs]
-        code = max(_report(job, args.json) for job in jobs)
-        empty = [j for j in jobs if j["state"] == "done" and not j["total"]]
-        if empty:
-            print(
-                f"jivex move: '{args.source}' had nothing to send for "
-                + ", ".join(str(j["request"].get("keys")) for j in empty),
-                file=sys.stderr,
-            )
-            return EXIT_FAILURE
         return code
-    job = call("send", to=args.to, uids=args.uids)
-    if not args.no_wait:
-        job = _wait(job, call)
-    return _report(job, args.json)
+    if args.no_wait:
+        _report(job, args.json)
+        _queued_note(session, [job])
+        return code
+    session.run([job])
+    return max(code, _report(_wait(job, session.call), args.json, session))
+
+
+def _move(args: argparse.Namespace, session: _Session) -> int:
+    from jivex_core.store.jobs import name_list
+
+    call = session.call
+    # A C-FIND first tells which inputs the remote has: a C-MOVE's counts
+    # cannot say which UIDs of a list matched.
+    result = call(
+        "move",
+        **{"from": args.source},
+        level=args.level,
+        uids=args.uids,
+        study=args.study,
+        check=not args.no_check,
+    )
+    jobs, errors = result["jobs"], result["errors"]
+    if result["note"]:
+        print(f"jivex move: {result['note']}", file=sys.stderr)
+    for error in errors[:20]:
+        print(f"jivex move: {error['error']}", file=sys.stderr)
+    if len(errors) > 20:
+        print(f"jivex move: … and {len(errors) - 20} more", file=sys.stderr)
+    code = EXIT_PARTIAL if errors else EXIT_OK
+    if args.no_wait:
+        for job in jobs:
+            _report(job, args.json)
+        _queued_note(session, jobs)
+        return code
+    session.run(jobs)
+    jobs = [_wait(job, call) for job in jobs]
+    code = max(code, *(_report(job, args.json, session) for job in jobs))
+    empty = [j for j in jobs if j["state"] == "done" and not j["total"]]
+    if empty:
+        asked = [
+            uid
+            for job in empty
+            for key, value in job["request"].get("keys", {}).items()
+            if key != "StudyInstanceUID" or job["request"].get("level") == "STUDY"
+            for uid in str(value).split("\\")
+        ]
+        print(
+            f"jivex move: '{args.source}' had nothing to send for " + name_list(asked),
+            file=sys.stderr,
+        )
+        return max(code, EXIT_PARTIAL)
+    return code
 
 
 def _key_image_args(args: argparse.Namespace) -> None:
@@ -882,7 +1084,7 @@ def _delete(args: argparse.Namespace, call: Any) -> int:
                 f"{verb}: {study['StudyInstanceUID']} {study['PatientID']} "
                 f"{study['PatientName']} {study['StudyDate']}: "
                 + ("all " if whole else "")
-                + f"{study['instances']} of {study['of']} objects"
+                + f"{study['instances']} of {counted(study['of'], 'object')}"
                 + (
                     f", reload from {', '.join(study['origins'])}"
                     if study["origins"]
@@ -891,14 +1093,17 @@ def _delete(args: argparse.Namespace, call: Any) -> int:
             )
         studies = len(result["studies"])
         print(
-            f"{verb} {studies} {'study' if studies == 1 else 'studies'}, "
-            f"{result['instances']} objects ({_size(result['size'])})",
+            f"{verb} {counted(studies, 'study', 'studies')}, "
+            f"{counted(result['instances'], 'object')} ({_size(result['size'])})",
             file=sys.stderr,
         )
     if result["not_reloadable"]:
         print(
-            f"jivex delete: {result['not_reloadable']} of these objects were not "
-            "retrieved from a configured remote AE: no reload can bring them back",
+            f"jivex delete: {result['not_reloadable']} of these objects "
+            + ("was" if result["not_reloadable"] == 1 else "were")
+            + " not retrieved from a configured remote AE: no reload can bring "
+            + ("it" if result["not_reloadable"] == 1 else "them")
+            + " back",
             file=sys.stderr,
         )
     for error in result["errors"]:
@@ -906,7 +1111,8 @@ def _delete(args: argparse.Namespace, call: Any) -> int:
     return EXIT_PARTIAL if result["errors"] else EXIT_OK
 
 
-def _reload(args: argparse.Namespace, call: Any) -> int:
+def _reload(args: argparse.Namespace, session: _Session) -> int:
+    call = session.call
     result = call("reload", uids=args.uids)
     jobs = result["jobs"]
     for error in result["errors"]:
@@ -916,10 +1122,14 @@ def _reload(args: argparse.Namespace, call: Any) -> int:
             print(json.dumps(jobs, ensure_ascii=False, indent=1))
         else:
             for job in jobs:
-                print(f"job {job['id']}: queued, reload from '{job['remote_ae']}'")
+                print(
+                    f"job {job['id']}: {job['state']}, reload from '{job['remote_ae']}'"
+                )
+        _queued_note(session, [j for j in jobs if j["state"] == "queued"])
         return EXIT_PARTIAL if result["errors"] else EXIT_OK
+    session.run(jobs)
     jobs = [_wait(job, call) for job in jobs]
-    code = max(_report(job, args.json) for job in jobs)
+    code = max(_report(job, args.json, session) for job in jobs)
     if result["errors"]:
         code = max(code, EXIT_PARTIAL)
     if code == EXIT_OK:
@@ -931,8 +1141,10 @@ def _reload(args: argparse.Namespace, call: Any) -> int:
         ]
         if left:
             print(
-                f"jivex reload: {len(left)} of {result['instances']} objects are "
-                "still removed: their origin did not send them",
+                f"jivex reload: {len(left)} of {counted(result['instances'], 'object')}"
+                + (" is" if len(left) == 1 else " are")
+                + " still removed: their origin did not send "
+                + ("it" if len(left) == 1 else "them"),
                 file=sys.stderr,
             )
             code = EXIT_PARTIAL
@@ -960,8 +1172,13 @@ def _find(args: argparse.Namespace, call: Any) -> int:
     for error in result["errors"]:
         print(f"jivex find: {error}", file=sys.stderr)
     if result["truncated"]:
+        limit = (
+            "--limit"
+            if args.limit
+            else f"the max_query_results of '{args.source}'; --limit N changes it"
+        )
         print(
-            f"jivex find: cancelled after {len(rows)} answers (--limit)",
+            f"jivex find: cancelled after {counted(len(rows), 'answer')} ({limit})",
             file=sys.stderr,
         )
     return EXIT_PARTIAL if result["errors"] or result["truncated"] else EXIT_OK
@@ -975,15 +1192,25 @@ def _print_table(columns: list[str], rows: list[list[str]]) -> None:
 
 
 def _wait(job: dict, call: Any) -> dict:
-    while job["state"] not in _FINISHED and not (
-        job["state"] == "queued" and job["attempts"] > 0
-    ):
+    """Poll *job* until the attempt it is due for has an outcome: finished,
+    or queued again for a later attempt (or held to a later time).
+
+    A job waiting to retry that the command asked to run now (``reload``
+    reusing it) is queued with its earlier attempts: those are not this
+    outcome, the next attempt's is.
+    """
+    done_attempts = job["attempts"] - (job["state"] == "running")
+    while job["state"] not in _FINISHED:
+        if job["state"] == "queued" and (
+            job["attempts"] > done_attempts or _held_until(job) is not None
+        ):
+            break
         time.sleep(0.2)
         job = call("job", id=job["id"])
     return job
 
 
-def _report(job: dict, as_json: bool) -> int:
+def _report(job: dict, as_json: bool, session: _Session | None = None) -> int:
     if as_json:
         print(json.dumps(job, ensure_ascii=False, indent=1))
     else:
@@ -992,12 +1219,16 @@ def _report(job: dict, as_json: bool) -> int:
             f"{job['warning']} with warnings, {job['failed']} failed, "
             f"{job['remaining']} remaining"
         )
-    if job["last_error"]:
+    if job["last_error"] and job["state"] != "cancelled":
         print(f"jivex: job {job['id']}: {job['last_error']}", file=sys.stderr)
     if job["state"] == "queued" and job["attempts"]:
         print(
             f"jivex: job {job['id']} will be tried again at {job['next_attempt_at']}"
-            " (see jivex jobs)",
+            + (
+                " (see jivex jobs)"
+                if session is None or session.served
+                else " if `jivex server` or the workstation serves this data folder"
+            ),
             file=sys.stderr,
         )
     if job["state"] == "done":
@@ -1007,7 +1238,8 @@ def _report(job: dict, as_json: bool) -> int:
     return EXIT_FAILURE
 
 
-def _jobs(args: argparse.Namespace, call: Any) -> int:
+def _jobs(args: argparse.Namespace, session: _Session) -> int:
+    call = session.call
     for option, method in ((args.cancel, "cancel_job"), (args.retry, "retry_job")):
         if option is not None:
             job = call(method, id=option)
@@ -1015,16 +1247,24 @@ def _jobs(args: argparse.Namespace, call: Any) -> int:
                 print(json.dumps(job, ensure_ascii=False, indent=1))
             else:
                 print(f"job {job['id']}: {job['state']}")
+            if job["state"] == "queued":
+                _queued_note(session, [job])
             return EXIT_OK
     jobs = call("jobs")
     if args.json:
         print(json.dumps(jobs, ensure_ascii=False, indent=1))
-        return EXIT_OK
-    columns = ["id", "kind", "state", "remote_ae", "total", "completed", "failed"]
-    columns += ["attempts", "next_attempt_at", "last_error"]
-    rows = [
-        [str(job.get(c) if job.get(c) is not None else "") for c in columns]
-        for job in jobs
-    ]
-    _print_table(columns, rows)
+    else:
+        columns = ["id", "kind", "state", "remote_ae", "total", "completed"]
+        columns += ["failed", "attempts", "next_attempt_at", "last_error"]
+        rows = [
+            [str(job.get(c) if job.get(c) is not None else "") for c in columns]
+            for job in jobs
+        ]
+        _print_table(columns, rows)
+    if not session.served and any(job["state"] == "queued" for job in jobs):
+        print(
+            f"jivex jobs: no core serves '{session.data_dir}': queued jobs run "
+            "when `jivex server` or the workstation serves it",
+            file=sys.stderr,
+        )
     return EXIT_OK

@@ -107,6 +107,28 @@ class RemoteNode(_Section):
                 )
         return value
 
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        # The statement (3.3.3) supports IPv4 only: an IPv4 address or a
+        # host name (RFC 1123 labels) that resolves to one.
+        try:
+            ipaddress.IPv4Address(value)
+            return value
+        except ValueError:
+            pass
+        label = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+        if (
+            len(value) > 253
+            or re.fullmatch(r"[\d.]+", value)  # digits: a bad IPv4 address
+            or not re.fullmatch(rf"{label}(\.{label})*\.?", value)
+        ):
+            raise ValueError(
+                f"'{value}' is not an IPv4 address or a host name "
+                "(letters, digits, hyphens and dots; IPv6 is not supported)"
+            )
+        return value
+
     @field_validator("send_at")
     @classmethod
     def _check_send_at(cls, value: str | None) -> str | None:
@@ -381,12 +403,16 @@ def build_settings(data: dict[str, Any], source: str = "settings") -> Settings:
 
 
 def load_settings(
-    path: Path | None = None, overrides: dict[str, Any] | None = None
+    path: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> Settings:
     """Load the TOML file at *path* (defaults when None) and apply overrides.
 
     *overrides* maps dotted keys (``network.storage_port``) to values, as the
-    command line gives them; they win over the file.
+    command line gives them; they win over the file. A bad override is
+    reported by its *labels* entry (the option that gave it), not as the
+    file's.
     """
     data: dict[str, Any] = {}
     source = "settings"
@@ -422,7 +448,16 @@ def load_settings(
             node["remote"] = list(existing) + value
         else:
             node[leaf] = value
-    settings = build_settings(data, source)
+    given = {key for key, value in (overrides or {}).items() if value is not None}
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        loc = ".".join(str(part) for part in exc.errors()[0]["loc"])
+        if loc in given:
+            label = (labels or {}).get(loc, f"command line ({loc})")
+            message = _first_error(exc).removeprefix(f"{loc}: ")
+            raise ConfigError(f"{label}: {message}") from exc
+        raise ConfigError(f"{source}: {_first_error(exc)}") from exc
     if path is not None:
         logger.warning("Configuration read from '%s'", path)
     return settings

@@ -13,7 +13,7 @@ import fcntl
 import logging
 import os
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import pydicom.config
 
@@ -23,6 +23,7 @@ from jivex_core.documents import Documents
 from jivex_core.errors import ConfigError, JivexError
 from jivex_core.housekeeping import Housekeeping
 from jivex_core.imaging.presentation import selection_from_dict, state_from_dict
+from jivex_core.importer import import_file
 from jivex_core.jobs.runner import JobRunner
 from jivex_core.link import LinkServer
 from jivex_core.services.origins import Origins
@@ -31,7 +32,8 @@ from jivex_core.services.qr_scu import RetrieveJobs
 from jivex_core.services.storage_scp import StorageSCP
 from jivex_core.services.storage_scu import SendJobs
 from jivex_core.store import InstanceRecord, Store
-from jivex_core.store.jobs import JobQueue
+from jivex_core.store.jobs import JobQueue, unknown_message
+from jivex_core.wording import counted
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +78,9 @@ def lock_data_dir(data_dir: Path) -> TextIO:
     """Take the data folder's lock, so that one core at most serves it.
 
     Two servers on one folder would each believe they own its index and its
-    ports' objects. ``jivex import`` does not take the lock: it writes
-    through the index's own locking, next to a running server.
+    ports' objects. ``jivex import`` does not take the lock: next to a
+    running core it imports through that core's link, and alone it writes
+    through the index's own locking (leaving ``incoming/`` to the owner).
     """
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -115,7 +118,11 @@ class Engine:
     """Runs the services of one data folder until asked to stop."""
 
     def __init__(
-        self, settings: Settings, network: bool = True, lifetime: bool = True
+        self,
+        settings: Settings,
+        network: bool = True,
+        lifetime: bool = True,
+        run_jobs: Literal["all", "adopted", "none"] = "all",
     ) -> None:
         self.settings = settings
         # Without network, only the store and the job queue run: what the
@@ -124,6 +131,11 @@ class Engine:
         # The lifetime policy runs in the cores that serve a data folder,
         # not in one a command starts for itself.
         self.lifetime = lifetime
+        # The core serving a data folder runs every due job; one a command
+        # starts runs the jobs that command hands it ("adopted") or none.
+        if run_jobs not in ("all", "adopted", "none"):
+            raise ValueError(f"run_jobs '{run_jobs}' is not all, adopted or none")
+        self.run_jobs = run_jobs
         self._lock: TextIO | None = None
         self.store: Store | None = None
         self.storage_scp: StorageSCP | None = None
@@ -190,15 +202,43 @@ class Engine:
                 view["items"] = jobs.queue.items(job.pk)
             return view
 
+        def send(params: dict) -> dict:
+            job, unknown = sends.queue_known(
+                str(params["to"]), [str(u) for u in params["uids"]]
+            )
+            return job.view() | {
+                "errors": [
+                    {"uid": uid, "error": unknown_message([uid])} for uid in unknown
+                ]
+            }
+
+        def move(params: dict) -> Any:
+            check = bool(params.get("check"))
+            result = retrieves.queue_uids(
+                str(params["from"]),
+                str(params.get("level") or "STUDY"),
+                [str(u) for u in params["uids"]],
+                str(params.get("study") or ""),
+                check,
+            )
+            views = [job.view() for job in result["jobs"]]
+            if "check" not in params:
+                return views  # what the workstation's Retrieve reads
+            return {**result, "jobs": views}
+
+        def import_files(params: dict) -> list[dict]:
+            paths = _param(params, "paths", list, "a list of absolute paths")
+            if not all(isinstance(p, str) and Path(p).is_absolute() for p in paths):
+                raise ValueError("parameter 'paths' must be a list of absolute paths")
+            return [import_file(store, Path(p)) for p in paths]
+
         documents = self.documents
         assert documents is not None
 
         return {
             "ping": lambda _p: {"pid": os.getpid(), "version": __version__},
             "remotes": remotes,
-            "send": lambda p: sends.queue(
-                str(p["to"]), [str(u) for u in p["uids"]]
-            ).view(),
+            "send": send,
             "jobs": job_list,
             "job": job_get,
             "cancel_job": lambda p: jobs.cancel(int(p["id"])).view(),
@@ -212,21 +252,14 @@ class Engine:
             "cancel_find": lambda p: {
                 "cancelled": retrieves.cancel_find(str(p["query_id"]))
             },
-            "move": lambda p: [
-                job.view()
-                for job in retrieves.queue_uids(
-                    str(p["from"]),
-                    str(p.get("level") or "STUDY"),
-                    [str(u) for u in p["uids"]],
-                    str(p.get("study") or ""),
-                )
-            ],
+            "move": move,
             "retry_job": lambda p: jobs.retry(int(p["id"])).view(),
             "status": status,
             "delete": lambda p: housekeeping.delete(
                 [str(u) for u in p["uids"]], bool(p.get("dry_run"))
             ),
             "reload": lambda p: retrieves.reload([str(u) for u in p["uids"]]),
+            "import": import_files,
             "list_removed": lambda p: removals.references(
                 [str(u) for u in p.get("uids") or []]
             ),
@@ -274,10 +307,12 @@ class Engine:
             self.store.data_dir,
             self.store.index.count_instances(),
         )
+        # This process holds the lock: what a crash left is its to finish.
+        self.store.recover_incoming()
         self.store.recover_removals()
-        self.jobs = JobRunner(
-            self.settings, JobQueue(self.store.index.engine), self._publish
-        )
+        queue = JobQueue(self.store.index.engine)
+        queue.resume()
+        self.jobs = JobRunner(self.settings, queue, self._publish)
         origins = Origins(self.settings)
         self.sends = SendJobs(self.settings, self.store, self.jobs)
         self.retrieves = RetrieveJobs(self.settings, self.store, self.jobs, origins)
@@ -286,7 +321,7 @@ class Engine:
         if self.settings.routing:
             self.store.add_listener(self._route)
         if not self.network:
-            self.jobs.start()
+            self._start_jobs()
             self._start_lifetime()
             return
         self.storage_scp = StorageSCP(self.settings, self.store, origins)
@@ -308,8 +343,16 @@ class Engine:
                     f"{key}: cannot listen on {net.bind_address}:{port}: "
                     f"{exc.strerror or exc}"
                 ) from exc
-        self.jobs.start()
+        self._start_jobs()
         self._start_lifetime()
+
+    def _start_jobs(self) -> None:
+        assert self.jobs is not None
+        if self.run_jobs == "none":
+            return
+        # A retrieve by C-MOVE needs our Storage SCP to receive its objects.
+        kinds = None if self.network else {"send", "forward"}
+        self.jobs.start(adopted_only=self.run_jobs == "adopted", kinds=kinds)
 
     def _start_lifetime(self) -> None:
         assert self.housekeeping is not None
@@ -318,9 +361,9 @@ class Engine:
             return
         if days:
             logger.info(
-                "Lifetime policy: studies last received more than %d days ago "
+                "Lifetime policy: studies last received more than %s ago "
                 "are removed locally (those a remote AE can give back)",
-                days,
+                counted(days, "day"),
             )
         self.housekeeping.start()
 

@@ -20,6 +20,7 @@ from typing import Any
 from jivex_core.config import Settings
 from jivex_core.store import Store
 from jivex_core.store.removal import DELETE, LIFETIME, RemovalError, kept_text
+from jivex_core.wording import counted
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +131,8 @@ class Housekeeping:
                 )
             removed += count
             logger.info(
-                "Lifetime: removed %d objects of study '%s' of %s, last received %s",
-                count,
+                "Lifetime: removed %s of study '%s' of %s, last received %s",
+                counted(count, "object"),
                 study.study_uid,
                 study.patient,
                 study.newest.isoformat(timespec="seconds"),
@@ -139,12 +140,12 @@ class Housekeeping:
             self._announce([{"StudyInstanceUID": study.study_uid}], count, LIFETIME)
         if removed or kept:
             logger.warning(
-                "Lifetime policy (%d days): removed %d objects; kept %d objects of "
-                "%d studies that no configured remote AE can give back",
-                days,
-                removed,
-                kept,
-                kept_studies,
+                "Lifetime policy (%s): removed %s; kept %s of %s that no "
+                "configured remote AE can give back",
+                counted(days, "day"),
+                counted(removed, "object"),
+                counted(kept, "object"),
+                counted(kept_studies, "study", "studies"),
             )
         return removed
 

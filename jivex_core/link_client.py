@@ -34,6 +34,10 @@ class LinkClient:
         if welcome.get("type") != "welcome":
             raise ConnectionError("the core refused the link")
         self.welcome = welcome
+        # The timeout is for reaching the core. A request may take long (a
+        # C-FIND to a slow archive, removing a large patient); a core that
+        # dies closes the loopback connection, which ends the wait.
+        self._sock.settimeout(None)
 
     @classmethod
     def connect(cls, data_dir: Path) -> LinkClient | None:
@@ -58,7 +62,11 @@ class LinkClient:
         return protocol.decode(line)
 
     def call(self, method: str, **params: Any) -> Any:
-        """Call *method*; LinkError carries the core's error message."""
+        """Call *method*; LinkError carries the core's error message.
+
+        ConnectionError (or another OSError) when the link breaks: the core
+        stopped or died in the middle of the request.
+        """
         self._next_id += 1
         msg_id = self._next_id
         self._send(protocol.request(msg_id, method, params))

@@ -41,13 +41,23 @@ Methods (``params`` → ``result``):
 
 ``remotes`` → the remote AE table (``[[remote]]`` and ``--remote``), in the
     configuration's order: list of {ae_title, host, port}
-``send`` ``{"to": AET, "uids": [str]}`` → job (see ``jobs``)
+``send`` ``{"to": AET, "uids": [str]}`` → job (see ``jobs``) with
+    ``errors``: [{uid, error}] for the inputs that name nothing stored (the
+    others are sent); an error when none names anything stored
 ``find`` ``{"from": AET, "level": str, "keys": {keyword: value}, "limit": int?,
     "query_id": str?}`` → ``{"rows": [{keyword: str}], "status": int,
     "truncated": bool, "cancelled": bool, "errors": [str]}``
 ``cancel_find`` ``{"query_id": str}`` → ``{"cancelled": bool}``: stops the
     running ``find`` of that id between two answers (C-FIND-CANCEL)
-``move`` ``{"from": AET, "level": str, "uids": [str]}`` → list of jobs
+``move`` ``{"from": AET, "level": str, "uids": [str], "study": str?}`` →
+    list of jobs (one per 500 UIDs). With ``"check": bool`` given: ``{"jobs":
+    [job], "errors": [{uid, error}], "note": str}``; when true, a C-FIND
+    first asks which inputs the remote has, the others are errors (an error
+    when it has none), and *note* says when that C-FIND failed
+``import`` ``{"paths": [absolute path]}`` → per file ``{"path", "outcome":
+    "stored"|"kept"|"skipped"|"failed", "uid", "message", "warnings":
+    [str]}``: the core imports the files (routing, ``instance_stored``) as
+    ``jivex import`` does
 ``delete`` ``{"uids": [str], "dry_run": bool?}`` → what was (would be)
     removed locally: ``{"studies": [{StudyInstanceUID, StudyDate,
     StudyDescription, PatientName, PatientID, instances, of, size, origins,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +11,10 @@ import pydicom
 import pytest
 from pydicom.data import get_charset_files, get_testdata_file
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QHeaderView
 
 from jivex_client.app import MainWindow
-from jivex_client.browser.models import RowRole
+from jivex_client.browser.models import DESCRIPTION_COLUMN, REMOVED_COLUMN, RowRole
 from jivex_client.core_link import CoreLink
 from jivex_client.text import format_person_name
 from jivex_client.viewer.attributes import AttributesView, attribute_rows
@@ -192,3 +195,76 @@ def test_without_remotes_the_remote_tab_says_how_to_add_one(
     assert not browser.send_button.isEnabled()
     assert browser.send_selected() is None
     assert browser.send_button.toolTip() == "No remote AE is configured"
+
+
+def test_show_removed_keeps_the_description_readable(
+    qtbot: Any, window: MainWindow, send: Any
+) -> None:
+    send(MR_FILES[:2])
+    browser = window.browser
+    qtbot.waitUntil(lambda: browser.study_proxy.rowCount() == 1, timeout=5000)
+    header = browser.study_view.horizontalHeader()
+    before = header.sectionSize(DESCRIPTION_COLUMN)
+    assert before >= browser.study_view.sizeHintForColumn(DESCRIPTION_COLUMN)
+    browser.show_removed_box.setChecked(True)
+    qtbot.waitUntil(
+        lambda: not browser.study_view.isColumnHidden(REMOVED_COLUMN), timeout=5000
+    )
+    qtbot.wait(300)
+    assert header.sectionSize(DESCRIPTION_COLUMN) >= before
+    assert header.sectionSize(REMOVED_COLUMN) > 0
+    browser.show_removed_box.setChecked(False)
+    assert browser.study_view.isColumnHidden(REMOVED_COLUMN)
+    assert header.sectionResizeMode(DESCRIPTION_COLUMN) == (
+        QHeaderView.ResizeMode.Stretch
+    )
+
+
+def test_counts_keep_pace_with_a_long_transfer(
+    qtbot: Any, window: MainWindow, core_setup: Any, tmp_path: Path
+) -> None:
+    """Objects arriving without pause (a retrieve, a reload) update the
+    study's row as they come, not only once the stream stops."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import CTImageStorage
+
+    from tests.corpus import make_ct_series
+
+    files = make_ct_series(tmp_path / "ct", 40)
+    study = str(pydicom.dcmread(files[0]).StudyInstanceUID)
+    finished = threading.Event()
+
+    def trickle() -> None:
+        ae = AE(ae_title="TRICKLE")
+        ae.add_requested_context(CTImageStorage)
+        assoc = ae.associate("127.0.0.1", core_setup.storage_port)
+        try:
+            for path in files:
+                assoc.send_c_store(pydicom.dcmread(path))
+                time.sleep(0.08)  # well under the browser's pause of 200 ms
+        finally:
+            assoc.release()
+            finished.set()
+
+    sender = threading.Thread(target=trickle, daemon=True)
+    seen_while_sending: set[int] = set()
+
+    def count() -> int:
+        rows = window.browser.study_model.rows
+        return next(
+            (
+                int(r["NumberOfStudyRelatedInstances"])
+                for r in rows
+                if r["StudyInstanceUID"] == study
+            ),
+            0,
+        )
+
+    sender.start()
+    while not finished.is_set():
+        qtbot.wait(50)
+        if not finished.is_set():
+            seen_while_sending.add(count())
+    sender.join(10)
+    qtbot.waitUntil(lambda: count() == 40, timeout=5000)
+    assert any(0 < n < 40 for n in seen_while_sending), seen_while_sending

@@ -80,6 +80,53 @@ def test_progress_counts_every_object_handled() -> None:
     assert progress_text(_job(kind="move", state="done")) == "nothing to transfer"
 
 
+def _bar_colours(qapp: Any, job: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """The colours the job table paints a quarter, half and three quarters
+    across the job's progress bar."""
+    from PySide6.QtGui import QColor, QImage, QPainter
+    from PySide6.QtWidgets import QStyleOptionViewItem, QTableView
+
+    from jivex_client.jobs.monitor import ProgressDelegate
+
+    model = JobTableModel()
+    model.upsert(job)
+    view = QTableView()
+    view.setModel(model)
+    index = model.index(0, model.column("progress"))
+    image = QImage(400, 30, QImage.Format.Format_RGB32)
+    image.fill(QColor("white"))
+    option = QStyleOptionViewItem()
+    option.rect = image.rect()
+    option.widget = view
+    painter = QPainter(image)
+    ProgressDelegate(view).paint(painter, option, index)
+    painter.end()
+    # Off the label's centre line, where the bar's fill shows.
+    return tuple(QColor(image.pixel(x, 6)) for x in (100, 200, 300))
+
+
+def test_a_failed_job_does_not_look_complete(qapp: Any) -> None:
+    from jivex_client.jobs.models import progress_parts
+    from jivex_client.jobs.monitor import FAILED_COLOR
+
+    failed = _job(state="failed", total=128, failed=128)
+    assert progress_parts(failed) == (0, 128, 128)
+    assert progress_parts(_job(total=4, completed=2, warning=1, failed=5)) == (
+        3,
+        1,
+        4,
+    )
+    red = FAILED_COLOR.rgb()
+    assert [c.rgb() for c in _bar_colours(qapp, failed)] == [red, red, red]
+    done = _bar_colours(qapp, _job(state="done", total=4, completed=4))
+    assert all(c.rgb() != red for c in done)
+    assert len({c.rgb() for c in done}) == 1  # one fill across
+    empty = _bar_colours(qapp, _job(state="queued", total=4))
+    assert empty[0].rgb() != done[0].rgb()  # the fill shows on the groove
+    half = _bar_colours(qapp, _job(state="done", total=4, completed=2, failed=2))
+    assert half[0].rgb() == done[0].rgb() and half[2].rgb() == red
+
+
 def test_retry_and_cancel_follow_the_cores_rules() -> None:
     assert can_cancel(_job()) and can_cancel(_job(state="running"))
     assert not can_cancel(_job(state="done")) and not can_cancel(

@@ -130,7 +130,7 @@ def test_bad_send_requests_name_the_problem(archive):
         "1.2.3.4",
     )
     assert run.returncode == 2
-    assert "nothing stored has the UID or Patient ID 1.2.3.4" in run.stderr
+    assert "nothing stored has the UID or Patient ID '1.2.3.4'" in run.stderr
 
 
 def test_partial_failure_when_the_peer_refuses_a_class(archive, tmp_path):
@@ -296,8 +296,10 @@ def test_peer_aborting_mid_transfer_fails_after_the_retries(tmp_path):
         assert job["state"] == "failed"
         assert job["attempts"] == 4  # the first and three retries
         assert "went away during the transfer" in job["last_error"]
-        # The object in flight is not counted as failed: it is still pending.
-        assert job["completed"] == job["failed"] == 0 and job["remaining"] == 3
+        # Failed for good: what was not sent counts as failed (the object
+        # in flight too: it was never confirmed).
+        assert job["completed"] == 0 and job["failed"] == 3
+        assert job["remaining"] == 0
         assert len(server.ls()) == 3  # nothing lost locally
     finally:
         server.stop()

@@ -192,7 +192,7 @@ def test_move_a_series_is_resolved_to_its_study(peers):
     missing = jivex_cli(
         server, "move", "--from", "ORTHANC", "--level", "series", "1.2.3.4"
     )
-    assert missing.returncode == 2 and "has no series 1.2.3.4" in missing.stderr
+    assert missing.returncode == 2 and "has no series '1.2.3.4'" in missing.stderr
 
 
 def test_send_to_orthanc(peers, tmp_path):
@@ -216,8 +216,16 @@ def test_orthanc_refuses_a_move_to_an_unknown_aet(peers, tmp_path):
         extra=["--ae-title", "STRANGER", "--remote", f"ORTHANC@127.0.0.1:{dicom_port}"],
     ).start()
     try:
-        run = jivex_cli(stranger, "move", "--from", "ORTHANC", "--json", MR_STUDY)
-        assert run.returncode == 2
+        # Orthanc shows nothing to an AE it does not know: the C-FIND that
+        # checks the UIDs first finds none, and says so.
+        checked = jivex_cli(stranger, "move", "--from", "ORTHANC", MR_STUDY)
+        assert checked.returncode == 2
+        assert f"'ORTHANC' has no study '{MR_STUDY}'" in checked.stderr
+        assert "--no-check" in checked.stderr
+        run = jivex_cli(
+            stranger, "move", "--from", "ORTHANC", "--no-check", "--json", MR_STUDY
+        )
+        assert run.returncode == 2, run.stderr
         job = json.loads(run.stdout)
         assert job["state"] == "queued" and job["attempts"] == 1, job
         assert "before the final C-MOVE response" in job["last_error"]

@@ -234,7 +234,7 @@ def test_bad_input_is_named_with_the_exit_codes_of_the_readme(tmp_path):
         assert f"'{CT_STUDY}' is stored, not removed" in stored.stderr
         modality = cli(server, "delete", CT_STUDY)
         assert modality.returncode == 0
-        assert "no reload can bring them back" in modality.stderr
+        assert "no reload can bring it back" in modality.stderr
         nowhere = cli(server, "reload", CT_STUDY)
         assert nowhere.returncode == 2
         assert "not retrieved from a configured remote AE (received from 'CT1')" in (
@@ -322,8 +322,8 @@ def test_the_lifetime_policy_on_a_data_folder(tmp_path):
     server.start()
     try:
         log = _wait_for_log(server, "Lifetime policy (30 days)")
-        assert "removed 3 objects; kept 1 objects of 1 studies" in log
-        assert "keeps 1 received from 'CT1'" in log
+        assert "removed 3 objects; kept 1 object of 1 study" in log
+        assert "keeps 1 object received from 'CT1'" in log
         studies = {r["StudyInstanceUID"] for r in server.ls("study")}
         assert studies == {CT_STUDY, str(ds.StudyInstanceUID)}
         refs = json.loads(

@@ -229,10 +229,10 @@ def test_the_lifetime_policy_removes_only_what_can_come_back(store, caplog):
     }
     assert {r["reason"] for r in refs} == {"lifetime"}
     assert f"study '{modality}' of Test^P3 (P3)" in caplog.text
-    assert "keeps 1 received from 'CT1': not retrieved from a configured" in (
+    assert "keeps 1 object received from 'CT1': not retrieved from a configured" in (
         caplog.text
     )
-    assert "keeps 1 received from 'WORKSTATION'" in caplog.text
+    assert "keeps 1 object received from 'WORKSTATION'" in caplog.text
     # The next run finds nothing more to remove, and says nothing new.
     caplog.clear()
     assert housekeeping.apply_lifetime() == 0

@@ -28,6 +28,7 @@ def test_a_rename_lost_to_a_crash_is_recovered(tmp_path):
     result.path.rename(leftover)
 
     reopened = Store(tmp_path, min_free_bytes=0)
+    reopened.recover_incoming()
     try:
         assert result.path.exists()
         assert not leftover.exists()
@@ -49,6 +50,7 @@ def test_incomplete_leftovers_are_removed_and_nothing_else_touched(tmp_path):
     unacknowledged.write_bytes(Path(get_testdata_file("CT_small.dcm")).read_bytes())
 
     reopened = Store(tmp_path, min_free_bytes=0)
+    reopened.recover_incoming()
     try:
         assert not half.exists() and not unacknowledged.exists()
         assert reopened.index.count_instances() == 1

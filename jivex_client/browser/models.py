@@ -98,6 +98,8 @@ def study_columns() -> list[Column]:
 
 #: The column of :func:`study_columns` that marks removed studies.
 REMOVED_COLUMN = 9
+#: The column of :func:`study_columns` that takes the room left.
+DESCRIPTION_COLUMN = 5
 
 
 def series_columns() -> list[Column]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from PySide6.QtCore import (
@@ -31,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from jivex_client.browser.models import (
+    DESCRIPTION_COLUMN,
     REMOVED_COLUMN,
     QuickFilterProxy,
     RowRole,
@@ -62,6 +64,9 @@ logger = logging.getLogger(__name__)
 #: Stores arrive in bursts (one event per object); the study list is read
 #: again once a burst pauses for this many milliseconds.
 REFRESH_DELAY_MS = 200
+#: ...or at the latest this long after the first event of a burst that does
+#: not pause (a retrieve, a reload): the rows' counts keep pace with it.
+REFRESH_MAX_WAIT_S = 1.0
 
 
 class StudyBrowser(QWidget):
@@ -97,6 +102,7 @@ class StudyBrowser(QWidget):
         self._delete_uids: list[str] = []
         self._refreshing = False
         self._refresh_again = False
+        self._refresh_pending_since = 0.0
         self._selected_study = ""
         self._sized = False
         self._size_removed = False
@@ -209,7 +215,13 @@ class StudyBrowser(QWidget):
     # -- refreshing ------------------------------------------------------
 
     def refresh_later(self) -> None:
-        """Read the study list again once events stop arriving for a moment."""
+        """Read the study list again once events stop arriving for a moment,
+        or a second after the first of them if they keep coming."""
+        now = time.monotonic()
+        if not self._refresh_timer.isActive():
+            self._refresh_pending_since = now
+        elif now - self._refresh_pending_since >= REFRESH_MAX_WAIT_S:
+            return  # the timer runs out: no more postponing
         self._refresh_timer.start()
 
     async def refresh(self) -> None:
@@ -244,8 +256,11 @@ class StudyBrowser(QWidget):
             # Fit the columns once; afterwards the user's widths are kept.
             self._sized = True
             self.study_view.resizeColumnsToContents()
-            header = self.study_view.horizontalHeader()
-            header.setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
+            if not self.show_removed:
+                header = self.study_view.horizontalHeader()
+                header.setSectionResizeMode(
+                    DESCRIPTION_COLUMN, QHeaderView.ResizeMode.Stretch
+                )
         if rows and self._size_removed and self.show_removed:
             self._size_removed = False
             self.study_view.resizeColumnToContents(REMOVED_COLUMN)
@@ -313,6 +328,20 @@ class StudyBrowser(QWidget):
             self.refresh_later()
 
     def _on_show_removed_box_toggled(self, checked: bool) -> None:
+        header = self.study_view.horizontalHeader()
+        if checked and self._sized:
+            # The Removed column comes on top of the others: the description
+            # keeps its width (the table scrolls) rather than shrink to a
+            # few letters, as a stretched column would.
+            width = header.sectionSize(DESCRIPTION_COLUMN)
+            header.setSectionResizeMode(
+                DESCRIPTION_COLUMN, QHeaderView.ResizeMode.Interactive
+            )
+            header.resizeSection(DESCRIPTION_COLUMN, width)
+        elif self._sized:
+            header.setSectionResizeMode(
+                DESCRIPTION_COLUMN, QHeaderView.ResizeMode.Stretch
+            )
         self.study_view.setColumnHidden(REMOVED_COLUMN, not checked)
         self._size_removed = checked
         spawn(self.refresh(), "Refreshing the study list")

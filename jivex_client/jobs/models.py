@@ -34,6 +34,9 @@ FINISHED = ("done", "failed", "cancelled")
 JobRole = Qt.ItemDataRole.UserRole + 1
 #: Role holding (objects handled, objects in all) for a progress bar.
 ProgressRole = Qt.ItemDataRole.UserRole + 2
+#: Role holding (objects stored, objects failed, objects in all): the bar
+#: shows the stored ones in its usual colour and the failed ones apart.
+ProgressPartsRole = Qt.ItemDataRole.UserRole + 3
 
 
 def _tr(text: str) -> str:
@@ -98,11 +101,25 @@ def progress(job: Job) -> tuple[int, int]:
     return min(handled, total) if total else handled, total
 
 
+def progress_parts(job: Job) -> tuple[int, int, int]:
+    """(objects stored, with or without warnings; objects failed; objects in
+    all), the stored and failed ones within the total."""
+    total = int(job.get("total") or 0)
+    stored = int(job.get("completed") or 0) + int(job.get("warning") or 0)
+    failed = int(job.get("failed") or 0)
+    if total:
+        stored = min(stored, total)
+        failed = min(failed, total - stored)
+    return stored, failed, total
+
+
 def progress_text(job: Job) -> str:
     """``7 / 9``, with the failures when there are any."""
     handled, total = progress(job)
     if not total:
-        return _tr("nothing to transfer") if is_finished(job) else "–"
+        # A retrieve that failed before any count (the archive refused it)
+        # transferred nothing, but not because there was nothing.
+        return _tr("nothing to transfer") if job.get("state") == "done" else "–"
     text = f"{handled} / {total}"
     failed = int(job.get("failed") or 0)
     if failed:
@@ -278,6 +295,8 @@ class JobTableModel(ColumnsModel):
             return job
         if role == ProgressRole:
             return progress(job)
+        if role == ProgressPartsRole:
+            return progress_parts(job)
         return None
 
 

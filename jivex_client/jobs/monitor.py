@@ -6,8 +6,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtCore import QItemSelection, QModelIndex, QPersistentModelIndex, Qt
-from PySide6.QtGui import QPainter
+from PySide6.QtCore import (
+    QItemSelection,
+    QModelIndex,
+    QPersistentModelIndex,
+    QRectF,
+    Qt,
+)
+from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -31,7 +37,7 @@ from jivex_client.jobs.models import (
     Job,
     JobFilterProxy,
     JobRole,
-    ProgressRole,
+    ProgressPartsRole,
     can_cancel,
     can_retry,
 )
@@ -43,8 +49,14 @@ logger = logging.getLogger(__name__)
 ERROR_STYLE = "color: #b00020;"
 
 
+#: The share of a progress bar of the objects that failed.
+FAILED_COLOR = QColor("#c62828")
+
+
 class ProgressDelegate(QStyledItemDelegate):
-    """Draws a cell as a progress bar of (handled, total) with its text."""
+    """Draws a cell as a progress bar with its text: the objects stored in
+    the style's colour, those that failed after them in red, so that a job
+    that failed throughout does not look complete."""
 
     def paint(
         self,
@@ -52,7 +64,7 @@ class ProgressDelegate(QStyledItemDelegate):
         option: QStyleOptionViewItem,
         index: QModelIndex | QPersistentModelIndex,
     ) -> None:
-        handled, total = index.data(ProgressRole) or (0, 0)
+        stored, failed, total = index.data(ProgressPartsRole) or (0, 0, 0)
         widget = option.widget
         style = widget.style() if widget is not None else QApplication.style()
         # The row's selection and alternate background first.
@@ -68,12 +80,24 @@ class ProgressDelegate(QStyledItemDelegate):
         bar.rect = option.rect.adjusted(2, 2, -2, -2)
         bar.minimum = 0
         bar.maximum = max(total, 1)
-        bar.progress = min(handled, total) if total else 0
+        bar.progress = stored if total else 0
         bar.text = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
         bar.textVisible = True
         bar.textAlignment = Qt.AlignmentFlag.AlignCenter
         bar.state |= QStyle.StateFlag.State_Horizontal
-        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, widget)
+        control = QStyle.ControlElement
+        style.drawControl(control.CE_ProgressBarGroove, bar, painter, widget)
+        style.drawControl(control.CE_ProgressBarContents, bar, painter, widget)
+        if failed and total:
+            inner = style.subElementRect(
+                QStyle.SubElement.SE_ProgressBarContents, bar, widget
+            )
+            left = inner.left() + inner.width() * stored / total
+            width = inner.width() * failed / total
+            painter.fillRect(
+                QRectF(left, inner.top(), width, inner.height()), FAILED_COLOR
+            )
+        style.drawControl(control.CE_ProgressBarLabel, bar, painter, widget)
 
 
 def job_table(tracker: JobTracker, proxy: JobFilterProxy) -> QTableView:

@@ -8,6 +8,12 @@ when a peer cannot be reached, refuses the association or goes away mid-way
 the executor raises :class:`RetryLater`, and the job is queued again after
 the next delay of that peer's retry schedule (``retry_minutes``), and fails
 once the schedule is used up. At shutdown a running job is given back.
+
+The core that serves a data folder runs every due job. A core a command
+starts for itself (no server runs) runs only the jobs the command hands it
+(:meth:`JobRunner.adopt`): a listing, a delete or a ``--no-wait`` send must
+not set off what others queued, least of all a retrieve with no Storage SCP
+to receive it.
 """
 
 from __future__ import annotations
@@ -90,6 +96,10 @@ class JobRunner:
         self._thread = threading.Thread(
             target=self._schedule, name="job-scheduler", daemon=True
         )
+        #: The jobs this runner may take (None: every due job).
+        self._only: frozenset[int] | set[int] | None = None
+        #: The kinds of job it may take (None: every kind).
+        self._kinds: set[str] | None = None
 
     def register(self, kind: str, executor: Executor) -> None:
         """Run jobs of *kind* with *executor*."""
@@ -102,10 +112,28 @@ class JobRunner:
 
     # Life cycle -----------------------------------------------------------
 
-    def start(self) -> None:
-        """Queue interrupted jobs again and start scheduling."""
-        self.queue.resume()
+    def start(self, adopted_only: bool = False, kinds: set[str] | None = None) -> None:
+        """Start scheduling: every due job, or with *adopted_only* only those
+        given to :meth:`adopt`; with *kinds*, only jobs of those kinds.
+
+        Jobs a crash left running are queued again by the owner of the data
+        folder (:meth:`JobQueue.resume`) before this.
+        """
+        self._only = set() if adopted_only else None
+        self._kinds = set(kinds) if kinds is not None else None
         self._thread.start()
+
+    def adopt(self, pks: Iterable[int]) -> None:
+        """Run these jobs too (a runner started with *adopted_only*)."""
+        if self._only is not None:
+            # A new set, not an update: the scheduler thread reads it.
+            self._only = self._only | set(pks)
+        self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        """Whether the scheduler runs (a command's core may have none)."""
+        return self._thread.is_alive()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop claiming; running jobs give their job back between steps."""
@@ -181,7 +209,7 @@ class JobRunner:
         while not self._stop.is_set():
             if self._busy.acquire(blocking=False):
                 try:
-                    job = self.queue.claim()
+                    job = self.queue.claim(only=self._only, kinds=self._kinds)
                 except Exception:
                     logger.exception("The job queue cannot be read")
                     job = None
@@ -190,7 +218,7 @@ class JobRunner:
                     self._pool.submit(self._run, job)
                     continue
                 self._busy.release()
-            due = self.queue.next_due()
+            due = self.queue.next_due(self._only, self._kinds)
             wait = 5.0
             if due is not None:
                 wait = min(max((due - now()).total_seconds(), 0.05), wait)

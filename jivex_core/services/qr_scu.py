@@ -50,7 +50,10 @@ from jivex_core.store.jobs import (
     RUNNING,
     Job,
     JobError,
+    name_list,
 )
+from jivex_core.store.query import KEYS as INDEX_KEYS
+from jivex_core.store.query import check_key_level
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +167,16 @@ def identifier(
         tag = tag_for_keyword(keyword)
         if tag is None:
             raise QueryError(f"'{keyword}' is not a DICOM keyword")
+        if keyword in keys:
+            # The level rules our own SCP applies: a peer would refuse the
+            # query (A900) or match it in its own way.
+            try:
+                check_key_level(keyword, level)
+            except ValueError as exc:
+                raise QueryError(
+                    f"{exc} (query at the {INDEX_KEYS[keyword].level.lower()} "
+                    "level for it)"
+                ) from None
         vr = dictionary_VR(tag)
         if vr == "SQ":
             raise QueryError(f"'{keyword}' is a sequence; give its items' keys")
@@ -354,6 +367,15 @@ def start_move(
     return assoc, responses, cx_id
 
 
+#: UIDs per C-MOVE (and per C-FIND that checks them): an archive may give up
+#: on a longer list (dcmqrscp then matched everything).
+MOVE_CHUNK = 500
+
+
+def _chunks(values: list[str], size: int = MOVE_CHUNK) -> list[list[str]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
 def _retrieve_key(remote_ae: str, request: dict[str, Any]) -> tuple[str, str, str]:
     """What tells two retrieves of the same objects from the same node."""
     keys = json.dumps(request.get("keys") or {}, sort_keys=True)
@@ -472,60 +494,144 @@ class RetrieveJobs:
         }
 
     def queue_uids(
-        self, remote_ae: str, level: str, uids: list[str], study: str = ""
-    ) -> list[Job]:
+        self,
+        remote_ae: str,
+        level: str,
+        uids: list[str],
+        study: str = "",
+        check: bool = False,
+    ) -> dict[str, Any]:
         """Queue retrieves of patients (by ID), studies or series by UID.
 
         Series are hierarchical below their study: given *study*, they are
         retrieved from it; else the remote is asked which study each series
         belongs to (an archive that answers only hierarchical queries refuses
-        that), and one retrieve runs per study.
+        that), and one retrieve runs per study. UID lists go out in C-MOVEs
+        of at most :data:`MOVE_CHUNK` UIDs: an archive may give up matching
+        a longer list, or match everything.
+
+        With *check*, a C-FIND asks first which inputs the remote has; those
+        it does not have are named under ``errors`` and not asked for (a
+        C-MOVE's counts cannot say which of a list matched). When that C-FIND
+        fails, the retrieves are queued unchecked and ``note`` says so.
+        Returns ``{"jobs": [Job], "errors": [{uid, error}], "note": str}``;
+        JobError when no input can be retrieved.
         """
         level = level.upper()
-        values = [u.strip() for u in uids if u.strip()]
+        values = list(dict.fromkeys(u.strip() for u in uids if u.strip()))
         if not values:
             raise JobError("no UIDs given")
-        joined = "\\".join(values)
+        if level not in ("PATIENT", "STUDY", "SERIES"):
+            raise JobError(f"level '{level}' is not patient, study or series")
+        node = self.runner.node(remote_ae)
+        note = ""
+        if level == "SERIES" and not study:
+            by_study = self._studies_of_series(node, values)
+            known = {uid for series in by_study.values() for uid in series}
+        else:
+            by_study = {}
+            known = set(values)
+            if check:
+                try:
+                    known = self._known(node, level, values, study)
+                except QueryError as exc:
+                    note = (
+                        f"could not ask '{remote_ae}' which of the inputs it has "
+                        f"({exc}); all are asked for"
+                    )
+        missing = [v for v in values if v not in known]
+        what = {"PATIENT": "patient", "STUDY": "study", "SERIES": "series"}[level]
+        if missing and (not check or len(missing) == len(values)):
+            hint = ""
+            if check and not (level == "SERIES" and not study):
+                # An archive may hide what it has from an AE it does not know.
+                hint = " (its C-FIND found none; jivex move --no-check asks anyway)"
+            raise JobError(f"'{remote_ae}' has no {what} " + name_list(missing) + hint)
+        wanted = [v for v in values if v in known]
+        jobs: list[Job] = []
         if level == "PATIENT":
             # Patient IDs are no UIDs: no list matching, one retrieve each.
-            return [self.queue(remote_ae, level, {"PatientID": v}) for v in values]
-        if level == "STUDY":
-            return [self.queue(remote_ae, level, {"StudyInstanceUID": joined})]
-        if level != "SERIES":
-            raise JobError(f"level '{level}' is not patient, study or series")
-        if study:
-            keys = {"StudyInstanceUID": study, "SeriesInstanceUID": joined}
-            return [self.queue(remote_ae, "SERIES", keys)]
-        node = self.runner.node(remote_ae)
-        try:
-            found = find(
-                self.ae,
-                node,
-                "SERIES",
-                {"SeriesInstanceUID": joined, "StudyInstanceUID": ""},
-                return_keys=(),
-            )
-        except QueryError as exc:
-            raise JobError(
-                f"{exc}; give the series' study (jivex move --study UID)"
-            ) from None
+            jobs = [self.queue(remote_ae, level, {"PatientID": v}) for v in wanted]
+        elif level == "STUDY":
+            jobs = [
+                self.queue(remote_ae, level, {"StudyInstanceUID": "\\".join(chunk)})
+                for chunk in _chunks(wanted)
+            ]
+        else:
+            groups = by_study or {study: wanted}
+            for study_uid, series in groups.items():
+                for chunk in _chunks(series):
+                    keys = {
+                        "StudyInstanceUID": study_uid,
+                        "SeriesInstanceUID": "\\".join(chunk),
+                    }
+                    jobs.append(self.queue(remote_ae, "SERIES", keys))
+        return {
+            "jobs": jobs,
+            "errors": [
+                {"uid": uid, "error": f"'{remote_ae}' has no {what} '{uid}'"}
+                for uid in missing
+            ],
+            "note": note,
+        }
+
+    def _studies_of_series(
+        self, node: RemoteNode, values: list[str]
+    ) -> dict[str, list[str]]:
+        """The study of each series the remote knows, by C-FIND."""
         by_study: dict[str, list[str]] = {}
-        for row in found.rows:
-            by_study.setdefault(row.get("StudyInstanceUID", ""), []).append(
-                row.get("SeriesInstanceUID", "")
+        for chunk in _chunks(values):
+            try:
+                found = find(
+                    self.ae,
+                    node,
+                    "SERIES",
+                    {"SeriesInstanceUID": "\\".join(chunk), "StudyInstanceUID": ""},
+                    return_keys=(),
+                    limit=len(chunk) + 1,
+                )
+            except QueryError as exc:
+                raise JobError(
+                    f"{exc}; give the series' study (jivex move --study UID)"
+                ) from None
+            for row in found.rows:
+                series = row.get("SeriesInstanceUID", "")
+                if series in chunk:
+                    by_study.setdefault(row.get("StudyInstanceUID", ""), []).append(
+                        series
+                    )
+        return by_study
+
+    def _known(
+        self, node: RemoteNode, level: str, values: list[str], study: str
+    ) -> set[str]:
+        """Which of *values* the remote has, by C-FIND; QueryError when it
+        cannot be asked."""
+        known: set[str] = set()
+        if level == "PATIENT":
+            # Study Root at study level: every archive answers it.
+            for value in values:
+                found = find(
+                    self.ae,
+                    node,
+                    "STUDY",
+                    {"PatientID": value, "StudyInstanceUID": ""},
+                    return_keys=(),
+                    limit=1,
+                )
+                if found.rows:
+                    known.add(value)
+            return known
+        key = "StudyInstanceUID" if level == "STUDY" else "SeriesInstanceUID"
+        for chunk in _chunks(values):
+            keys = {key: "\\".join(chunk)}
+            if level == "SERIES":
+                keys["StudyInstanceUID"] = study
+            found = find(
+                self.ae, node, level, keys, return_keys=(), limit=len(chunk) + 1
             )
-        known = {uid for series in by_study.values() for uid in series}
-        missing = sorted(set(values) - known)
-        if missing:
-            raise JobError(f"'{remote_ae}' has no series " + ", ".join(missing))
-        return [
-            self.queue(
-                remote_ae,
-                "SERIES",
-                {"StudyInstanceUID": study, "SeriesInstanceUID": "\\".join(series)},
-            )
-            for study, series in by_study.items()
-        ]
+            known.update(row.get(key, "") for row in found.rows)
+        return known & set(values)
 
     def __call__(self, ctx: JobContext) -> None:
         job, node = ctx.job, ctx.node

@@ -30,7 +30,7 @@ from pydicom.uid import (
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.pdu import A_ASSOCIATE_RJ
+from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.status import code_to_category
 
@@ -44,8 +44,11 @@ from jivex_core.store.jobs import (
     DONE,
     FAILED,
     Job,
+    JobError,
+    resolve_known,
     resolve_uids,
     stored_objects,
+    unknown_message,
 )
 
 logger = logging.getLogger(__name__)
@@ -132,10 +135,13 @@ def associate(
     """
     connected: list[bool] = []
     rejections: list[A_ASSOCIATE_RJ] = []
+    accepted: list[bool] = []
 
     def on_pdu(event: Any) -> None:
         if isinstance(event.pdu, A_ASSOCIATE_RJ):
             rejections.append(event.pdu)
+        elif isinstance(event.pdu, A_ASSOCIATE_AC):
+            accepted.append(True)
 
     assoc = ae.associate(
         node.host,
@@ -160,6 +166,9 @@ def associate(
             reason += f" ({rsp.reason_str})"
     elif not connected:
         reason = "could not be reached"
+    elif accepted:
+        # Accepted, but none of the contexts: pynetdicom aborts then.
+        reason = f"accepted none of the {len(contexts)} presentation contexts proposed"
     else:
         reason = "aborted the association request"
     raise AssociationError(f"'{node.ae_title}' at {node.host}:{node.port} {reason}")
@@ -257,12 +266,17 @@ def store(
     exact = _context_for(assoc, obj.sop_class, [obj.transfer_syntax])
     fallback = None if exact else _context_for(assoc, obj.sop_class, UNCOMPRESSED)
     if exact is None and fallback is None:
+        hint = (
+            " (a C-GET requestor must propose it with the SCP role)"
+            if assoc.is_acceptor
+            else ""
+        )
         return Outcome(
             obj.sop_instance,
             None,
             "failure",
             f"no presentation context for {UID(obj.sop_class).name} lets us send it"
-            " (a C-GET requestor must propose it with the SCP role)",
+            + hint,
         )
     originator_ae, originator_id = move_originator or (None, None)
     try:
@@ -315,6 +329,18 @@ class SendJobs:
         self.runner.node(remote_ae)
         instances = resolve_uids(self.store.index.engine, uids)
         return self.runner.submit("send", remote_ae, {"uids": uids}, instances)
+
+    def queue_known(self, remote_ae: str, uids: list[str]) -> tuple[Job, list[str]]:
+        """Queue a send of what the *uids* that name stored objects stand
+        for; returns the job and the inputs that name nothing stored (as
+        ``delete`` does). JobError when none names anything stored."""
+        self.runner.node(remote_ae)
+        instances, unknown = resolve_known(self.store.index.engine, uids)
+        if not instances:
+            raise JobError(unknown_message(unknown))
+        known = [u for u in uids if u.strip() not in unknown]
+        job = self.runner.submit("send", remote_ae, {"uids": known}, instances)
+        return job, unknown
 
     def __call__(self, ctx: JobContext) -> None:
         job, node, queue = ctx.job, ctx.node, ctx.queue

@@ -67,7 +67,6 @@ class Store:
         self.min_free_bytes = min_free_bytes
         self._listeners: list[StoredListener] = []
         self.removals = Removals(self.index, self.files)
-        self._recover_incoming()
 
     def close(self) -> None:
         """Close the index."""
@@ -235,12 +234,14 @@ class Store:
             )
         return rec, parsed.transfer_syntax, parsed.truncated
 
-    def _recover_incoming(self) -> None:
+    def recover_incoming(self) -> None:
         """Finish or drop what a crash left in ``incoming/``.
 
         A complete file whose object is indexed but missing from ``files/``
         lost its rename to a power failure: it is put in place. Anything else
-        there was never acknowledged as stored and is removed.
+        there was never acknowledged as stored and is removed. Call it only
+        where the data folder is owned (the engine, holding its lock): next
+        to a running core, ``incoming/`` holds the files it is receiving.
         """
         for tmp in self.files.leftovers():
             placed = False

@@ -220,18 +220,27 @@ class JobQueue:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    def next_due(self) -> dt.datetime | None:
-        """When the earliest queued job is due."""
+    def next_due(
+        self, only: Iterable[int] | None = None, kinds: Iterable[str] | None = None
+    ) -> dt.datetime | None:
+        """When the earliest queued job is due (among *only* and *kinds*)."""
+        query = sa.select(sa.func.min(_J.c.next_attempt_at)).where(
+            *_claimable(only, kinds)
+        )
         with self.engine.connect() as conn:
-            return conn.execute(
-                sa.select(sa.func.min(_J.c.next_attempt_at)).where(_J.c.state == QUEUED)
-            ).scalar()
+            return conn.execute(query).scalar()
 
     # Running --------------------------------------------------------------
 
     def resume(self) -> int:
-        """At start-up: jobs left running by a crash are queued again, now."""
+        """At start-up, by the owner of the data folder: jobs left running by
+        a crash are queued again, now (cancelled if a cancel was asked)."""
         with self._lock, self.engine.begin() as conn:
+            conn.execute(
+                sa.update(_J)
+                .where(_J.c.state == RUNNING, _J.c.cancel_requested)
+                .values(state=CANCELLED, last_error="cancelled", updated_at=now())
+            )
             count = conn.execute(
                 sa.update(_J)
                 .where(_J.c.state == RUNNING)
@@ -241,13 +250,22 @@ class JobQueue:
             logger.warning("%d interrupted jobs queued again", count)
         return count
 
-    def claim(self, at: dt.datetime | None = None) -> Job | None:
-        """Take the oldest due job and mark it running."""
+    def claim(
+        self,
+        at: dt.datetime | None = None,
+        only: Iterable[int] | None = None,
+        kinds: Iterable[str] | None = None,
+    ) -> Job | None:
+        """Take the oldest due job and mark it running.
+
+        *only* limits the choice to those jobs (a core a command started
+        runs the command's own jobs, no others), *kinds* to those kinds.
+        """
         at = at or now()
         with self._lock, self.engine.begin() as conn:
             pk = conn.execute(
                 sa.select(_J.c.pk)
-                .where(_J.c.state == QUEUED, _J.c.next_attempt_at <= at)
+                .where(*_claimable(only, kinds), _J.c.next_attempt_at <= at)
                 .order_by(_J.c.next_attempt_at, _J.c.pk)
                 .limit(1)
             ).scalar()
@@ -316,17 +334,42 @@ class JobQueue:
             )
 
     def finish(self, pk: int, state: str, error: str = "") -> None:
-        """End a running job (done, failed or cancelled)."""
+        """End a running job (done, failed or cancelled).
+
+        A failed job counts what it did not move as failed: its objects
+        still pending (with *error*), or for a retrieve, what the peer had
+        not reported done. ``retry_now`` makes them pending again.
+        """
+        values: dict[str, Any] = {
+            "state": state,
+            "last_error": error,
+            "updated_at": now(),
+        }
         with self._lock, self.engine.begin() as conn:
-            conn.execute(
-                sa.update(_J)
-                .where(_J.c.pk == pk)
-                .values(state=state, last_error=error, updated_at=now())
-            )
+            if state == FAILED:
+                left = conn.execute(
+                    sa.update(_ITEM)
+                    .where(_ITEM.c.job_pk == pk, _ITEM.c.state == "pending")
+                    .values(state="failed", error=error or "not sent")
+                ).rowcount
+                if left:
+                    values["failed"] = _J.c.failed + left
+                else:
+                    values["failed"] = sa.case(
+                        (
+                            _J.c.kind == "move",
+                            sa.func.max(_J.c.total - _J.c.completed - _J.c.warning, 0),
+                        ),
+                        else_=_J.c.failed,
+                    )
+            conn.execute(sa.update(_J).where(_J.c.pk == pk).values(values))
 
     def reschedule(self, pk: int, at: dt.datetime, error: str) -> None:
-        """Queue a running job again for a later attempt."""
+        """Queue a running job again for a later attempt (or end it as
+        cancelled, when an operator asked for that while it ran)."""
         with self._lock, self.engine.begin() as conn:
+            if self._cancel_now(conn, pk):
+                return
             conn.execute(
                 sa.update(_J)
                 .where(_J.c.pk == pk)
@@ -336,8 +379,11 @@ class JobQueue:
             )
 
     def requeue(self, pk: int) -> None:
-        """Give back a job interrupted by a shutdown; the attempt does not count."""
+        """Give back a job interrupted by a shutdown; the attempt does not count.
+        A job whose cancel was asked while it ran ends cancelled instead."""
         with self._lock, self.engine.begin() as conn:
+            if self._cancel_now(conn, pk):
+                return
             conn.execute(
                 sa.update(_J)
                 .where(_J.c.pk == pk, _J.c.state == RUNNING)
@@ -348,6 +394,17 @@ class JobQueue:
                     updated_at=now(),
                 )
             )
+
+    @staticmethod
+    def _cancel_now(conn: sa.Connection, pk: int) -> bool:
+        """End a running job whose cancel was asked; True if it was."""
+        return bool(
+            conn.execute(
+                sa.update(_J)
+                .where(_J.c.pk == pk, _J.c.state == RUNNING, _J.c.cancel_requested)
+                .values(state=CANCELLED, last_error="cancelled", updated_at=now())
+            ).rowcount
+        )
 
     # Operator actions -----------------------------------------------------
 
@@ -385,6 +442,7 @@ class JobQueue:
                 "state": QUEUED,
                 "next_attempt_at": now(),
                 "updated_at": now(),
+                "cancel_requested": False,
             }
             if row.state != QUEUED:
                 reset = conn.execute(
@@ -408,6 +466,18 @@ class JobQueue:
             )
 
 
+def _claimable(
+    only: Iterable[int] | None, kinds: Iterable[str] | None
+) -> list[sa.ColumnElement[bool]]:
+    """Conditions of the queued jobs a runner may take."""
+    conditions = [_J.c.state == QUEUED, sa.not_(_J.c.cancel_requested)]
+    if only is not None:
+        conditions.append(_J.c.pk.in_(list(only)))
+    if kinds is not None:
+        conditions.append(_J.c.kind.in_(list(kinds)))
+    return conditions
+
+
 _P, _ST, _SE, _I = schema.patient, schema.study, schema.series, schema.instance
 
 
@@ -417,7 +487,29 @@ def resolve_uids(engine: sa.Engine, values: list[str]) -> list[str]:
 
     Raises JobError naming the values that match nothing stored.
     """
-    wanted = [v.strip() for v in values if v.strip()]
+    found, unknown = resolve_known(engine, values)
+    if unknown:
+        raise JobError(unknown_message(unknown))
+    return found
+
+
+def unknown_message(unknown: list[str]) -> str:
+    """What to say about inputs that match nothing stored."""
+    return "nothing stored has the UID or Patient ID " + name_list(unknown)
+
+
+def name_list(values: list[str], limit: int = 20) -> str:
+    """Values quoted and joined for a message, at most *limit* of them:
+    a script may pass thousands, a message names a few and counts the rest."""
+    named = ", ".join(f"'{v}'" for v in values[:limit])
+    rest = len(values) - limit
+    return named + (f" and {rest} more" if rest > 0 else "")
+
+
+def resolve_known(engine: sa.Engine, values: list[str]) -> tuple[list[str], list[str]]:
+    """The SOP Instance UIDs of what *values* name (see :func:`resolve_uids`)
+    and the values that name nothing stored; JobError if none is given."""
+    wanted = list(dict.fromkeys(v.strip() for v in values if v.strip()))
     if not wanted:
         raise JobError("no UIDs given")
     source = (
@@ -445,9 +537,7 @@ def resolve_uids(engine: sa.Engine, values: list[str]) -> list[str]:
             if not rows:
                 unknown.append(value)
             found.extend(r.SOPInstanceUID for r in rows)
-    if unknown:
-        raise JobError("nothing stored has the UID or Patient ID " + ", ".join(unknown))
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(found)), unknown
 
 
 @dataclass(frozen=True)

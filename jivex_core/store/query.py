@@ -201,6 +201,22 @@ def query_level(value: object, patient_root: bool) -> str:
     return level
 
 
+def check_key_level(keyword: str, level: str) -> None:
+    """QueryError when *keyword* is a key of a level below *level*: a
+    hierarchical query's keys are of its level or above (PS3.4 C.4.1.2.2).
+    Keywords the archive does not index are not judged."""
+    key = KEYS.get(keyword)
+    if key is not None and LEVELS.index(key.level) > LEVELS.index(level):
+        raise QueryError(
+            f"{keyword} is {_article(key.level)} {key.level} key, below the "
+            f"{level} level"
+        )
+
+
+def _article(level: str) -> str:
+    return "an" if level == "IMAGE" else "a"
+
+
 #: The unique key of each level (PS3.4 C.2.2.1).
 UNIQUE = {
     "PATIENT": "PatientID",

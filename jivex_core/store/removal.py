@@ -46,6 +46,7 @@ import sqlalchemy as sa
 from jivex_core.store import schema
 from jivex_core.store.files import FileStore
 from jivex_core.store.index import Index
+from jivex_core.wording import counted
 
 logger = logging.getLogger(__name__)
 
@@ -851,6 +852,8 @@ def kept_text(kept: dict[str, int]) -> str:
     parts = []
     for calling, count in sorted(kept.items()):
         parts.append(
-            f"{count} received from '{calling}'" if calling else f"{count} imported"
+            f"{counted(count, 'object')} received from '{calling}'"
+            if calling
+            else f"{counted(count, 'object')} imported"
         )
     return ", ".join(parts)
