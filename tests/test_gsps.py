@@ -748,6 +748,38 @@ def built(src) -> Dataset:
     return iod.reread(ds)
 
 
+def test_an_undeclared_graphic_layer_is_read_into_a_layer_of_its_name(
+    built, src, caplog, tmp_path
+):
+    # PS3.3 C.10.5: an annotation's Graphic Layer must be declared in the
+    # Graphic Layer Sequence. Another system's state that forgets it:
+    built.GraphicAnnotationSequence[0].GraphicLayer = "FORGOTTEN"
+    with caplog.at_level(logging.WARNING, logger="jivex_core.imaging.gsps"):
+        state = presentation_from_dataset(built)
+    assert "Graphic layer 'FORGOTTEN' is used by an annotation but not declared" in (
+        caplog.text
+    )
+    assert [a.layer for a in state.annotations] == ["FORGOTTEN"]
+    assert state.layers == [LAYERS[0], GraphicLayer("FORGOTTEN", 3)]
+    # Saved again, the layer is declared (the builder writes no other kind).
+    ds, _again = build_and_check(state, [src["ct"]], tmp_path)
+    assert [x.GraphicLayer for x in ds.GraphicLayerSequence] == [
+        "MEASURE",
+        "FORGOTTEN",
+    ]
+
+
+def test_the_builder_never_writes_an_undeclared_layer(src):
+    state = PresentationState(
+        images=[ref(src["ct"])],
+        label="LAYERS",
+        layers=[LAYERS[0]],
+        annotations=[Annotation("OTHER", (), [GRAPHICS["open polyline"]])],
+    )
+    with pytest.raises(ValueError, match="layer 'OTHER', which the state does not"):
+        build_presentation_state(state, [src["ct"]])
+
+
 def test_display_units_are_mapped_through_area_rotation_and_flip(built):
     graphic = built.GraphicAnnotationSequence[0].GraphicObjectSequence[0]
     graphic.GraphicAnnotationUnits = "DISPLAY"

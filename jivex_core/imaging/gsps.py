@@ -1567,6 +1567,31 @@ def _read_annotations(
     return out
 
 
+def _undeclared_layers(state: PresentationState) -> list[GraphicLayer]:
+    """Layers the annotations use that the Graphic Layer Sequence lacks.
+
+    PS3.3 C.10.5 requires every Graphic Layer an annotation names to be
+    declared in the Graphic Layer module (C.10.7); some systems do not. Their
+    annotations are kept, in a layer of that name above the declared ones,
+    without a recommended colour, and the omission is logged.
+    """
+    declared = {layer.name for layer in state.layers}
+    top = max((layer.order for layer in state.layers), default=0)
+    added: list[GraphicLayer] = []
+    for annotation in state.annotations:
+        if annotation.layer in declared:
+            continue
+        declared.add(annotation.layer)
+        top += 1
+        logger.warning(
+            "Graphic layer '%s' is used by an annotation but not declared in the "
+            "Graphic Layer Sequence (PS3.3 C.10.5); read into a layer of that name",
+            annotation.layer,
+        )
+        added.append(GraphicLayer(annotation.layer, top))
+    return added
+
+
 def _unsupported(ds: Dataset) -> list[str]:
     """What the state holds that this reader ignores (logged, not an error)."""
     found = []
@@ -1650,6 +1675,7 @@ def _read_state(ds: Dataset) -> PresentationState:
     state.shutter = _read_shutter(ds)
     state.layers = _read_layers(ds)
     state.annotations = _read_annotations(ds, state, series_of)
+    state.layers += _undeclared_layers(state)
     for what in _unsupported(ds):
         logger.warning("The presentation state's %s is not supported; ignored", what)
     return state
