@@ -716,7 +716,8 @@ def _render(args: argparse.Namespace) -> int:
     # reason reaches the user in the RenderError printed below.
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     for handler in logging.getLogger().handlers:
-        handler.addFilter(_NoTraceback())
+        if not any(isinstance(f, _NoTraceback) for f in handler.filters):
+            handler.addFilter(_NoTraceback())
     state = _presentation(args.presentation) if args.presentation else None
     out = Path(args.out)
     try:

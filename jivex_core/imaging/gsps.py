@@ -521,9 +521,7 @@ def _inside_image(
     targets: list[Dataset],
     mode: PresentationSizeModeValues,
     magnification: float | None,
-) -> tuple[
-    tuple[int, int], tuple[int, int], PresentationSizeModeValues, float | None
-]:
+) -> tuple[tuple[int, int], tuple[int, int], PresentationSizeModeValues, float | None]:
     """The part inside the image of an area reaching left of or above it.
 
     PS3.3 C.10.4 allows such corners (SL values below 1), but dicom3tools'
