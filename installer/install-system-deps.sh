@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install the Debian packages JiveX-Py needs when they are missing.
-#   install-system-deps.sh run    Qt's xcb libraries for a real window
+#   install-system-deps.sh run    Qt's xcb libraries for a real window; DejaVu Sans
+#                                 (Latin, Greek, Cyrillic) for text burnt into images
 #   install-system-deps.sh test   DCMTK, Orthanc and dicom3tools (the real peers of
 #                                 the tests; dciodvfy checks the objects they make),
 #                                 GDCM's tools (gdcmconv decompresses what DCMTK
-#                                 cannot, for the rendering comparison)
+#                                 cannot, for the rendering comparison), DejaVu Sans
 #   install-system-deps.sh shots  Xvfb and ImageMagick, for screenshots
 #   install-system-deps.sh bench  DCMTK and Orthanc (benchmark peers)
 set -euo pipefail
@@ -23,12 +24,14 @@ for role in "$@"; do
             need /usr/lib/x86_64-linux-gnu/libxcb-keysyms.so.1 libxcb-keysyms1
             need /usr/lib/x86_64-linux-gnu/libEGL.so.1 libegl1
             need /usr/lib/x86_64-linux-gnu/libxkbcommon-x11.so.0 libxkbcommon-x11-0
+            need /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf fonts-dejavu-core
             ;;
         test)
             need storescu dcmtk
             need Orthanc orthanc
             need dciodvfy dicom3tools
             need gdcmconv libgdcm-tools
+            need /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf fonts-dejavu-core
             ;;
         shots)
             need xvfb-run xvfb

@@ -13,6 +13,7 @@ import datetime as dt
 import importlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -268,17 +269,32 @@ def _positive(text: str) -> int:
 
 
 def _window(text: str) -> Any:
+    """``--window CENTER,WIDTH``: finite numbers, a width of 1 or more
+    (PS3.3 C.11.2.1.2); anything else is named (exit 2)."""
     from jivex_core.imaging.render import Window
 
     center, sep, width = text.partition(",")
-    try:
-        if not sep:
-            raise ValueError
-        return Window(float(center), float(width))
-    except ValueError:
+    if not sep:
+        raise argparse.ArgumentTypeError(f"'{text}' is not CENTER,WIDTH")
+    numbers = []
+    for name, part in (("center", center), ("width", width)):
+        try:
+            value = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"'{text}' is not CENTER,WIDTH: the {name} '{part}' is not a number"
+            ) from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(
+                f"'{text}' is not CENTER,WIDTH: the {name} '{part.strip()}' is not "
+                "a finite number"
+            )
+        numbers.append(value)
+    if numbers[1] < 1:
         raise argparse.ArgumentTypeError(
             f"'{text}' is not CENTER,WIDTH with a width of 1 or more"
-        ) from None
+        )
+    return Window(numbers[0], numbers[1])
 
 
 def _negative_windows(argv: Sequence[str] | None) -> list[str]:
@@ -290,15 +306,8 @@ def _negative_windows(argv: Sequence[str] | None) -> list[str]:
     while position < len(items):
         item = items[position]
         following = items[position + 1] if position + 1 < len(items) else ""
-        if (
-            item == "--window"
-            and following[:1] == "-"
-            and following[1:2]
-            in (
-                *"0123456789",
-                ".",
-            )
-        ):
+        if item == "--window" and following[:1] == "-" and "," in following:
+            # A centre, negative (or -inf, refused by _window with its name).
             out.append(f"--window={following}")
             position += 2
             continue
@@ -708,15 +717,64 @@ def _presentation(path: str) -> Any:
         raise ConfigError(f"--presentation {path}: {exc}") from None
 
 
-def _render(args: argparse.Namespace) -> int:
-    """Render each file to ``<SOP Instance UID>[-<frame>].<png|jpg>`` in --out."""
+class _NoTraceback(logging.Filter):
+    """Log records as their one-line message: ``jivex render`` names each
+    failure itself, and a decoder's traceback per file helps no user."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
+        return True
+
+
+def _read_for_render(path: Path) -> tuple[Any, str]:
+    """The data set of a file to render, or None and why it cannot be read.
+
+    What is not DICOM is told apart first, with the words of ``jivex
+    import``, rather than read by pydicom as an empty data set.
+    """
+    from io import BytesIO
+
     import pydicom
 
+    from jivex_core.store.dicomfile import split_file
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return None, f"cannot be read as DICOM: {exc.strerror}"
+    try:
+        split_file(raw)
+    except CannotUnderstandError as exc:
+        return None, str(exc)
+    except Exception:  # left to pydicom below
+        pass
+    try:
+        ds = pydicom.dcmread(BytesIO(raw), force=True)
+        _ = ds.get("SOPInstanceUID")
+    except Exception as exc:
+        return None, f"cannot be read as DICOM: {exc}"
+    return ds, ""
+
+
+def _render(args: argparse.Namespace) -> int:
+    """Render each file to ``<SOP Instance UID>[-<frame>].<png|jpg>`` in --out.
+
+    Each frame's warnings are printed (``warning: FILE: ...``); a frame with
+    pixels missing from its file is written (they show black) but counts as
+    incomplete, and the command then exits 1, as it does when a file fails.
+    """
     from jivex_core.imaging.output import encode
-    from jivex_core.imaging.render import RenderError, number_of_frames, render
+    from jivex_core.imaging.render import RenderError, number_of_frames, render_frame
 
     _setup_logging("WARNING")
-    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    # pydicom logs each decoder plugin's failure with its traceback; the
+    # reason reaches the user in the RenderError printed below.
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _NoTraceback) for f in handler.filters):
+            handler.addFilter(_NoTraceback())
     state = _presentation(args.presentation) if args.presentation else None
     out = Path(args.out)
     try:
@@ -726,18 +784,16 @@ def _render(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"--out {out}: {exc}") from exc
     suffix = "jpg" if args.format == "jpeg" else "png"
-    rendered = failed = 0
+    rendered = failed = incomplete = 0
     for name in args.files:
         path = Path(name)
-        try:
-            ds = pydicom.dcmread(path, force=True)
-            _ = ds.get("SOPInstanceUID")
-        except Exception as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else exc
-            print(f"failed: {path}: cannot be read as DICOM: {reason}", file=sys.stderr)
+        ds, problem = _read_for_render(path)
+        if ds is None:
+            print(f"failed: {path}: {problem}", file=sys.stderr)
             failed += 1
             continue
         uid = _file_name(str(ds.get("SOPInstanceUID", "") or "")) or path.stem
+        told: set[str] = set()
         try:
             count = number_of_frames(ds)
             frames = [args.frame] if args.frame else list(range(1, count + 1))
@@ -758,21 +814,30 @@ def _render(args: argparse.Namespace) -> int:
                         + (f", frame {args.frame}" if args.frame else "")
                     )
             for number in frames:
-                image = render(ds, number - 1, args.window, state)
+                result = render_frame(ds, number - 1, args.window, state)
+                for warning in result.warnings:
+                    if warning not in told:
+                        told.add(warning)
+                        print(f"warning: {path}: {warning}", file=sys.stderr)
                 target = out / (
                     f"{uid}-{number}.{suffix}" if count > 1 else f"{uid}.{suffix}"
                 )
-                target.write_bytes(encode(image, args.format))
-                print(f"rendered: {path} -> {target}")
+                target.write_bytes(encode(result.image, args.format))
+                note = " (incomplete)" if result.incomplete else ""
+                print(f"rendered: {path} -> {target}{note}")
                 rendered += 1
+                incomplete += result.incomplete
         except RenderError as exc:
             print(f"failed: {path}: {exc}", file=sys.stderr)
             failed += 1
         except OSError as exc:
             print(f"failed: {path}: cannot write: {exc}", file=sys.stderr)
             failed += 1
-    print(f"{rendered} images rendered, {failed} files failed", file=sys.stderr)
-    return EXIT_PARTIAL if failed else EXIT_OK
+    summary = f"{rendered} images rendered"
+    if incomplete:
+        summary += f" ({incomplete} incomplete: pixels missing from the file)"
+    print(f"{summary}, {failed} files failed", file=sys.stderr)
+    return EXIT_PARTIAL if failed or incomplete else EXIT_OK
 
 
 def _file_name(uid: str) -> str:

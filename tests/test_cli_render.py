@@ -13,6 +13,7 @@ from pydicom.data import get_testdata_file
 from jivex_core.cli import main
 from jivex_core.imaging.render import Window, render
 from tests.helpers import SHARED_DATA, run_jivex
+from tests.synthetic import image, save
 
 CT = get_testdata_file("CT_small.dcm")
 NM = SHARED_DATA / "dcm4che/NM-MONO2-16-13x-heart"  # 13 frames
@@ -93,7 +94,8 @@ def test_bad_files_are_reported_and_skipped(tmp_path, capsys) -> None:
     assert (
         f"failed: {jxl}: no decoder for transfer syntax 1.2.840.10008.1.2.4.111" in err
     )
-    assert f"failed: {text}: the object has no pixel data" in err
+    # As `jivex import` says it, not "the object has no pixel data".
+    assert f"failed: {text}: not a DICOM file" in err
     assert f"failed: {tmp_path / 'missing.dcm'}: cannot be read as DICOM" in err
     assert "1 images rendered, 3 files failed" in err
     assert len(list(out.iterdir())) == 1  # CT_small still rendered
@@ -116,7 +118,13 @@ def test_frame_beyond_the_object_fails_that_file(tmp_path, capsys) -> None:
     [
         (["--window", "40"], "is not CENTER,WIDTH"),
         (["--window", "40,0"], "is not CENTER,WIDTH with a width of 1 or more"),
-        (["--window", "a,b"], "is not CENTER,WIDTH"),
+        (["--window", "a,b"], "is not CENTER,WIDTH: the center 'a' is not a number"),
+        (["--window", "nan,400"], "the center 'nan' is not a finite number"),
+        (["--window", "inf,400"], "the center 'inf' is not a finite number"),
+        (["--window", "1e309,5"], "the center '1e309' is not a finite number"),
+        (["--window", "40,inf"], "the width 'inf' is not a finite number"),
+        (["--window", "40,nan"], "the width 'nan' is not a finite number"),
+        (["--window", "-inf,400"], "the center '-inf' is not a finite number"),
         (["--frame", "0"], "0 is not 1 or more"),
         (["--format", "gif"], "invalid choice: 'gif'"),
     ],
@@ -225,3 +233,75 @@ def test_a_presentation_that_is_not_a_gsps_is_refused(tmp_path, capsys) -> None:
     )
     assert f"--presentation {missing}: cannot be read" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pixels_missing_from_the_file_are_said_and_exit_1(tmp_path) -> None:
+    pixels = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
+    cut = image(None, data=pixels.tobytes()[:4096], rows=64, columns=64)
+    path = save(cut, tmp_path / "cut.dcm")
+    whole = save(image(pixels), tmp_path / "whole.dcm")
+    run = run_jivex("render", str(path), str(whole), "--out", str(tmp_path / "out"))
+    assert run.returncode == 1
+    assert (
+        f"warning: {path}: Pixel Data holds 4096 of 8192 bytes: the rest shows black"
+        in run.stderr
+    )
+    target = tmp_path / "out" / f"{cut.SOPInstanceUID}.png"
+    assert f"rendered: {path} -> {target} (incomplete)" in run.stdout
+    assert (
+        "2 images rendered (1 incomplete: pixels missing from the file), 0 files "
+        "failed" in run.stderr
+    )
+    got = _pixels(target)
+    assert not got[32:].any() and got[:32].any()
+
+
+def test_other_warnings_are_printed_without_failing(tmp_path, capsys) -> None:
+    pixels = np.array([[0, 100], [1000, 2000]], dtype=np.uint16)
+    path = save(image(pixels, RescaleSlope="0"), tmp_path / "slope.dcm")
+    assert main(["render", str(path), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {path}: Rescale Slope (0028,1053) is 0: read as 1" in err
+    assert "1 images rendered, 0 files failed" in err
+
+
+def test_a_corrupt_compressed_file_is_one_line_without_traceback(tmp_path) -> None:
+    lossy = get_testdata_file("JPEG-lossy.dcm")
+    run = run_jivex("render", lossy, "--out", str(tmp_path))
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.splitlines()
+    assert lines[0].startswith(
+        f"failed: {lossy}: the pixel data cannot be decoded (JPEG Extended"
+    )
+    assert "pylibjpeg: libjpeg error code" in lines[0]
+    assert lines[1:] == ["0 images rendered, 1 files failed"]
+
+
+def test_a_presentation_state_on_a_colour_image_fails_that_file(
+    tmp_path, capsys
+) -> None:
+    from jivex_core.imaging.presentation import ImageRef, PresentationState
+
+    ct = pydicom.dcmread(CT)
+    gsps = _gsps(
+        tmp_path,
+        PresentationState(images=[ImageRef(ct.SOPClassUID, ct.SOPInstanceUID)]),
+    )
+    # Another system's state that points at a colour image.
+    colour_path = get_testdata_file("SC_rgb.dcm")
+    colour = pydicom.dcmread(colour_path)
+    ds = pydicom.dcmread(gsps)
+    [series] = ds.ReferencedSeriesSequence
+    series.SeriesInstanceUID = colour.SeriesInstanceUID
+    series.ReferencedImageSequence[0].ReferencedSOPClassUID = colour.SOPClassUID
+    series.ReferencedImageSequence[0].ReferencedSOPInstanceUID = colour.SOPInstanceUID
+    ds.save_as(gsps)
+    out = tmp_path / "out"
+    code = main(["render", colour_path, "--out", str(out), "--presentation", str(gsps)])
+    assert code == 1
+    assert (
+        f"failed: {colour_path}: a Grayscale Softcopy Presentation State applies to "
+        "grey images only (this image is RGB)"
+    ) in capsys.readouterr().err
+    assert not out.exists() or not list(out.iterdir())

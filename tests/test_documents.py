@@ -35,7 +35,7 @@ from jivex_core.imaging.presentation import (
     state_to_dict,
 )
 from jivex_core.link_client import LinkClient, LinkError
-from jivex_core.uids import IMPLEMENTATION_CLASS_UID
+from jivex_core.uids import IMPLEMENTATION_CLASS_UID, new_uid
 from tests import iod
 from tests.helpers import SHARED_DATA, JivexServer, StoreSCP, findscu, run_jivex
 
@@ -426,3 +426,61 @@ def test_key_images_without_a_running_core(tmp_path):
         if r["Modality"] == "KO"
     ]
     assert len(rows) == 1 and rows[0]["SeriesNumber"] == 9101
+
+
+def test_key_objects_that_are_not_images(tmp_path):
+    """A PDF and an ECG flagged from the command line: COMPOSITE and WAVEFORM
+    items (TID 2010), listed by study_documents like any document; another
+    system's document without content is listed with the reason."""
+    from jivex_core.documents import Documents
+    from jivex_core.store import Store
+
+    pdf_path = D / "orthanc-tests" / "sample-pdf.dcm"
+    ecg_path = Path(get_testdata_file("waveform_ecg.dcm"))
+    data = tmp_path / "data"
+    imported = run_jivex("import", "--data", str(data), str(pdf_path), str(ecg_path))
+    assert imported.returncode == 0, imported.stderr
+    pdf, ecg = headers(pdf_path, ecg_path)
+    made, paths = {}, {}
+    for ds, value_type in ((pdf, "COMPOSITE"), (ecg, "WAVEFORM")):
+        run = run_jivex(
+            "key-images", "--data", str(data), "--json", str(ds.SOPInstanceUID)
+        )
+        assert run.returncode == 0, run.stderr
+        path = Path(json.loads(run.stdout)["path"])
+        document = pydicom.dcmread(path)
+        kinds = [item.ValueType for item in document.ContentSequence]
+        assert kinds == [value_type]
+        # Errors only: the ECG's Patient's Name (copied, as tables 49-50 say)
+        # is in the retired form dciodvfy warns about.
+        errors, _warnings = iod.dciodvfy(path)
+        assert not errors, errors
+        made[str(ds.StudyInstanceUID)] = str(document.SOPInstanceUID)
+        paths[value_type] = path
+    # Another system's KO of the PDF's study, without its Content Sequence.
+    broken = pydicom.dcmread(paths["COMPOSITE"])
+    del broken.ContentSequence
+    broken.SOPInstanceUID = broken.file_meta.MediaStorageSOPInstanceUID = new_uid()
+    broken.save_as(tmp_path / "broken.dcm")
+    imported = run_jivex("import", "--data", str(data), str(tmp_path / "broken.dcm"))
+    assert imported.returncode == 0, imported.stderr
+    store = Store(data, fsync=False)
+    try:
+        documents = Documents(store, "JIVEX")
+        rows = {
+            row["SOPInstanceUID"]: row
+            for study in made
+            for row in documents.study_documents(study)
+        }
+    finally:
+        store.close()
+    assert rows[made[str(pdf.StudyInstanceUID)]]["references"] == [
+        str(pdf.SOPInstanceUID)
+    ]
+    assert rows[made[str(ecg.StudyInstanceUID)]]["references"] == [
+        str(ecg.SOPInstanceUID)
+    ]
+    assert "error" not in rows[made[str(pdf.StudyInstanceUID)]]
+    bad = rows[str(broken.SOPInstanceUID)]
+    assert bad["references"] == []
+    assert "has no Content Sequence" in bad["error"]

@@ -429,6 +429,99 @@ def test_rotation_and_flip(src, tmp_path, rotation, flip):
     build_and_check(state, [src["ct"]], tmp_path, "zoom.dcm")
 
 
+@pytest.mark.parametrize(
+    ("given", "written"),
+    [
+        # SCALE TO FIT, no scale given: the part inside the image, same mode.
+        (
+            DisplayedArea((0, 0), (0, 0), magnification=None),
+            (PresentationSizeModeValues.SCALE_TO_FIT, None),
+        ),
+        # SCALE TO FIT with the scale it had on screen: MAGNIFY at that scale.
+        (
+            DisplayedArea((0, 0), (0, 0), magnification=4.9),
+            (PresentationSizeModeValues.MAGNIFY, 4.9),
+        ),
+        (
+            DisplayedArea(
+                (0, 0), (0, 0), PresentationSizeModeValues.MAGNIFY, magnification=2.0
+            ),
+            (PresentationSizeModeValues.MAGNIFY, 2.0),
+        ),
+        (
+            DisplayedArea((0, 0), (0, 0), PresentationSizeModeValues.TRUE_SIZE),
+            (PresentationSizeModeValues.TRUE_SIZE, None),
+        ),
+    ],
+    ids=["scale to fit", "scale to fit at 4.9", "magnify", "true size"],
+)
+@pytest.mark.parametrize(
+    ("region", "inside"),
+    [
+        # Panned past the top left edge (the tester's zoom: -44\24).
+        ((-44, -10, 60, 90), (1, 1, 60, 90)),
+        # Zoomed out: beyond every edge.
+        ((-20, -30, 150, 160), (1, 1, 128, 128)),
+    ],
+    ids=["past top left", "beyond every edge"],
+)
+def test_an_area_reaching_left_of_or_above_the_image_is_cut_to_it(
+    src, tmp_path, caplog, given, written, region, inside
+):
+    # Rotated and flipped, so that the corners named are not the region's
+    # top left and bottom right (PS3.3 C.10.4).
+    rotation, flip = 90, True
+    area = dataclasses.replace(
+        given,
+        **dict(
+            zip(
+                ("top_left", "bottom_right"),
+                displayed_corners(*region, rotation, flip),
+                strict=True,
+            )
+        ),
+    )
+    state = PresentationState(
+        images=[ref(src["ct"])],
+        label="PANNED",
+        rotation=rotation,
+        flip=flip,
+        displayed_areas=[area],
+    )
+    with caplog.at_level(logging.INFO, logger="jivex_core.imaging.gsps"):
+        ds, again = build_and_check(state, [src["ct"]], tmp_path)
+    (item,) = ds.DisplayedAreaSelectionSequence
+    corners = displayed_corners(*inside, rotation, flip)
+    assert tuple(item.DisplayedAreaTopLeftHandCorner) == corners[0]
+    assert tuple(item.DisplayedAreaBottomRightHandCorner) == corners[1]
+    assert min(*corners[0], *corners[1]) >= 1
+    mode, magnification = written
+    assert item.PresentationSizeMode == mode.value
+    if magnification is None:
+        assert "PresentationPixelMagnificationRatio" not in item
+    else:
+        assert item.PresentationPixelMagnificationRatio == magnification
+    assert "reaches beyond the image: written as its part inside" in caplog.text
+    if given.size_mode is PresentationSizeModeValues.SCALE_TO_FIT and not (
+        given.magnification
+    ):
+        assert "the view's margin beyond the image is dropped" in caplog.text
+    assert again.displayed_areas[0].top_left == corners[0]
+
+
+def test_an_area_inside_the_image_keeps_its_corners_and_mode(src, tmp_path):
+    area = DisplayedArea((10, 20), (140, 150), magnification=3.0)
+    state = PresentationState(
+        images=[ref(src["ct"])], label="WIDE", displayed_areas=[area]
+    )
+    ds, _again = build_and_check(state, [src["ct"]], tmp_path)
+    (item,) = ds.DisplayedAreaSelectionSequence
+    # Beyond the right and bottom edges is fine for every reader.
+    assert list(item.DisplayedAreaBottomRightHandCorner) == [140, 150]
+    assert item.PresentationSizeMode == "SCALE TO FIT"
+    assert "PresentationPixelMagnificationRatio" not in item
+
+
 def test_displayed_area_corners_must_match_the_rotation(src):
     state = PresentationState(
         images=[ref(src["ct"])],
@@ -653,6 +746,38 @@ def built(src) -> Dataset:
     )
     ds = build_presentation_state(state, [src["ct"]])
     return iod.reread(ds)
+
+
+def test_an_undeclared_graphic_layer_is_read_into_a_layer_of_its_name(
+    built, src, caplog, tmp_path
+):
+    # PS3.3 C.10.5: an annotation's Graphic Layer must be declared in the
+    # Graphic Layer Sequence. Another system's state that forgets it:
+    built.GraphicAnnotationSequence[0].GraphicLayer = "FORGOTTEN"
+    with caplog.at_level(logging.WARNING, logger="jivex_core.imaging.gsps"):
+        state = presentation_from_dataset(built)
+    assert "Graphic layer 'FORGOTTEN' is used by an annotation but not declared" in (
+        caplog.text
+    )
+    assert [a.layer for a in state.annotations] == ["FORGOTTEN"]
+    assert state.layers == [LAYERS[0], GraphicLayer("FORGOTTEN", 3)]
+    # Saved again, the layer is declared (the builder writes no other kind).
+    ds, _again = build_and_check(state, [src["ct"]], tmp_path)
+    assert [x.GraphicLayer for x in ds.GraphicLayerSequence] == [
+        "MEASURE",
+        "FORGOTTEN",
+    ]
+
+
+def test_the_builder_never_writes_an_undeclared_layer(src):
+    state = PresentationState(
+        images=[ref(src["ct"])],
+        label="LAYERS",
+        layers=[LAYERS[0]],
+        annotations=[Annotation("OTHER", (), [GRAPHICS["open polyline"]])],
+    )
+    with pytest.raises(ValueError, match="layer 'OTHER', which the state does not"):
+        build_presentation_state(state, [src["ct"]])
 
 
 def test_display_units_are_mapped_through_area_rotation_and_flip(built):

@@ -3,6 +3,7 @@ exception, from both public entries (prepare_frame and render)."""
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 
@@ -16,7 +17,7 @@ from pydicom.encaps import encapsulate
 from pydicom.tag import Tag
 
 from jivex_core.imaging.presentation import DisplayedArea, PresentationState
-from jivex_core.imaging.render import RenderError, prepare_frame, render
+from jivex_core.imaging.render import RenderError, Window, prepare_frame, render
 from tests.helpers import SHARED_DATA
 from tests.synthetic import image
 
@@ -38,7 +39,7 @@ def _set(ds: Dataset, **attributes) -> Dataset:
 
 def _jpeg_garbage() -> Dataset:
     ds = grey(bits_allocated=8, syntax="1.2.840.10008.1.2.4.50")
-    ds.PixelData = encapsulate([b"\xff\xd8\xff\xdb" + bytes(100)])
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xdb" + bytes(100) + b"\xff\xd9"])
     ds["PixelData"].VR = "OB"
     return ds
 
@@ -221,3 +222,113 @@ def test_mutated_real_file_renders_or_raises_render_error(mutation) -> None:
             assert str(exc)
         else:
             assert out.dtype == np.uint8 and out.shape == (128, 128)
+
+
+# -- numbers the pipeline cannot use: a warning and a sane fallback ----------
+
+
+def _ct(**attributes) -> Dataset:
+    pixels = np.array([[0, 100], [1000, 2000]], dtype=np.int16)
+    return image(pixels, signed=True, Modality="CT", **attributes)
+
+
+@pytest.mark.parametrize(
+    ("slope", "warning"),
+    [
+        ("0", "Rescale Slope (0028,1053) is 0: read as 1"),
+        ("nan", "Rescale Slope (0028,1053) is nan: read as 1"),
+        ("inf", "Rescale Slope (0028,1053) is inf: read as 1"),
+    ],
+)
+def test_a_rescale_slope_of_zero_or_not_a_number_reads_as_one(slope, warning) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = _ct(RescaleSlope=slope, RescaleIntercept="-1024")
+    frame = prepare_frame(ds)
+    assert frame.values.ravel().tolist() == [-1024, -924, -24, 976]
+    [said] = frame.warnings
+    assert said.startswith(warning)
+    # A good slope, or none, says nothing.
+    assert prepare_frame(_ct(RescaleSlope="2", RescaleIntercept="0")).warnings == []
+    assert prepare_frame(_ct()).warnings == []
+
+
+def test_a_rescale_intercept_that_is_not_a_number_reads_as_zero() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = _ct(RescaleSlope="1", RescaleIntercept="nan")
+    frame = prepare_frame(ds)
+    assert frame.values.ravel().tolist() == [0, 100, 1000, 2000]
+    assert frame.warnings == ["Rescale Intercept (0028,1052) is nan: read as 0"]
+
+
+@pytest.mark.parametrize(
+    ("centers", "widths", "warning"),
+    [
+        (
+            ["-5", "40"],
+            ["-100", "400"],
+            "Window 1 of the file (center -5, width -100) is ignored: its width "
+            "is below 1",
+        ),
+        (
+            ["nan", "40"],
+            ["400", "400"],
+            "Window 1 of the file (center nan, width 400) is ignored: its center "
+            "is not a finite number",
+        ),
+        (
+            ["40", "40"],
+            ["1e309", "400"],
+            "Window 1 of the file (center 40, width 1e309) is ignored: its width "
+            "is not a finite number",
+        ),
+        (
+            ["1e30", "40"],
+            ["10", "400"],
+            "Window 1 of the file (center 1e+30, width 10) is ignored: it shows "
+            "every value the image can hold as one grey",
+        ),
+        (
+            ["0", "40"],
+            ["1e30", "400"],
+            "Window 1 of the file (center 0, width 1e+30) is ignored: it shows "
+            "every value the image can hold as one grey",
+        ),
+    ],
+    ids=["negative width", "nan center", "infinite width", "far center", "huge width"],
+)
+def test_a_file_window_that_cannot_work_is_ignored_with_a_warning(
+    centers, widths, warning
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = _ct(WindowCenter=centers, WindowWidth=widths)
+        frame = prepare_frame(ds)
+    assert frame.warnings == [warning]
+    # The next window of the file is the one shown.
+    assert [p.window for p in frame.windows] == [Window(40, 400)]
+    assert frame.default_window == Window(40, 400)
+    np.testing.assert_array_equal(render(ds), render(_ct(), 0, Window(40, 400)))
+
+
+def test_without_a_usable_file_window_the_value_range_is_shown() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frame = prepare_frame(_ct(WindowCenter="1e30", WindowWidth="1e30"))
+    assert frame.windows == [] and len(frame.warnings) == 1
+    assert frame.default_window == Window(1000.5, 2001)
+
+
+def test_a_window_beyond_this_frames_values_but_not_the_images_is_kept() -> None:
+    # All values are below 2001, but the 16 bits could hold 3000: a window
+    # there is a real (if dark) choice, not broken numbers.
+    frame = prepare_frame(_ct(WindowCenter="3000", WindowWidth="10"))
+    assert frame.warnings == [] and frame.default_window == Window(3000, 10)
+    assert not render(_ct(WindowCenter="3000", WindowWidth="10")).any()
+
+
+def test_window_refuses_numbers_that_are_not_finite() -> None:
+    for center, width in ((float("nan"), 400), (float("inf"), 400), (40, math.inf)):
+        with pytest.raises(ValueError, match="is not a finite number"):
+            Window(center, width)

@@ -407,13 +407,13 @@ def test_pixel_data_one_byte_short_still_displays() -> None:
     ds = image(None, data=bytes(range(10, 18)), rows=3, columns=3, bits_allocated=8)
     frame = prepare_frame(ds)
     assert frame.values.ravel().tolist() == [*range(10, 18), 0]
-    assert frame.warnings == [
-        "Pixel Data is 1 byte short; the missing pixels are shown as 0"
-    ]
+    # Issue 5: it "still displays", as any image does: no warning, no mask.
+    assert frame.warnings == [] and not frame.incomplete
     # 16-bit: the last byte of the last pixel is missing.
     data = np.array([1, 2, 3, 0x0104], "<u2").tobytes()[:-1]
     short16 = prepare_frame(image(None, data=data, rows=2, columns=2))
     assert short16.values.ravel().tolist() == [1, 2, 3, 4]
+    assert short16.warnings == [] and not short16.incomplete
 
 
 def test_pixel_data_longer_than_needed_still_displays() -> None:
@@ -430,6 +430,13 @@ def test_truncated_real_file_shows_what_it_has() -> None:
         ds = pydicom.dcmread(get_testdata_file("MR_truncated.dcm"))
     frame = prepare_frame(ds)
     assert frame.values.shape == (64, 64)
-    assert "62 bytes short" in frame.warnings[0]
+    # 62 bytes missing: more than a pad byte, so said, and shown black.
+    assert frame.warnings == [
+        "Pixel Data holds 8130 of 8192 bytes: the rest shows black"
+    ]
     reference = prepare_frame(pydicom.dcmread(get_testdata_file("MR_small.dcm")))
     np.testing.assert_array_equal(frame.values[:63], reference.values[:63])
+    assert frame.missing is not None
+    assert np.flatnonzero(frame.missing.ravel()).tolist() == list(range(4065, 4096))
+    shown = frame.render()
+    assert not shown[63, 33:].any()

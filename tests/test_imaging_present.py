@@ -240,3 +240,61 @@ def test_monochrome1_with_a_state_follows_the_state_shape() -> None:
     np.testing.assert_array_equal(identity, VALUES)
     inverse = render(ds, state=PresentationState(presentation_shape="INVERSE"))
     np.testing.assert_array_equal(inverse, 255 - VALUES)
+
+
+# -- burnt-in text ------------------------------------------------------------
+
+#: Not a character (unassigned in Unicode): every font draws its box for it.
+NO_GLYPH = "\u0378"
+
+
+def _text(size: int, text: str) -> np.ndarray:
+    from jivex_core.imaging.output import draw_annotations
+
+    layer = GraphicLayer("T", 1, grey=65535)
+    annotation = Annotation("T", texts=[TextLabel(text, anchor=(10.0, 10.0))])
+    blank = np.zeros((size, size), np.uint8)
+    return draw_annotations(blank, [annotation], [layer], lambda point: point)
+
+
+def test_burnt_in_text_has_glyphs_for_latin_greek_cyrillic_and_symbols() -> None:
+    from jivex_core.imaging.output import FONT_PATHS, annotation_font, font_path
+
+    # make run / make test install fonts-dejavu-core (the first path).
+    assert font_path() == FONT_PATHS[0]
+    font = annotation_font(40)
+    box = bytes(font.getmask(NO_GLYPH))
+    for character in "mm²Läsion Ωμέγα Жёлтый".replace(" ", ""):
+        assert bytes(font.getmask(character)) != box, character
+    # Drawn: each text differs from the same text with boxes in its place.
+    for text, boxed in (
+        ("mm²", f"mm{NO_GLYPH}"),
+        ("Läsion Ωμέγα", f"L{NO_GLYPH}sion {NO_GLYPH * 4}"),
+    ):
+        drawn = _text(512, text)
+        assert drawn.any()
+        assert not np.array_equal(drawn, _text(512, boxed)), text
+
+
+def test_burnt_in_text_grows_with_the_image() -> None:
+    def height(size: int) -> int:
+        rows = np.nonzero(_text(size, "H").any(axis=1))[0]
+        return int(rows.max() - rows.min() + 1)
+
+    small, large = height(512), height(3000)
+    assert small >= 9  # a capital letter readable on a 512 x 512 image
+    assert 0.8 < (large / small) / (3000 / 512) < 1.25
+
+
+def test_a_grayscale_state_is_refused_for_a_colour_frame() -> None:
+    from jivex_core.imaging.output import present
+    from jivex_core.imaging.render import RenderError, prepare_frame
+
+    rgb = image(np.zeros((4, 4, 3), np.uint8), photometric="RGB", bits_allocated=8)
+    state = PresentationState(images=[ImageRef(rgb.SOPClassUID, rgb.SOPInstanceUID)])
+    message = "a Grayscale Softcopy Presentation State applies to grey images only"
+    with pytest.raises(RenderError, match=f"{message} \\(this image is RGB\\)"):
+        render(rgb, state=state)
+    # The viewer's path, on a frame it prepared itself.
+    with pytest.raises(RenderError, match=f"{message} \\(this image is colour\\)"):
+        present(prepare_frame(rgb), state)

@@ -14,6 +14,7 @@ import datetime as dt
 
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
@@ -25,6 +26,7 @@ from jivex_core.imaging.ko import (
     complete_selection,
     find_title,
     key_objects_from_dataset,
+    reference_value_type,
 )
 from jivex_core.imaging.presentation import (
     KEY_OBJECT_TITLES,
@@ -294,6 +296,142 @@ def test_reading_refuses_what_is_no_key_object_document(mr):
         key_objects_from_dataset(broken)
     with pytest.raises(ValueError, match="not Key Object Selection Document"):
         key_objects_from_dataset(mr[0])
+
+
+def test_a_document_that_flags_nothing_names_what_is_missing(mr):
+    # The viewer shows these messages instead of "none of the key images is
+    # stored here".
+    ds = build_key_object_selection(KeyObjectSelection([ref(mr[0])], TEACHING), mr)
+    without = iod.reread(ds)
+    del without.ContentSequence
+    with pytest.raises(ValueError, match="the key object document has no Content "):
+        key_objects_from_dataset(without)
     empty = iod.reread(ds)
     empty.ContentSequence = Sequence()
-    assert key_objects_from_dataset(empty).images == []
+    with pytest.raises(
+        ValueError,
+        match=r"Content Sequence \(0 items\) has no IMAGE, WAVEFORM or COMPOSITE",
+    ):
+        key_objects_from_dataset(empty)
+    text_only = iod.reread(ds)
+    note = Dataset()
+    note.RelationshipType, note.ValueType, note.TextValue = "CONTAINS", "TEXT", "x"
+    text_only.ContentSequence = Sequence([note])
+    with pytest.raises(ValueError, match=r"\(1 items\) has no IMAGE, WAVEFORM"):
+        key_objects_from_dataset(text_only)
+
+
+# -- Objects that are not images: WAVEFORM and COMPOSITE items ------------------
+
+ECG = get_testdata_file("waveform_ecg.dcm")
+PDF = SHARED_DATA / "orthanc-tests" / "sample-pdf.dcm"
+SR = SHARED_DATA / "orthanc-tests" / "MarekLatin2.dcm"
+
+
+@pytest.mark.parametrize(
+    ("sop_class", "value_type"),
+    [
+        ("1.2.840.10008.5.1.4.1.1.2", "IMAGE"),  # CT
+        ("1.2.840.10008.5.1.4.1.1.1.1", "IMAGE"),  # DX, For Presentation
+        ("1.2.840.10008.5.1.4.1.1.66.4", "IMAGE"),  # Segmentation
+        ("1.2.840.10008.5.1.4.1.1.481.2", "IMAGE"),  # RT Dose
+        ("1.2.840.10008.5.1.4.1.1.9.1.1", "WAVEFORM"),  # 12-lead ECG
+        ("1.2.840.10008.5.1.4.1.1.9.4.2", "WAVEFORM"),  # General Audio
+        ("1.2.840.10008.5.1.4.1.1.9", "COMPOSITE"),  # Standalone Curve (retired)
+        ("1.2.840.10008.5.1.4.1.1.104.1", "COMPOSITE"),  # Encapsulated PDF
+        ("1.2.840.10008.5.1.4.1.1.88.11", "COMPOSITE"),  # Basic Text SR
+        ("1.2.840.10008.5.1.4.1.1.88.77", "COMPOSITE"),  # Waveform Annotation SR
+        ("1.2.840.10008.5.1.4.1.1.11.1", "COMPOSITE"),  # GSPS
+        ("1.2.840.10008.5.1.4.1.1.481.5", "COMPOSITE"),  # RT Plan
+    ],
+)
+def test_the_value_type_follows_the_sop_class(sop_class, value_type):
+    assert reference_value_type(sop_class) == value_type
+
+
+def test_a_private_class_is_judged_by_its_header():
+    header = Dataset()
+    assert reference_value_type("1.2.3.4.5", header) == "COMPOSITE"
+    header.Rows, header.Columns = 10, 10
+    assert reference_value_type("1.2.3.4.5", header) == "IMAGE"
+    wave = Dataset()
+    wave.WaveformSequence = Sequence()
+    assert reference_value_type("1.2.3.4.5", wave) == "WAVEFORM"
+
+
+@pytest.fixture(scope="module")
+def others(mr) -> list[Dataset]:
+    """An ECG, a PDF and an SR of the MR's patient and study (the files are
+    of other patients; a document documents one)."""
+    out = []
+    for path in (ECG, PDF, SR):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        for keyword in ("PatientID", "PatientName", "StudyInstanceUID"):
+            setattr(ds, keyword, mr[0].get(keyword))
+        out.append(ds)
+    return out
+
+
+def test_waveforms_and_other_objects_get_their_own_value_types(mr, others, tmp_path):
+    ecg, pdf, sr = others
+    selection = KeyObjectSelection(
+        [ref(mr[0]), ref(ecg, 1), ref(pdf), ref(sr)], TEACHING, "ECG and report"
+    )
+    ds, again = build_and_check(selection, [*mr, *others], tmp_path)
+    items = [i for i in ds.ContentSequence if i.ValueType != "TEXT"]
+    assert [(i.RelationshipType, i.ValueType) for i in items] == [
+        ("CONTAINS", "IMAGE"),
+        ("CONTAINS", "WAVEFORM"),
+        ("CONTAINS", "COMPOSITE"),
+        ("CONTAINS", "COMPOSITE"),
+    ]
+    classes = [i.ReferencedSOPSequence[0].ReferencedSOPClassUID for i in items]
+    assert classes == [
+        mr[0].SOPClassUID,
+        "1.2.840.10008.5.1.4.1.1.9.1.1",
+        "1.2.840.10008.5.1.4.1.1.104.1",
+        "1.2.840.10008.5.1.4.1.1.88.11",
+    ]
+    # No frame numbers outside IMAGE items (the ECG's frame 1 is itself).
+    assert all("ReferencedFrameNumber" not in i.ReferencedSOPSequence[0] for i in items)
+    # Read back: every flagged object, in order, with its class.
+    assert [(r.SOPClassUID, r.SOPInstanceUID) for r in again.images] == [
+        (c, str(d.SOPInstanceUID))
+        for c, d in zip(classes, [mr[0], *others], strict=True)
+    ]
+
+
+def test_another_systems_waveform_and_composite_items_are_read(mr, others):
+    ecg, pdf, _sr = others
+    ds = build_key_object_selection(
+        KeyObjectSelection([ref(mr[0]), ref(ecg), ref(pdf)], TEACHING),
+        [*mr, *others],
+    )
+    again = key_objects_from_dataset(iod.reread(ds))
+    assert [r.SOPInstanceUID for r in again.images] == [
+        str(mr[0].SOPInstanceUID),
+        str(ecg.SOPInstanceUID),
+        str(pdf.SOPInstanceUID),
+    ]
+    assert again.images[1].SeriesInstanceUID == str(ecg.SeriesInstanceUID)
+
+
+def test_frames_or_a_state_for_an_object_that_is_not_an_image_are_refused(
+    mr, others, state_on_mr
+):
+    ecg, pdf, _sr = others
+    sources = [*mr, *others, state_on_mr]
+    with pytest.raises(ValueError, match="is a waveform: it has no frames to flag"):
+        build_key_object_selection(KeyObjectSelection([ref(ecg, 2)], TEACHING), sources)
+    with pytest.raises(
+        ValueError, match=r"is not an image .*: a presentation state applies to images"
+    ):
+        build_key_object_selection(
+            KeyObjectSelection(
+                [ref(pdf)],
+                TEACHING,
+                "",
+                [ImageRef("", str(state_on_mr.SOPInstanceUID))],
+            ),
+            sources,
+        )

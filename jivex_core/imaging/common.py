@@ -8,6 +8,7 @@ modules can use them without importing each other in a circle;
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
@@ -31,15 +32,25 @@ class Window:
     Parameters
     ----------
     center : float
-        Window Center (0028,1050).
+        Window Center (0028,1050), a finite number.
     width : float
-        Window Width (0028,1051); at least 1.
+        Window Width (0028,1051); finite, at least 1.
+
+    Raises
+    ------
+    ValueError
+        For a width below 1, or a center or width that is not finite (NaN
+        or infinite: no window can be computed from it).
     """
 
     center: float
     width: float
 
     def __post_init__(self) -> None:
+        if not math.isfinite(self.center):
+            raise ValueError(f"window center {self.center!r} is not a finite number")
+        if not math.isfinite(self.width):
+            raise ValueError(f"window width {self.width!r} is not a finite number")
         if not self.width >= 1:
             raise ValueError(f"window width {self.width!r} is below 1")
 

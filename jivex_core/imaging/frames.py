@@ -8,9 +8,12 @@ Bits Stored wide, taken from the bits Bits Allocated/High Bit say
 Native (uncompressed) Pixel Data is read here rather than by pydicom because
 the field needs more tolerance than a strict reader gives:
 
-- Pixel Data one byte short (a missing pad byte) or longer than needed is
-  used as far as it goes; missing pixels are zero and the frame carries a
-  warning;
+- Pixel Data longer than needed, or one byte short (a writer that cut the
+  value to an even length instead of padding it), displays as it is, with
+  no warning; the missing byte reads as zero. When more is missing, the
+  pixels the data does not hold are marked in :attr:`DecodedFrame.missing`
+  (the pipeline shows them black) and the frame carries a warning saying
+  how much is missing;
 - the bits above High Bit (and below the lowest stored bit) are masked out,
   so that overlays stored in unused high bits (retired, PS3.3 C.9.2 of 2004)
   do not show as grey values; :mod:`~jivex_core.imaging.overlays` reads them
@@ -343,13 +346,18 @@ class DecodedFrame:
         The unmasked native words of a grey frame when they hold bits outside
         the stored ones (where overlays may live); None otherwise.
     warnings : list of str
-        What was tolerated (short Pixel Data, for example).
+        What the reader should know about the frame (missing pixels).
+    missing : numpy.ndarray or None
+        (rows, columns) bool, True where Pixel Data ends before the pixel:
+        those pixels are not in the file and are shown black. None when
+        every pixel is there.
     """
 
     pixels: np.ndarray
     photometric: str
     words: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
+    missing: np.ndarray | None = None
 
 
 def decode_frame(ds: Dataset, fmt: PixelFormat, index: int) -> DecodedFrame:
@@ -358,8 +366,9 @@ def decode_frame(ds: Dataset, fmt: PixelFormat, index: int) -> DecodedFrame:
     Raises
     ------
     RenderError
-        When the frame does not exist, the pixel data cannot be decoded, or
-        no installed decoder handles the transfer syntax.
+        When the frame does not exist, the pixel data cannot be decoded, a
+        compressed frame is cut short, or no installed decoder handles the
+        transfer syntax.
     """
     if not 0 <= index < fmt.frames:
         raise RenderError(f"frame {index} does not exist; the object has {fmt.frames}")
@@ -383,29 +392,65 @@ def _raw_bytes(ds: Dataset, keyword: str) -> bytes:
     return bytes(value)
 
 
-def _frame_bytes(
-    data: bytes, start: int, length: int, index: int, warnings: list[str]
-) -> bytes:
-    """Bytes [start, start+length) of *data*, zero-padded when it ends early."""
+def _frame_bytes(data: bytes, start: int, length: int, index: int) -> tuple[bytes, int]:
+    """Bytes [start, start+length) of *data*, zero-padded when it ends early,
+    and how many of them the data holds."""
     if start >= len(data):
         raise RenderError(
             f"Pixel Data holds {len(data)} bytes: frame {index + 1} (from byte "
             f"{start}) is missing"
         )
     chunk = data[start : start + length]
-    if len(chunk) < length:
-        missing = length - len(chunk)
-        warnings.append(
-            f"Pixel Data is {missing} byte{'s' if missing != 1 else ''} short; "
-            "the missing pixels are shown as 0"
+    present = len(chunk)
+    if present < length:
+        chunk = chunk + bytes(length - present)
+    return chunk, present
+
+
+def _shortfall(
+    fmt: PixelFormat, index: int, present: int, length: int, complete: int
+) -> tuple[np.ndarray | None, list[str]]:
+    """The missing-pixel mask and warning of a frame whose data ends early.
+
+    *present* of the frame's *length* bytes are in Pixel Data, holding
+    *complete* whole samples. One byte short is a value cut to an even
+    length (a writer that dropped the pad byte instead of adding one): that
+    displays as it is, without a warning (the byte reads as zero). More
+    missing is said, and the pixels whose samples are not all there are
+    marked, so that they show black rather than as made-up values.
+    """
+    short = length - present
+    if short <= 0:
+        return None, []
+    if short == 1:
+        logger.debug("Pixel Data is one byte short; the last byte reads as 0")
+        return None, []
+    frame = "" if fmt.frames == 1 else f" of frame {index + 1}"
+    if complete <= 0:
+        raise RenderError(
+            f"Pixel Data holds {present} of the {length} bytes{frame}: not one "
+            "pixel of it"
         )
-        chunk = chunk + bytes(missing)
-    return chunk
+    valid = np.zeros(fmt.frame_samples, dtype=bool)
+    valid[:complete] = True
+    rows, cols = fmt.rows, fmt.columns
+    if fmt.samples == 1:
+        whole = valid.reshape(rows, cols)
+    elif fmt.photometric in _SUBSAMPLED:
+        whole = np.repeat(valid.reshape(rows, cols // 2, 4).all(axis=-1), 2, axis=1)
+    elif fmt.planar == 1:
+        whole = valid.reshape(3, rows, cols).all(axis=0)
+    else:
+        whole = valid.reshape(rows, cols, 3).all(axis=-1)
+    the = "of" if fmt.frames == 1 else "of the"
+    warning = (
+        f"Pixel Data holds {present} {the} {length} bytes{frame}: the rest shows black"
+    )
+    return ~whole, [warning]
 
 
 def _decode_native(ds: Dataset, fmt: PixelFormat, index: int) -> DecodedFrame:
     data = _raw_bytes(ds, fmt.keyword)
-    warnings: list[str] = []
     count = fmt.frame_samples
     if fmt.bits_allocated == 8 and not fmt.little_endian and _is_ow(ds, fmt.keyword):
         # 8-bit samples in an OW value under Big Endian are byte-swapped in
@@ -414,12 +459,14 @@ def _decode_native(ds: Dataset, fmt: PixelFormat, index: int) -> DecodedFrame:
     if fmt.is_float:
         size = fmt.bits_allocated // 8
         dtype = np.dtype(f"{'<' if fmt.little_endian else '>'}f{size}")
-        chunk = _frame_bytes(data, index * count * size, count * size, index, warnings)
+        length = count * size
+        chunk, present = _frame_bytes(data, index * length, length, index)
         values = np.frombuffer(chunk, dtype=dtype).astype(np.float64)
         pixels = values.reshape(fmt.rows, fmt.columns)
         if fmt.samples != 1:
             raise RenderError("colour Float Pixel Data is not supported")
-        return DecodedFrame(pixels, fmt.photometric, None, warnings)
+        missing, warnings = _shortfall(fmt, index, present, length, present // size)
+        return DecodedFrame(pixels, fmt.photometric, None, warnings, missing)
 
     expected_total = _expected_length(fmt)
     if len(data) > expected_total + 1:
@@ -436,12 +483,17 @@ def _decode_native(ds: Dataset, fmt: PixelFormat, index: int) -> DecodedFrame:
                 f"{label('BitsAllocated')} {fmt.bits_allocated} is not supported "
                 "in Big Endian"
             )
-        words = _unpack_bits(
-            data, index * count, count, fmt.bits_allocated, index, warnings
-        )
+        width = fmt.bits_allocated
+        start, skip = divmod(index * count * width, 8)
+        length = (skip + count * width + 7) // 8
+        chunk, present = _frame_bytes(data, start, length, index)
+        words = _unpack_bits(chunk, skip, count, width)
+        complete = max(present * 8 - skip, 0) // width
     else:
         size = fmt.bits_allocated // 8
-        chunk = _frame_bytes(data, index * count * size, count * size, index, warnings)
+        length = count * size
+        chunk, present = _frame_bytes(data, index * length, length, index)
+        complete = present // size
         order = "<" if fmt.little_endian else ">"
         if size == 4 and not fmt.little_endian and _is_ow(ds, fmt.keyword):
             # OW is a stream of 16-bit words, each byte-swapped in Big
@@ -452,14 +504,19 @@ def _decode_native(ds: Dataset, fmt: PixelFormat, index: int) -> DecodedFrame:
         else:
             words = np.frombuffer(chunk, dtype=np.dtype(f"{order}u{size}"))
             words = words.astype(words.dtype.newbyteorder("="), copy=False)
+    missing, warnings = _shortfall(fmt, index, present, length, complete)
 
     if fmt.samples == 1:
         words = words.reshape(fmt.rows, fmt.columns)
         stored, has_other_bits = _stored_values(words, fmt)
         return DecodedFrame(
-            stored, fmt.photometric, words if has_other_bits else None, warnings
+            stored,
+            fmt.photometric,
+            words if has_other_bits else None,
+            warnings,
+            missing,
         )
-    return DecodedFrame(_native_color(words, fmt), "RGB", None, warnings)
+    return DecodedFrame(_native_color(words, fmt), "RGB", None, warnings, missing)
 
 
 def _expected_length(fmt: PixelFormat) -> int:
@@ -479,20 +536,11 @@ def _swap_byte_pairs(data: bytes) -> bytes:
     return raw.reshape(-1, 2)[:, ::-1].tobytes()[: len(data)]
 
 
-def _unpack_bits(
-    data: bytes,
-    first: int,
-    count: int,
-    width: int,
-    index: int,
-    warnings: list[str],
-) -> np.ndarray:
-    """*count* cells of *width* bits from cell *first* on: cells packed from
-    the least significant bit of each byte on, not aligned to bytes
-    (PS3.5 8.1.1 for one bit; ACR-NEMA packs 12-bit cells the same way)."""
-    start_byte, skip = divmod(first * width, 8)
-    length = (skip + count * width + 7) // 8
-    chunk = _frame_bytes(data, start_byte, length, index, warnings)
+def _unpack_bits(chunk: bytes, skip: int, count: int, width: int) -> np.ndarray:
+    """*count* cells of *width* bits from bit *skip* of *chunk* on: cells
+    packed from the least significant bit of each byte on, not aligned to
+    bytes (PS3.5 8.1.1 for one bit; ACR-NEMA packs 12-bit cells the same
+    way)."""
     bits = np.unpackbits(np.frombuffer(chunk, dtype=np.uint8), bitorder="little")
     bits = bits[skip : skip + count * width]
     if width == 1:
@@ -597,17 +645,21 @@ def _decode_encapsulated(ds: Dataset, fmt: PixelFormat, index: int) -> DecodedFr
     if fmt.samples > 1:
         options["planar_configuration"] = fmt.planar
     data = _raw_bytes(ds, "PixelData")
+    _check_end_marker(data, fmt, index)
     try:
         arr, props = decoder.as_array(data, index=index, **options)
     except NotImplementedError as exc:
         raise RenderError(
             f"no decoder for transfer syntax {fmt.transfer_syntax}: {exc}"
         ) from exc
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:
+        # BaseException: decoders written in Rust (pylibjpeg-rle) raise
+        # pyo3's PanicException, which is not an Exception, on bad data.
         raise RenderError(
             f"the pixel data cannot be decoded ({_syntax_name(fmt.transfer_syntax)})"
-            f": {reason}"
+            f": {decoder_reason(exc, fmt)}"
         ) from exc
     photometric = str(props.get("photometric_interpretation", fmt.photometric))
     if fmt.samples == 1:
@@ -625,6 +677,74 @@ def _decode_encapsulated(ds: Dataset, fmt: PixelFormat, index: int) -> DecodedFr
     elif photometric not in ("RGB", "YBR_ICT", "YBR_RCT"):
         logger.debug("Treating decoded '%s' samples as RGB", photometric)
     return DecodedFrame(np.ascontiguousarray(arr), "RGB")
+
+
+#: Transfer syntaxes whose codestreams end with the marker FF D9: JPEG's
+#: End of Image (ISO/IEC 10918-1 B.2.1), JPEG-LS's (ISO/IEC 14495-1 C.1.1)
+#: and JPEG 2000's End of Codestream (ISO/IEC 15444-1 A.4.4).
+_END_MARKER_SYNTAXES = frozenset(
+    {
+        *(f"1.2.840.10008.1.2.4.{n}" for n in range(50, 67)),  # JPEG 1-29
+        "1.2.840.10008.1.2.4.70",  # JPEG lossless SV1
+        "1.2.840.10008.1.2.4.80",  # JPEG-LS
+        "1.2.840.10008.1.2.4.81",
+        *(f"1.2.840.10008.1.2.4.{n}" for n in range(90, 94)),  # JPEG 2000
+        *(f"1.2.840.10008.1.2.4.{n}" for n in range(201, 204)),  # HTJ2K
+    }
+)
+
+#: Bytes allowed after the end marker of a frame: encoders pad to an even
+#: length and some add a few bytes more (the corpus has up to 7).
+_END_SLACK = 16
+
+
+def _check_end_marker(data: bytes, fmt: PixelFormat, index: int) -> None:
+    """Refuse a JPEG, JPEG-LS or JPEG 2000 frame cut short.
+
+    A codestream ends with FF D9, which its entropy-coded data cannot
+    contain (those formats stuff or escape such bytes), so a frame without
+    it near its end was cut. libjpeg decodes such a stream without
+    complaint, inventing the rows it did not get; which rows are real
+    cannot be told, so the frame is refused rather than shown in part.
+    """
+    if fmt.transfer_syntax not in _END_MARKER_SYNTAXES:
+        return
+    from pydicom.encaps import get_frame
+
+    try:
+        frame = get_frame(data, index, number_of_frames=fmt.frames)
+    except Exception as exc:  # the decoder will say what is wrong
+        logger.debug("Frame %d not located before decoding: %s", index + 1, exc)
+        return
+    if b"\xff\xd9" not in frame[-_END_SLACK:]:
+        raise RenderError(
+            f"the compressed data of frame {index + 1} is cut short "
+            f"({_syntax_name(fmt.transfer_syntax)}): its {len(frame)} bytes end "
+            "without the end marker FF D9, so part of the image is missing"
+        )
+
+
+def decoder_reason(exc: BaseException, fmt: PixelFormat | None = None) -> str:
+    """A decoder's complaint as one line.
+
+    pydicom joins the exceptions of all the plugins it tried under a first
+    line that says only that they failed; the plugins' own lines are the
+    reason. A decoded frame of the wrong size surfaces as numpy's failure
+    to broadcast it into the frame.
+    """
+    text = str(exc).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Unable to decode"):
+        lines = lines[1:]
+    if lines and lines[0].endswith("plugins:"):
+        lines = lines[1:]
+    reason = "; ".join(lines) if lines else type(exc).__name__
+    if isinstance(exc, ValueError) and "broadcast" in reason and fmt is not None:
+        reason = (
+            f"the decoded frame is not the {fmt.rows} x {fmt.columns} pixels that "
+            f"Rows and Columns say ({reason})"
+        )
+    return reason
 
 
 def _clean_decoded(arr: np.ndarray, fmt: PixelFormat) -> np.ndarray:

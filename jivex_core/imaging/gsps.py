@@ -475,10 +475,15 @@ def _complete_areas(
                 f"flip its corners shown top left and bottom right are "
                 f"{expected[0]} and {expected[1]} (PS3.3 C.10.4)"
             )
+        top_left, bottom_right = expected
+        if columns[0] < 1 or rows[0] < 1:
+            top_left, bottom_right, mode, magnification = _inside_image(
+                state, area, columns, rows, targets, mode, magnification
+            )
         areas.append(
             DisplayedArea(
-                area.top_left,
-                area.bottom_right,
+                top_left,
+                bottom_right,
                 mode,
                 spacing,
                 aspect,
@@ -506,6 +511,73 @@ def _complete_areas(
             DisplayedArea(top_left, bottom_right, aspect_ratio=aspect, images=images)
         )
     return areas
+
+
+def _inside_image(
+    state: PresentationState,
+    area: DisplayedArea,
+    columns: list[int],
+    rows: list[int],
+    targets: list[Dataset],
+    mode: PresentationSizeModeValues,
+    magnification: float | None,
+) -> tuple[tuple[int, int], tuple[int, int], PresentationSizeModeValues, float | None]:
+    """The part inside the image of an area reaching left of or above it.
+
+    PS3.3 C.10.4 allows such corners (SL values below 1), but dicom3tools'
+    dciodvfy reads them as unsigned and reports the area inconsistent, and
+    other readers may too; so no state of ours has one. The corners are
+    clamped to the image (1 to Columns and Rows, the largest of the images
+    the area applies to). The image scale is kept where the state says it:
+    MAGNIFY and TRUE SIZE keep theirs, and a SCALE TO FIT area that comes
+    with a magnification (the scale on screen) becomes MAGNIFY at it; a
+    SCALE TO FIT area without one stays so, and the view's margin beyond
+    the image is dropped (logged).
+    """
+    try:
+        width = max(int(ds.Columns) for ds in targets)
+        height = max(int(ds.Rows) for ds in targets)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ValueError(
+            "a displayed area reaches beyond an image without Rows and Columns"
+        ) from exc
+
+    def clamp(value: int, size: int) -> int:
+        return min(max(value, 1), size)
+
+    left, right = clamp(columns[0], width), clamp(columns[1], width)
+    top, bottom = clamp(rows[0], height), clamp(rows[1], height)
+    corners = displayed_corners(left, top, right, bottom, state.rotation, state.flip)
+    if mode is PresentationSizeModeValues.SCALE_TO_FIT:
+        if area.magnification is not None and area.magnification > 0:
+            mode, magnification = PresentationSizeModeValues.MAGNIFY, area.magnification
+            logger.info(
+                "Displayed area %s-%s reaches beyond the image: written as its "
+                "part inside, %s-%s, MAGNIFY %g to keep the scale",
+                area.top_left,
+                area.bottom_right,
+                *corners,
+                magnification,
+            )
+        else:
+            logger.info(
+                "Displayed area %s-%s reaches beyond the image: written as its "
+                "part inside, %s-%s, SCALE TO FIT; the view's margin beyond the "
+                "image is dropped",
+                area.top_left,
+                area.bottom_right,
+                *corners,
+            )
+    else:
+        logger.info(
+            "Displayed area %s-%s reaches beyond the image: written as its part "
+            "inside, %s-%s, %s",
+            area.top_left,
+            area.bottom_right,
+            *corners,
+            mode.value,
+        )
+    return corners[0], corners[1], mode, magnification
 
 
 def _check_lut(lut: LookupTable, what: str, bits: Sequence[int] = (8, 16)) -> None:
@@ -644,7 +716,9 @@ def complete_state(
     because a presentation state replaces their grayscale pipeline (PS3.4
     N.2): the modality LUT (one for all images), the first window or VOI LUT
     of each image the state has no VOI setting for, and a displayed area of
-    the whole image (Displayed Area is mandatory, PS3.3 C.10.4). Annotations
+    the whole image (Displayed Area is mandatory, PS3.3 C.10.4). A displayed
+    area reaching left of or above the image is cut to the image (see
+    :func:`_inside_image`: dciodvfy misreads negative corners). Annotations
     without graphics or text are dropped; layers are kept only with
     annotations; a filled open polyline is closed.
 
@@ -1491,6 +1565,31 @@ def _read_annotations(
     return out
 
 
+def _undeclared_layers(state: PresentationState) -> list[GraphicLayer]:
+    """Layers the annotations use that the Graphic Layer Sequence lacks.
+
+    PS3.3 C.10.5 requires every Graphic Layer an annotation names to be
+    declared in the Graphic Layer module (C.10.7); some systems do not. Their
+    annotations are kept, in a layer of that name above the declared ones,
+    without a recommended colour, and the omission is logged.
+    """
+    declared = {layer.name for layer in state.layers}
+    top = max((layer.order for layer in state.layers), default=0)
+    added: list[GraphicLayer] = []
+    for annotation in state.annotations:
+        if annotation.layer in declared:
+            continue
+        declared.add(annotation.layer)
+        top += 1
+        logger.warning(
+            "Graphic layer '%s' is used by an annotation but not declared in the "
+            "Graphic Layer Sequence (PS3.3 C.10.5); read into a layer of that name",
+            annotation.layer,
+        )
+        added.append(GraphicLayer(annotation.layer, top))
+    return added
+
+
 def _unsupported(ds: Dataset) -> list[str]:
     """What the state holds that this reader ignores (logged, not an error)."""
     found = []
@@ -1574,6 +1673,7 @@ def _read_state(ds: Dataset) -> PresentationState:
     state.shutter = _read_shutter(ds)
     state.layers = _read_layers(ds)
     state.annotations = _read_annotations(ds, state, series_of)
+    state.layers += _undeclared_layers(state)
     for what in _unsupported(ds):
         logger.warning("The presentation state's %s is not supported; ignored", what)
     return state

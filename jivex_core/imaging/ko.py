@@ -6,11 +6,15 @@ of section 7.1.1.2 of the conformance statement (tables 48, 50, 53 and
 63-65; PS3.3 A.35.4), its content built from TID 2010 "Key Object
 Selection" (PS3.16): a root CONTAINER titled with a code of CID 7010, the
 template named in Content Template Sequence, an optional TEXT "Key Object
-Description", and one IMAGE content item per key image. The images are
-flagged by those IMAGE items; the Current Requested Procedure Evidence
-Sequence only lists every instance the document refers to, for retrieval.
-:func:`key_objects_from_dataset` therefore reads the IMAGE items, so that a
-document read back shows exactly the flagged images (and frames).
+Description", and one content item per key object: IMAGE for an image,
+WAVEFORM for a waveform (an ECG), COMPOSITE for any other object (a PDF, a
+structured report), as TID 2010 rows 3-5 and the value types of PS3.3
+C.17.3.2.1 require (:func:`reference_value_type` decides from the SOP
+class). The objects are flagged by those items; the Current Requested
+Procedure Evidence Sequence only lists every instance the document refers
+to, for retrieval. :func:`key_objects_from_dataset` therefore reads the
+IMAGE, WAVEFORM and COMPOSITE items, so that a document read back shows
+exactly the flagged objects (and frames).
 """
 
 from __future__ import annotations
@@ -62,6 +66,72 @@ _PERSON_OBSERVER_NAME = Code("121008", "DCM", "Person Observer Name")
 
 #: Presentation state storage classes: "1.2.840.10008.5.1.4.1.1.11.<n>".
 _PRESENTATION_STATE_ROOT = "1.2.840.10008.5.1.4.1.1.11."
+
+#: Value types of the content items that reference objects (PS3.3
+#: C.17.3.2.1), TID 2010 rows 3, 4 and 5.
+IMAGE, WAVEFORM, COMPOSITE = "IMAGE", "WAVEFORM", "COMPOSITE"
+REFERENCE_VALUE_TYPES = (IMAGE, WAVEFORM, COMPOSITE)
+
+#: Storage SOP classes of image IODs (with Image Pixel data) whose names do
+#: not say "Image Storage"; every class whose name does is an image too.
+IMAGE_CLASSES_BY_NAME_EXCEPTION = {
+    "1.2.840.10008.5.1.4.1.1.6.2": "Enhanced US Volume Storage",
+    "1.2.840.10008.5.1.4.1.1.30": "Parametric Map Storage",
+    "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
+    "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation Storage",
+    "1.2.840.10008.5.1.4.1.1.66.8": "Height Map Segmentation Storage",
+    "1.2.840.10008.5.1.4.1.1.77.1.5.8": "Ophthalmic Optical Coherence Tomography "
+    "B-scan Volume Analysis Storage",
+    "1.2.840.10008.5.1.4.1.1.81.1": "Ophthalmic Thickness Map Storage",
+    "1.2.840.10008.5.1.4.1.1.82.1": "Corneal Topography Map Storage",
+    "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose Storage",
+    "1.2.840.10008.5.1.4.1.1.501.4": "DICOS 2D AIT Storage",
+    "1.2.840.10008.5.1.4.1.1.501.5": "DICOS 3D AIT Storage",
+    "1.2.276.0.50.1.33": "VISUS Internal Capture",
+}
+
+
+def reference_value_type(sop_class_uid: str, source: Dataset | None = None) -> str:
+    """How a Key Object Selection Document references an object of a class.
+
+    TID 2010 (PS3.16) flags images with IMAGE items, waveforms with
+    WAVEFORM items and other composite objects with COMPOSITE items; PS3.3
+    C.17.3.2.1 defines them by what the referenced object is. The decision
+    is by SOP class:
+
+    - WAVEFORM: the classes named "... Waveform Storage" (all under
+      ``1.2.840.10008.5.1.4.1.1.9.``: ECGs, hemodynamic, audio, EEG...);
+    - IMAGE: the classes named "... Image Storage", and the image IODs of
+      :data:`IMAGE_CLASSES_BY_NAME_EXCEPTION`;
+    - COMPOSITE: every other known class (Encapsulated PDF, structured
+      reports, presentation states, RT plans...).
+
+    A class pydicom does not know (a private one) is judged by *source*, its
+    header: Rows and Columns make an image, a Waveform Sequence a waveform;
+    else COMPOSITE.
+    """
+    uid = str(sop_class_uid).strip()
+    if uid in IMAGE_CLASSES_BY_NAME_EXCEPTION:
+        return IMAGE
+    name = UID(uid).name if uid else ""
+    if name and name != uid:
+        if "Waveform Storage" in name:
+            return WAVEFORM
+        if "Image Storage" in name:
+            return IMAGE
+        return COMPOSITE
+    if source is not None:
+        if "WaveformSequence" in source:
+            return WAVEFORM
+        if "Rows" in source and "Columns" in source:
+            return IMAGE
+    return COMPOSITE
+
+
+def _kind(value_type: str) -> str:
+    return {IMAGE: "an image", WAVEFORM: "a waveform"}.get(
+        value_type, "not an image (a composite object)"
+    )
 
 
 def find_title(text: str) -> Code:
@@ -129,6 +199,23 @@ def complete_selection(
         )
     check_text(selection.creator, "the observer's name", "PN")
     by_uid = sources_by_uid(sources)
+    for number, given in enumerate(selection.images):
+        source = by_uid.get(given.SOPInstanceUID)
+        if source is None:
+            continue  # resolve_refs names it
+        kind = reference_value_type(str(source.get("SOPClassUID", "") or ""), source)
+        if kind == IMAGE:
+            continue
+        if any(frame != 1 for frame in given.frames):
+            raise ValueError(
+                f"'{given.SOPInstanceUID}' is {_kind(kind)}: it has no frames to flag"
+            )
+        states = selection.presentation_states
+        if number < len(states) and states[number] is not None:
+            raise ValueError(
+                f"'{given.SOPInstanceUID}' is {_kind(kind)}: a presentation state "
+                "applies to images only"
+            )
     images = resolve_refs(selection.images, by_uid, "image")
     seen = set()
     for ref in images:
@@ -259,14 +346,21 @@ def _content_item(relationship: str, value_type: str, concept: Code) -> Dataset:
     return item
 
 
-def _image_item(image: ImageRef, state: ImageRef | None) -> Dataset:
-    """An IMAGE content item (PS3.3 C.18.4) flagging one image."""
+def _reference_item(
+    image: ImageRef, state: ImageRef | None, source: Dataset
+) -> Dataset:
+    """The content item flagging one object: IMAGE (PS3.3 C.18.4) with its
+    frames and presentation state, WAVEFORM (C.18.5) or COMPOSITE (C.18.3),
+    as :func:`reference_value_type` says."""
     item = Dataset()
     item.RelationshipType = "CONTAINS"
-    item.ValueType = "IMAGE"
+    item.ValueType = reference_value_type(image.SOPClassUID, source)
     ref = Dataset()
     ref.ReferencedSOPClassUID = image.SOPClassUID
     ref.ReferencedSOPInstanceUID = image.SOPInstanceUID
+    if item.ValueType != IMAGE:
+        item.ReferencedSOPSequence = DicomSequence([ref])
+        return item
     if image.frames:
         ref.ReferencedFrameNumber = list(image.frames)
     if state is not None:
@@ -359,7 +453,7 @@ def build_key_object_selection(
         text.TextValue = full.text
         content.append(text)
     for image, state in zip(full.images, states, strict=True):
-        content.append(_image_item(image, state))
+        content.append(_reference_item(image, state, by_uid[image.SOPInstanceUID]))
     ds.ContentSequence = content
     # SOP Common (table 65).
     ds.SOPClassUID = KO_SOP_CLASS
@@ -405,17 +499,21 @@ def _series_of(ds: Dataset) -> dict[str, str]:
 def key_objects_from_dataset(ds: Dataset) -> KeyObjectSelection:
     """Read a Key Object Selection Document into the model.
 
-    The key images are the document's IMAGE content items (TID 2010), in
-    their order, with their frame numbers and the presentation state each
-    names; their series come from the evidence sequence. Content this model
-    has no place for (COMPOSITE and WAVEFORM references, other observer
-    context) is skipped with a debug message.
+    The key objects are the document's IMAGE, WAVEFORM and COMPOSITE
+    content items (TID 2010 rows 3-5), in their order, as
+    :attr:`KeyObjectSelection.images` (their SOP classes tell images from
+    other objects); IMAGE items bring their frame numbers and the
+    presentation state each names. Their series come from the evidence
+    sequence. Content this model has no place for (other observer context)
+    is skipped with a debug message.
 
     Raises
     ------
     ValueError
         When the data set is not a Key Object Selection Document, has no
-        title (Concept Name Code Sequence), or an IMAGE item has no
+        title (Concept Name Code Sequence), has no Content Sequence or no
+        IMAGE, WAVEFORM or COMPOSITE item in it (TID 2010 requires at least
+        one: the document would flag nothing), or such an item has no
         Referenced SOP Sequence; the message names it.
     """
     sop_class = str(ds.get("SOPClassUID", "") or "")
@@ -445,15 +543,21 @@ def _read(ds: Dataset) -> KeyObjectSelection:
     states: list[ImageRef | None] = []
     texts: list[str] = []
     creator = ""
-    for number, item in enumerate(ds.get("ContentSequence") or [], 1):
+    content = ds.get("ContentSequence")
+    if "ContentSequence" not in ds or content is None:
+        raise ValueError(
+            "the key object document has no Content Sequence: it flags no "
+            "image (TID 2010 needs IMAGE, WAVEFORM or COMPOSITE items)"
+        )
+    for number, item in enumerate(content, 1):
         where = f"Content Sequence item {number}"
         value_type = str(item.get("ValueType", "") or "").upper()
         concept = _concept(item)
-        if value_type == "IMAGE":
+        if value_type in REFERENCE_VALUE_TYPES:
             refs = item.get("ReferencedSOPSequence")
             if not refs:
                 raise ValueError(
-                    f"{where}: an IMAGE item without Referenced SOP Sequence"
+                    f"{where}: an {value_type} item without Referenced SOP Sequence"
                 )
             ref = refs[0]
             uid = str(ref.get("ReferencedSOPInstanceUID", "") or "")
@@ -464,11 +568,11 @@ def _read(ds: Dataset) -> KeyObjectSelection:
                     str(ref.get("ReferencedSOPClassUID", "") or ""),
                     uid,
                     series_of.get(uid, ""),
-                    read_frames(ref, where),
+                    read_frames(ref, where) if value_type == IMAGE else (),
                 )
             )
             state = None
-            nested = ref.get("ReferencedSOPSequence")
+            nested = ref.get("ReferencedSOPSequence") if value_type == IMAGE else None
             if nested:
                 state_uid = str(nested[0].get("ReferencedSOPInstanceUID", "") or "")
                 state = ImageRef(
@@ -484,7 +588,10 @@ def _read(ds: Dataset) -> KeyObjectSelection:
         else:
             logger.debug("%s: %s item not read into the selection", where, value_type)
     if not images:
-        logger.warning("The key object document flags no image")
+        raise ValueError(
+            f"the key object document's Content Sequence ({len(content)} items) "
+            "has no IMAGE, WAVEFORM or COMPOSITE item: it flags nothing"
+        )
     return KeyObjectSelection(
         images,
         title,

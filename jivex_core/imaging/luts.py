@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
 from jivex_core.imaging.common import (
@@ -224,14 +225,43 @@ def _units(ds: Dataset, rescale_type: str) -> str:
     return ""
 
 
+def written(ds: Dataset, keyword: str) -> str | None:
+    """The value of *keyword* as the file writes it, for messages.
+
+    None when the attribute is absent or empty; ``"unreadable"`` when
+    pydicom cannot decode it.
+    """
+    tag = tag_for_keyword(keyword)
+    if tag is None or tag not in ds:
+        return None
+    try:
+        value = ds[tag].value
+    except Exception:
+        return "unreadable"
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("latin-1", "replace")
+    items = values_of(value)
+    text = "\\".join(str(v).strip(" \x00") for v in items)
+    return text or None
+
+
 def modality_lut(
-    ds: Dataset, group: Dataset | None, signed: bool, color: bool = False
+    ds: Dataset,
+    group: Dataset | None,
+    signed: bool,
+    color: bool = False,
+    warnings: list[str] | None = None,
 ) -> ModalityLut:
     """The modality transform of a frame.
 
     *group* is the frame's Pixel Value Transformation item (functional
     groups), which takes the place of the top-level attributes. Colour
     images have none (PS3.3 C.7.6.3: the modality LUT is for grey only).
+
+    A Rescale Slope of 0, or one that is not a finite number, would send
+    every pixel to one value (PS3.3 C.11.1.1.2 gives no meaning to it); it
+    is read as 1, and a Rescale Intercept that is not a number as 0, each
+    with a sentence appended to *warnings*.
     """
     if color:
         return ModalityLut()
@@ -249,7 +279,17 @@ def modality_lut(
     intercept = as_float(element_get(source, "RescaleIntercept"))
     kind = as_text(element_get(source, "RescaleType"))
     if slope is None or slope == 0.0:
+        shown = written(source, "RescaleSlope")
+        if shown is not None and warnings is not None:
+            warnings.append(
+                f"Rescale Slope (0028,1053) is {shown}: read as 1 (the modality "
+                "values may be wrong)"
+            )
         slope = 1.0
+    if intercept is None:
+        shown = written(source, "RescaleIntercept")
+        if shown is not None and warnings is not None:
+            warnings.append(f"Rescale Intercept (0028,1052) is {shown}: read as 0")
     return ModalityLut(slope, intercept or 0.0, None, _units(ds, kind))
 
 
@@ -296,12 +336,15 @@ def _function(value: object) -> str:
     return text
 
 
-def file_presets(ds: Dataset, group: Dataset | None) -> list[VoiPreset]:
+def file_presets(
+    ds: Dataset, group: Dataset | None, warnings: list[str] | None = None
+) -> list[VoiPreset]:
     """Every VOI setting of a frame: its windows, then its VOI LUTs.
 
     *group* is the frame's Frame VOI LUT item (functional groups), which
-    takes the place of the top-level attributes. Windows whose width is
-    not a number or below 1 are left out (PS3.3 C.11.2.1.2).
+    takes the place of the top-level attributes. Windows whose center or
+    width is not a finite number, or whose width is below 1 (PS3.3
+    C.11.2.1.2), are left out, each with a sentence appended to *warnings*.
     """
     source = group if group is not None else ds
     centers = values_of(element_get(source, "WindowCenter"))
@@ -311,9 +354,23 @@ def file_presets(ds: Dataset, group: Dataset | None) -> list[VoiPreset]:
     presets: list[VoiPreset] = []
     for number, (c, w) in enumerate(zip(centers, widths, strict=False)):
         center, width = as_float(c), as_float(w)
-        if center is None or width is None or width < 1:
-            logger.debug("Ignoring window %d: center %r width %r", number + 1, c, w)
+        reason = ""
+        if center is None:
+            reason = "its center is not a finite number"
+        elif width is None:
+            reason = "its width is not a finite number"
+        elif width < 1:
+            reason = "its width is below 1"
+        if reason:
+            text = (
+                f"Window {number + 1} of the file (center {as_text(c)}, width "
+                f"{as_text(w)}) is ignored: {reason}"
+            )
+            logger.debug("%s", text)
+            if warnings is not None:
+                warnings.append(text)
             continue
+        assert center is not None and width is not None
         text = as_text(explanations[number]) if number < len(explanations) else ""
         presets.append(VoiPreset(text, Window(center, width), function))
     sequence = element_get(source, "VOILUTSequence") or (

@@ -25,10 +25,12 @@ are the display's business: the output keeps one pixel per image pixel.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -63,10 +65,21 @@ def present(
     *window* overrides the state's VOI, as a reader's drag does on screen.
     The frame must already carry the state's modality transform
     (:func:`jivex_core.imaging.render.render` sees to it).
+
+    Raises
+    ------
+    RenderError
+        For a colour frame: a Grayscale Softcopy Presentation State applies
+        to grey images only.
     """
     uid, number = frame.sop_instance_uid, frame.index + 1
     if frame.is_color:
-        image = frame.values
+        # A GSPS is a grayscale pipeline (PS3.3 A.33.1);
+        # render.check_grey_for_state names the file's own interpretation.
+        raise RenderError(
+            "a Grayscale Softcopy Presentation State applies to grey images only "
+            "(this image is colour)"
+        )
     else:
         preset = _state_voi(state, uid, number) if window is None else None
         table = None
@@ -260,11 +273,65 @@ def _circle_points(points: tuple[Point, ...], steps: int = 96) -> list[Point]:
     ]
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+#: TrueType fonts for burnt-in text, the first found is used. DejaVu Sans
+#: covers Latin, Greek and Cyrillic (Debian's ``fonts-dejavu-core``, which
+#: ``installer/install-system-deps.sh`` installs); the other paths are where
+#: other distributions put it.
+FONT_PATHS = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+)
+
+Font = ImageFont.ImageFont | ImageFont.FreeTypeFont
+
+
+@functools.cache
+def font_path() -> str | None:
+    """The TrueType font burnt-in text uses, or None (a warning is logged
+    once: Pillow's own font then draws, which lacks Greek and Cyrillic)."""
+    for path in FONT_PATHS:
+        if Path(path).is_file():
+            return path
+    logger.warning(
+        "No DejaVu Sans font found (%s; Debian package fonts-dejavu-core): "
+        "burnt-in text uses Pillow's default font, which shows Greek, Cyrillic "
+        "and some symbols as boxes",
+        FONT_PATHS[0],
+    )
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def annotation_font(size: int) -> Font:
+    """The font of burnt-in text at *size* pixels (see :data:`FONT_PATHS`)."""
+    path = font_path()
+    if path is not None:
+        try:
+            return ImageFont.truetype(path, size)
+        except OSError as exc:
+            logger.warning("Cannot load font %s (%s); using Pillow's", path, exc)
     try:
         return ImageFont.load_default(size=size)
     except Exception:
         return ImageFont.load_default()
+
+
+def text_size(width: int, height: int) -> int:
+    """The height in pixels of burnt-in text on an image of that size.
+
+    A fixed share of the image's shorter side (14 pixels at 512, 83 at
+    3000), so that text reads the same once the picture is fitted to a
+    page or a screen; never below 12 pixels.
+    """
+    return max(12, round(min(width, height) / 36))
+
+
+def line_width(width: int, height: int) -> int:
+    """The width of drawn lines: one pixel up to about 768, thicker on
+    larger images so that lines survive being shown smaller."""
+    return max(1, round(min(width, height) / 512))
 
 
 def draw_annotations(
@@ -278,7 +345,10 @@ def draw_annotations(
     Graphic types are those of PS3.3 C.10.5.1.2: POINT (a small cross),
     POLYLINE, INTERPOLATED (drawn through its points), CIRCLE and ELLIPSE,
     filled when asked. *mapping* takes continuous image coordinates
-    (PIXEL units) to the output's.
+    (PIXEL units) to the output's. Text is Unformatted Text Value (PS3.3
+    C.10.5.1.1, any character of the state's character set) in DejaVu Sans
+    (:data:`FONT_PATHS`); text size and line width follow the image's size
+    (:func:`text_size`, :func:`line_width`).
     """
     by_name = {layer.name: layer for layer in layers}
     colours = [_layer_colour(by_name.get(a.layer)) for a in annotations]
@@ -287,8 +357,9 @@ def draw_annotations(
         image = np.repeat(image[:, :, None], 3, axis=2)
     canvas = Image.fromarray(np.ascontiguousarray(image), "RGB" if needs_rgb else "L")
     draw = ImageDraw.Draw(canvas)
-    size = max(10, min(canvas.size) // 40)
-    font = _font(size)
+    font = annotation_font(text_size(*canvas.size))
+    thick = line_width(*canvas.size)
+    arm = 2 * thick  # of the crosses marking points and anchors
 
     def pixel(point: Point) -> Point:
         # Continuous coordinates put pixel centres at +0.5; Pillow at 0.
@@ -308,8 +379,8 @@ def draw_annotations(
                 continue
             if kind == "POINT":
                 x, y = pixel(points[0])
-                draw.line([(x - 2, y), (x + 2, y)], fill=ink)
-                draw.line([(x, y - 2), (x, y + 2)], fill=ink)
+                draw.line([(x - arm, y), (x + arm, y)], fill=ink, width=thick)
+                draw.line([(x, y - arm), (x, y + arm)], fill=ink, width=thick)
                 continue
             if kind == "CIRCLE" and len(points) >= 2:
                 outline = [pixel(p) for p in _circle_points(points)]
@@ -322,7 +393,7 @@ def draw_annotations(
             elif len(outline) == 1:
                 draw.point(outline, fill=ink)
             else:
-                draw.line(outline, fill=ink, width=1)
+                draw.line(outline, fill=ink, width=thick)
         for text in annotation.texts:
             if text.box is not None:
                 corners = [pixel(text.box[0]), pixel(text.box[1])]
@@ -331,9 +402,9 @@ def draw_annotations(
                 where = pixel(text.anchor)
                 if text.anchor_visible:
                     x, y = where
-                    draw.line([(x - 2, y), (x + 2, y)], fill=ink)
-                    draw.line([(x, y - 2), (x, y + 2)], fill=ink)
-                where = (where[0] + 4, where[1] + 4)
+                    draw.line([(x - arm, y), (x + arm, y)], fill=ink, width=thick)
+                    draw.line([(x, y - arm), (x, y + arm)], fill=ink, width=thick)
+                where = (where[0] + 2 * arm, where[1] + 2 * arm)
             else:
                 continue
             draw.text(where, text.text, fill=ink, font=font)

@@ -250,7 +250,12 @@ class DisplayedArea:
     flip are applied (see :func:`displayed_corners`), and may lie outside
     the image (the outside shows as background). *pixel_spacing* is
     ``(row spacing, column spacing)`` in mm, or None with *aspect_ratio*
-    given instead. *magnification* is used with MAGNIFY only.
+    given instead. *magnification* is the Presentation Pixel Magnification
+    Ratio of MAGNIFY; with SCALE TO FIT it may carry the scale on screen
+    (display pixels per image pixel), which is written only when the area
+    must be cut to the image (:func:`jivex_core.imaging.gsps.complete_state`:
+    no corner left of or above the image is written) and then as MAGNIFY,
+    so that the image keeps its size.
     """
 
     top_left: tuple[int, int]

@@ -81,14 +81,17 @@ __all__ = [
     "Overlay",
     "PreparedFrame",
     "RenderError",
+    "Rendered",
     "VoiPreset",
     "Window",
     "apply_window",
+    "check_grey_for_state",
     "file_window",
     "number_of_frames",
     "prepare_frame",
     "range_window",
     "render",
+    "render_frame",
     "window_coefficients",
 ]
 
@@ -129,7 +132,12 @@ def range_window(values: np.ndarray) -> Window:
         # One value only: a threshold just above it shows it black, as
         # DCMTK's min-max window does.
         return Window(low + 1.0, 1.0)
-    return Window((low + high + 1.0) / 2.0, high - low + 1.0)
+    center, width = (low + high + 1.0) / 2.0, high - low + 1.0
+    if not (np.isfinite(center) and np.isfinite(width)):
+        # Float pixels near the limits of float64: no overflow in between.
+        center = low / 2.0 + (high + 1.0) / 2.0
+        width = min(width, float(np.finfo(np.float64).max))
+    return Window(center, width)
 
 
 def window_coefficients(
@@ -243,7 +251,17 @@ class PreparedFrame:
         0-based frame number.
     sop_instance_uid : str
     warnings : list of str
-        What was tolerated while decoding (short Pixel Data, for example).
+        What the reader should be told about the frame, one sentence each:
+        pixels missing from Pixel Data (``"Pixel Data holds 131072 of 262144
+        bytes: the rest shows black"``), a Rescale Slope of 0 or not a
+        number read as 1, a window of the file that is ignored. The viewer
+        shows them; ``jivex render`` prints them.
+    missing : numpy.ndarray or None
+        (rows, columns) bool, True for the pixels Pixel Data does not hold;
+        :meth:`render` shows them black (0) whatever the window, and their
+        :attr:`values` are the lowest of the frame's real values, so that
+        windows computed from the values are not pulled by them. None when
+        the frame is complete.
     """
 
     _values: np.ndarray | None
@@ -261,6 +279,7 @@ class PreparedFrame:
     index: int = 0
     sop_instance_uid: str = ""
     warnings: list[str] = field(default_factory=list)
+    missing: np.ndarray | None = field(default=None, repr=False)
     #: Stored values kept as they are when no table serves the frame (see
     #: :attr:`stored`).
     _stored: np.ndarray | None = field(default=None, repr=False)
@@ -333,6 +352,11 @@ class PreparedFrame:
         return total
 
     @property
+    def incomplete(self) -> bool:
+        """Whether pixels are missing from the file (:attr:`missing`)."""
+        return self.missing is not None
+
+    @property
     def rows(self) -> int:
         """Rows of the frame."""
         return int(self.shape[0])
@@ -375,7 +399,20 @@ class PreparedFrame:
             A Presentation LUT Sequence table, instead of a shape.
         """
         if self.is_color:
-            return self.values
+            return self.values  # missing pixels were set black when prepared
+        image = self._grey(window, inverse, presentation_lut)
+        if self.missing is not None:
+            # After every LUT: missing pixels are black whatever the window,
+            # inversion or presentation LUT.
+            image[self.missing] = 0
+        return image
+
+    def _grey(
+        self,
+        window: Window | VoiPreset | None,
+        inverse: bool | None,
+        presentation_lut: Lut | None,
+    ) -> np.ndarray:
         preset = self.preset(window)
         invert = self.inverse if inverse is None else inverse
         if self._inputs is not None and self._index is not None:
@@ -508,38 +545,52 @@ def _prepare(ds: Dataset, index: int, modality: ModalityLut | None) -> PreparedF
     decoded = decode_frame(ds, fmt, index)
     spacing, source = _spacing(ds, index)
     overlays = read_overlays(ds, index, decoded.words, (fmt.rows, fmt.columns))
+    warnings = list(decoded.warnings)
+    missing = decoded.missing
     common: dict[str, Any] = {
         "overlays": overlays,
         "pixel_spacing": spacing,
         "spacing_source": source,
         "index": index,
         "sop_instance_uid": as_text(element_get(ds, "SOPInstanceUID")),
-        "warnings": decoded.warnings,
+        "warnings": warnings,
+        "missing": missing,
     }
-    for warning in decoded.warnings:
-        logger.info("Frame %d: %s", index, warning)
 
-    if decoded.photometric == "RGB":
-        rgb = to_rgb8(decoded.pixels, fmt.bits_stored)
-        return PreparedFrame(rgb, "RGB", None, **common)
-    if decoded.photometric == PALETTE:
-        try:
-            rgb = apply_palette(decoded.pixels, ds, fmt.signed)
-        except RenderError:
-            raise
-        except Exception as exc:
-            raise RenderError(f"the palette cannot be applied: {exc}") from exc
+    if decoded.photometric in ("RGB", PALETTE):
+        if decoded.photometric == "RGB":
+            rgb = to_rgb8(decoded.pixels, fmt.bits_stored)
+        else:
+            try:
+                rgb = apply_palette(decoded.pixels, ds, fmt.signed)
+            except RenderError:
+                raise
+            except Exception as exc:
+                raise RenderError(f"the palette cannot be applied: {exc}") from exc
+        if missing is not None:
+            rgb = np.array(rgb, copy=True)
+            rgb[missing] = 0
+        _log_warnings(index, warnings)
         return PreparedFrame(rgb, "RGB", None, **common)
 
     photometric = decoded.photometric
     if photometric not in MONOCHROME:
         photometric = "MONOCHROME2"
+    stored = decoded.pixels
+    if missing is not None:
+        # Values for the missing pixels that pull no window computed from
+        # the values (range, auto window); render() shows them black.
+        stored = np.array(stored, copy=True)
+        stored[missing] = stored[~missing].min()
     if modality is None:
         group = frame_group(ds, index, "PixelValueTransformationSequence")
-        modality = modality_lut(ds, group, fmt.signed)
-    presets = file_presets(ds, frame_group(ds, index, "FrameVOILUTSequence"))
+        modality = modality_lut(ds, group, fmt.signed, warnings=warnings)
+    presets = file_presets(
+        ds, frame_group(ds, index, "FrameVOILUTSequence"), warnings=warnings
+    )
+    presets = _drop_flat_windows(presets, _value_range(fmt, modality), warnings)
     frame = PreparedFrame(
-        decoded.pixels,  # replaced by the modality values below
+        stored,  # replaced by the modality values below
         photometric,
         None,
         windows=presets,
@@ -548,7 +599,7 @@ def _prepare(ds: Dataset, index: int, modality: ModalityLut | None) -> PreparedF
         modality=modality,
         **common,
     )
-    _fill_values(frame, decoded.pixels)
+    _fill_values(frame, stored)
     if presets:
         frame.default_voi = presets[0]
         frame.voi_function = presets[0].function if presets[0].window else "LINEAR"
@@ -561,7 +612,82 @@ def _prepare(ds: Dataset, index: int, modality: ModalityLut | None) -> PreparedF
     else:
         frame.default_window = range_window(frame.values)
         frame.default_voi = VoiPreset("", frame.default_window)
+    _log_warnings(index, warnings)
     return frame
+
+
+def _log_warnings(index: int, warnings: list[str]) -> None:
+    for warning in warnings:
+        logger.info("Frame %d: %s", index + 1, warning)
+
+
+def _value_range(fmt: Any, modality: ModalityLut) -> tuple[float, float] | None:
+    """The lowest and highest modality value the stored bits can give.
+
+    None for Float Pixel Data, whose range the bits do not bound.
+    """
+    if fmt.is_float:
+        return None
+    if modality.lut is not None:
+        data = modality.lut.data
+        return float(data.min()), float(data.max())
+    if fmt.signed:
+        low, high = -(1 << (fmt.bits_stored - 1)), (1 << (fmt.bits_stored - 1)) - 1
+    else:
+        low, high = 0, (1 << fmt.bits_stored) - 1
+    ends = modality.apply(np.array([low, high], dtype=np.int64))
+    return float(ends.min()), float(ends.max())
+
+
+def _drop_flat_windows(
+    presets: list[VoiPreset],
+    value_range: tuple[float, float] | None,
+    warnings: list[str],
+) -> list[VoiPreset]:
+    """The presets without the windows that show no contrast at all.
+
+    A window that maps the lowest and the highest value the image can hold
+    to the same grey (a center of 1e30, a width of 1e30 around 0) shows
+    any content as a flat field: the file's numbers are broken, and the
+    next window, else the value range, serves better.
+    """
+    if value_range is None:
+        return presets
+    ends = np.array(value_range, dtype=np.float64)
+    kept = []
+    for number, preset in enumerate(presets, 1):
+        if preset.window is not None:
+            shades = to_bytes(voi_unit(ends, preset))
+            if shades[0] == shades[1]:
+                text = (
+                    f"Window {number} of the file (center "
+                    f"{preset.window.center:g}, width {preset.window.width:g}) is "
+                    "ignored: it shows every value the image can hold as one grey"
+                )
+                logger.debug("%s", text)
+                warnings.append(text)
+                continue
+        kept.append(preset)
+    return kept
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One frame rendered, with what the reader must be told about it.
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        uint8 (rows, cols) grey or (rows, cols, 3) RGB.
+    warnings : tuple of str
+        :attr:`PreparedFrame.warnings` of the frame.
+    incomplete : bool
+        Pixels are missing from the file; they show black.
+    """
+
+    image: np.ndarray
+    warnings: tuple[str, ...] = ()
+    incomplete: bool = False
 
 
 def render(
@@ -582,7 +708,9 @@ def render(
     white when *overlays* is true; with a state its shutter, displayed area
     (cropped or padded in the image's frame), clockwise rotation,
     horizontal flip and graphic annotations, in that order
-    (:func:`jivex_core.imaging.output.present`).
+    (:func:`jivex_core.imaging.output.present`). Pixels missing from Pixel
+    Data are black. :func:`render_frame` does the same and also returns the
+    frame's warnings.
 
     Parameters
     ----------
@@ -591,6 +719,7 @@ def render(
         0-based frame number.
     window : Window or VoiPreset, optional
     state : PresentationState, optional
+        A Grayscale Softcopy Presentation State; colour images refuse it.
     overlays : bool
         Burn the image's overlay planes in (without a state only: a
         presentation state shows none it does not activate, PS3.4 N.2).
@@ -603,18 +732,38 @@ def render(
     Raises
     ------
     RenderError
-        For anything that prevents rendering, with the reason.
+        For anything that prevents rendering, with the reason; among them
+        a presentation state given for a colour image.
+    """
+    return render_frame(ds, index, window, state, overlays=overlays).image
+
+
+def render_frame(
+    ds: Dataset,
+    index: int = 0,
+    window: Window | VoiPreset | None = None,
+    state: PresentationState | None = None,
+    *,
+    overlays: bool = True,
+) -> Rendered:
+    """:func:`render`, with the frame's warnings and whether it is complete.
+
+    Raises
+    ------
+    RenderError
+        As :func:`render`.
     """
     if state is not None:
         from jivex_core.imaging.output import present
 
+        check_grey_for_state(ds)
         state_modality = getattr(state, "modality", None)
         modality = None
         if state_modality is not None:
             modality = _state_modality(state_modality)
         frame = prepare_frame(ds, index, modality)
         try:
-            return present(frame, state, window)
+            image = present(frame, state, window)
         except RenderError:
             raise
         except Exception as exc:
@@ -622,6 +771,7 @@ def render(
             raise RenderError(
                 f"the presentation state cannot be applied: {exc}"
             ) from exc
+        return Rendered(image, tuple(frame.warnings), frame.incomplete)
     frame = prepare_frame(ds, index)
     try:
         image = frame.render(window)
@@ -629,7 +779,29 @@ def render(
         raise RenderError(f"the image cannot be rendered: {exc}") from exc
     if overlays and frame.overlays:
         image = burn_in(image, frame.overlays)
-    return image
+    return Rendered(image, tuple(frame.warnings), frame.incomplete)
+
+
+def check_grey_for_state(ds: Dataset) -> None:
+    """Refuse a colour image for a Grayscale Softcopy Presentation State.
+
+    A GSPS carries a grayscale pipeline (PS3.3 A.33.1, PS3.4 N.2.1): it
+    applies to MONOCHROME1 and MONOCHROME2 images; colour images take a
+    Color or Pseudo-Color Softcopy Presentation State instead.
+
+    Raises
+    ------
+    RenderError
+        Naming the image's Photometric Interpretation.
+    """
+    photometric = as_text(element_get(ds, "PhotometricInterpretation")).upper()
+    samples = as_float(element_get(ds, "SamplesPerPixel"))
+    if photometric in MONOCHROME or (not photometric and samples in (None, 1.0)):
+        return
+    raise RenderError(
+        "a Grayscale Softcopy Presentation State applies to grey images only "
+        f"(this image is {photometric or f'{samples:g} samples per pixel'})"
+    )
 
 
 def _state_modality(transform: Any) -> ModalityLut:
