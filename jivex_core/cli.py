@@ -24,7 +24,7 @@ from typing import Any
 
 from jivex_core import __version__
 from jivex_core.config import RemoteNode, Settings, load_settings
-from jivex_core.errors import ConfigError, JivexError
+from jivex_core.errors import CannotUnderstandError, ConfigError, JivexError
 from jivex_core.wording import counted
 
 logger = logging.getLogger("jivex_core.cli")
