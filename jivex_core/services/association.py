@@ -57,6 +57,30 @@ class Peer:
         return f"'{self.calling_ae}' at {self.host}:{self.port}"
 
 
+#: Error Comment (0000,0902) is LO: at most 64 characters (PS3.5 6.2).
+ERROR_COMMENT_LENGTH = 64
+
+
+def error_comment(text: str) -> str:
+    """*text* as an Error Comment: LO's repertoire and length.
+
+    The command set is always in the default repertoire (PS3.7 6.3.1), so
+    what is beyond printable ASCII becomes '?', and a backslash, LO's value
+    delimiter, '/'. Text longer than 64 characters is cut at the last word
+    boundary that leaves room for "...": messages put what matters first.
+    """
+    clean = "".join(
+        "/" if c == "\\" else c if " " <= c <= "~" else "?" for c in text.strip()
+    )
+    if len(clean) <= ERROR_COMMENT_LENGTH:
+        return clean
+    room = ERROR_COMMENT_LENGTH - 3
+    cut = clean[: room + 1].rsplit(" ", 1)[0] if " " in clean[:room] else ""
+    if len(cut) > room or len(cut) < room // 2:
+        cut = clean[:room]  # one very long word: cut it
+    return cut.rstrip(" ,;:(-") + "..."
+
+
 def set_nodelay(assoc: Association) -> None:
     """Switch Nagle's algorithm off on the association's socket.
 

@@ -19,6 +19,15 @@ is the answer wherever pydicom cannot encode the values in the others. The
 query's set comes first because peers do not all read every set: Orthanc 1.10
 refuses a whole answer in ISO 2022 IR 87 although it asked in UTF-8.
 
+Identifiers are decoded strictly, as retrieve identifiers are
+(:func:`~jivex_core.store.dicomfile.decode_identifier`, PS3.5 7.1 and 7.5):
+a value running past the end, stray bytes, a delimiter out of place, an
+element twice or out of order, an unknown VR or sequences nested too deeply
+get C000 naming what is wrong, never a query on what pydicom could make of
+the rest. Elements of groups
+0000 to 0007 (command, File Meta) are no keys (PS3.4 C.4.1.1.3): they are
+ignored, with a warning, and not returned.
+
 Statuses (PS3.4 C.4.1.1.4): FF00 pending, 0000 done, FE00 cancelled, A900
 identifier does not match the model (with an Error Comment), C000 unable to
 process.
@@ -34,6 +43,7 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.uid import UID
 from pynetdicom import evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
@@ -52,6 +62,7 @@ from jivex_core.services.association import (
     RETRIEVE_ONLY,
     Peer,
     close_socket,
+    error_comment,
     make_ae,
 )
 from jivex_core.services.find_responses import SYNTAXES, EncodedIdentifier, FlatAnswers
@@ -59,6 +70,7 @@ from jivex_core.services.retrieve import Retriever
 from jivex_core.services.storage_scp import accepted_sop_classes
 from jivex_core.sopclasses import DEFAULT_TRANSFER_SYNTAXES
 from jivex_core.store import Store
+from jivex_core.store.dicomfile import decode_identifier
 from jivex_core.store.query import (
     KEYS,
     LEVELS,
@@ -178,7 +190,20 @@ class QueryRetrieveSCP:
         charsets: dict[tuple[int, int | None], list[str]] = {}
         syntax = event.context.transfer_syntax
         try:
-            request = event.identifier
+            try:
+                request = _decode(event.request.Identifier, syntax)
+            except ValueError as exc:
+                logger.warning("C-FIND from %s refused with 0xC000: %s", peer, exc)
+                yield _failure(STATUS_UNABLE_TO_PROCESS, str(exc))
+                return
+            ignored = _drop_non_keys(request)
+            if ignored:
+                logger.warning(
+                    "C-FIND from %s: %s in the identifier ignored: no data set "
+                    "elements, so no keys",
+                    peer,
+                    ", ".join(ignored),
+                )
             level, matching, wanted, unsupported = _check(request, patient_root)
             # PS3.4 C.4.1.1.4: FF01 when optional keys were not supported.
             pending = STATUS_PENDING_WARNING if unsupported else STATUS_PENDING
@@ -350,8 +375,33 @@ def _failure(status: int, comment: str) -> tuple[Dataset, None]:
     """A failure response: the Error Comment goes in the command set."""
     ds = Dataset()
     ds.Status = status
-    ds.ErrorComment = comment[:64]
+    ds.ErrorComment = error_comment(comment)
     return ds, None
+
+
+def _decode(identifier: Any, syntax: str) -> Dataset:
+    """The request's identifier, decoded strictly; ValueError names what is
+    wrong (a request without one has no elements at all)."""
+    data = identifier.getvalue() if identifier is not None else b""
+    ts = UID(str(syntax))
+    return decode_identifier(data, ts.is_implicit_VR, ts.is_little_endian)
+
+
+def _tag_name(elem: DataElement) -> str:
+    """An element as logs and comments name it: keyword, else its tag."""
+    tag = elem.tag
+    return elem.keyword or f"({tag.group:04X},{tag.element:04X})"
+
+
+def _drop_non_keys(request: Dataset) -> list[str]:
+    """Remove the elements of groups 0000 to 0007 from *request*; return
+    their names. Command and File Meta elements are not in an identifier's
+    data set (PS3.4 C.4.1.1.3), so they are neither keys nor answered."""
+    dropped = [tag for tag in request.keys() if int(tag) >> 16 < 0x0008]
+    names = [_tag_name(request[tag]) for tag in dropped]
+    for tag in dropped:
+        del request[tag]
+    return names
 
 
 def _article(level: str) -> str:
@@ -378,7 +428,7 @@ def _check(
             # Not supported: returned empty; with a value, it is an optional
             # key we did not match on, which the pending status says.
             if elem.VR != "SQ" and key_text(elem.value):
-                unsupported.append(keyword)
+                unsupported.append(_tag_name(elem))
             continue
         if LEVELS.index(key.level) > depth:
             raise QueryError(f"{keyword} is below the {level} level")

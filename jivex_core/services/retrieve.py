@@ -37,7 +37,7 @@ from pynetdicom.sop_class import (
 
 from jivex_core.config import Settings
 from jivex_core.services import storage_scu
-from jivex_core.services.association import Peer, make_ae
+from jivex_core.services.association import Peer, error_comment, make_ae
 from jivex_core.services.storage_scu import AssociationError, Outcome, Outgoing
 from jivex_core.store import Store
 from jivex_core.store.dicomfile import decode_identifier
@@ -174,7 +174,9 @@ class QueryRetrieveService(QueryRetrieveServiceClass):
             rsp.MessageIDBeingRespondedTo = req.MessageID
             rsp.AffectedSOPClassUID = req.AffectedSOPClassUID
             rsp.Status = 0x0122
-            rsp.ErrorComment = f"not a {context.abstract_syntax.name} request"[:64]
+            rsp.ErrorComment = error_comment(
+                f"not a {context.abstract_syntax.name} request"
+            )
             self.dimse.send_msg(rsp, context.context_id)
             return
         retriever = getattr(self.ae, "jivex_retriever", None)
@@ -230,7 +232,7 @@ class _Retrieve:
             "%s from %s refused with 0x%04X: %s", self.name, self.peer, status, comment
         )
         rsp = self._response(status)
-        rsp.ErrorComment = comment[:64]
+        rsp.ErrorComment = error_comment(comment)
         self._send(rsp)
 
     def _counted(self, status: int, *, remaining: bool) -> None:

@@ -194,6 +194,10 @@ def query_level(value: object, patient_root: bool) -> str:
     """
     level = str(value or "").strip().upper()
     allowed = LEVELS if patient_root else LEVELS[1:]
+    if not level:
+        raise QueryError(
+            f"QueryRetrieveLevel is missing or empty ({', '.join(allowed)})"
+        )
     if level not in allowed:
         raise QueryError(
             f"QueryRetrieveLevel '{level}' is not one of {', '.join(allowed)}"
