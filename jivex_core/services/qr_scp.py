@@ -55,7 +55,7 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from jivex_core.charsets import response_character_set
+from jivex_core.charsets import query_character_set, response_character_set
 from jivex_core.config import Settings
 from jivex_core.services.association import (
     ASSOCIATION_HANDLERS,
@@ -315,7 +315,7 @@ class QueryRetrieveSCP:
                     if key[0] is not None
                     else []
                 )
-            asked = request.get("SpecificCharacterSet")
+            asked = query_character_set(request.get("SpecificCharacterSet"))
             chosen = response_character_set(texts, [asked, *charsets[key]])
             if chosen is not None:
                 ds.SpecificCharacterSet = chosen
