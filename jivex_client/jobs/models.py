@@ -102,7 +102,9 @@ def progress_text(job: Job) -> str:
     """``7 / 9``, with the failures when there are any."""
     handled, total = progress(job)
     if not total:
-        return _tr("nothing to transfer") if is_finished(job) else "–"
+        # A retrieve that failed before its first response learnt nothing:
+        # its last error says why, not "nothing to transfer".
+        return _tr("nothing to transfer") if job.get("state") == "done" else "–"
     text = f"{handled} / {total}"
     failed = int(job.get("failed") or 0)
     if failed:
