@@ -135,6 +135,14 @@ def final_status(log: str) -> str:
     return found[1] if found else ""
 
 
+def final_comment(log: str) -> str:
+    """The Error Comment of the final response (DCMTK dumps it with -d as
+    the response's Status Detail), '' when it has none."""
+    tail = log.split("Message Type")[-1]
+    found = re.findall(r"\(0000,0902\) LO \[(.*?)\s*\]", tail)
+    return found[-1] if found else ""
+
+
 SUCCESS, WARNING, CANCEL = "0x0000", "0xb000", "0xfe00"
 UNABLE_TO_PERFORM, IDENTIFIER_MISMATCH = "0xa702", "0xa900"
 
@@ -287,6 +295,8 @@ def test_destination_down_fails_every_sub_operation(setup):
     # The Failed SOP Instance UID List names all nine.
     assert log.count("1.113654.5.15.15") >= 9, log
     assert "could not be reached" in server.log()
+    # The requestor reads why in the Error Comment (PS3.7 C.4).
+    assert final_comment(log) == "'DOWN' could not be reached", log
 
 
 def test_destination_rejecting_the_association(setup):
@@ -298,6 +308,9 @@ def test_destination_rejecting_the_association(setup):
     assert final_counts(log) == {"Completed": 0, "Failed": 1, "Warning": 0}
     assert "'REFUSER' at 127.0.0.1" in server.log()
     assert "rejected the association" in server.log()
+    comment = final_comment(log)
+    assert comment.startswith("'REFUSER' rejected the association"), log
+    assert len(comment) <= 64
 
 
 def test_destination_refusing_some_classes(setup):
@@ -308,6 +321,9 @@ def test_destination_refusing_some_classes(setup):
         server, "CTONLY", "QueryRetrieveLevel=PATIENT", "PatientID=4MR1", model="-P"
     )
     assert final_counts(log) == {"Completed": 0, "Failed": 1, "Warning": 0}, log
+    # Only MR proposed, nothing accepted: pynetdicom aborts such an
+    # association, which is no abort of the destination's.
+    assert final_comment(log) == "'CTONLY' accepted no presentation context", log
     # A patient with CT and no refused class is moved whole.
     _, log = movescu(
         server, "CTONLY", "QueryRetrieveLevel=PATIENT", "PatientID=1CT1", model="-P"
@@ -325,6 +341,13 @@ def test_destination_refusing_some_classes(setup):
     )
     assert final_status(log) == WARNING, log
     assert final_counts(log) == {"Completed": 1, "Failed": 1, "Warning": 0}, log
+    assert final_comment(log) == "'CTONLY' accepted no context for MR Image Storage"
+    # The hint about C-GET roles is for C-GET requestors only.
+    assert not [
+        line
+        for line in server.log().splitlines()
+        if "C-MOVE sub-operation" in line and "SCP role" in line
+    ]
     mr = next(r for r in server.ls() if r["PatientID"] == "4MR1")
     assert mr["SOPInstanceUID"] in log.split("Failed SOP Instance UID List")[-1]
     assert len(ctonly.received()) == 1
@@ -467,11 +490,13 @@ def test_get_without_role_selection_fails_cleanly(setup):
     assert status.Status == 0xA702
     assert status.NumberOfFailedSuboperations == 1
     assert status.NumberOfCompletedSuboperations == 0
+    assert status.ErrorComment == "no context with the SCP role for CT Image Storage"
+    assert "(a C-GET requestor must propose it with the SCP role)" in server.log()
     (ct,) = [r for r in server.ls() if r["StudyInstanceUID"] == CT_STUDY]
     assert identifier.FailedSOPInstanceUIDList == ct["SOPInstanceUID"]
 
 
-def test_bad_retrieve_identifiers(setup):
+def test_bad_retrieve_identifiers(setup, tmp_path):
     server, _, _ = setup
     for keys, comment in [
         (["QueryRetrieveLevel=STUDY"], "a STUDY retrieve needs StudyInstanceUID"),
@@ -494,6 +519,16 @@ def test_bad_retrieve_identifiers(setup):
         _, log = movescu(server, "DEST", *keys, model=model)
         assert final_status(log) == IDENTIFIER_MISMATCH, log
         assert comment in server.log()
+        # The comment is what the log says, in LO: a backslash, LO's value
+        # delimiter, becomes '/'.
+        logged = server.log().replace("\\", "/")
+        assert final_comment(log), log
+        assert final_comment(log).removesuffix("...") in logged, log
+        # getscu reads the same comment.
+        _, log = getscu(server, tmp_path / "get", *keys, model=model)
+        assert final_status(log) == IDENTIFIER_MISMATCH, log
+        assert final_comment(log), log
+        assert final_comment(log).removesuffix("...") in logged, log
     # Nothing matches: success with no sub-operations.
     _, log = movescu(
         server, "DEST", "QueryRetrieveLevel=STUDY", "StudyInstanceUID=1.2.3.4"
@@ -842,6 +877,7 @@ def test_an_object_stored_incomplete_is_not_sent(setup, tmp_path):
         assert final_status(log) == WARNING, log
         assert final_counts(log) == {"Completed": 2, "Failed": 1, "Warning": 0}
         assert "stored incomplete" in own.log()
+        assert final_comment(log).startswith("stored incomplete"), log
         assert len(dest.received()) == 2
     finally:
         own.stop()
@@ -876,6 +912,7 @@ def test_a_destination_aborting_on_one_object_gets_the_others(tmp_path):
         assert final_counts(log) == {"Completed": 5, "Failed": 1, "Warning": 0}
         assert bad not in received and len(set(received)) == 5
         assert "association lost, 3 objects go on a new one" in own.log()
+        assert final_comment(log) == "'TOUCHY' ended the association during a C-STORE"
     finally:
         own.stop()
         scp.shutdown()
@@ -901,3 +938,35 @@ def test_a_find_on_a_move_context_is_refused_cleanly(setup):
     assert rsp.Status == 0x0122
     assert assoc.is_established  # not aborted
     assoc.release()
+
+
+def test_a_destination_failing_every_object_is_named_with_its_status(tmp_path):
+    """A702's Error Comment names the destination and the status it gave
+    (with its own comment); the log line of the final response too."""
+    files = make_ct_series(tmp_path / "files", 3, 16, "FULL1")
+
+    def on_store(_event):
+        status = Dataset()
+        status.Status = 0xA700
+        status.ErrorComment = "disk full"
+        return status
+
+    scp, port = pynetdicom_peer(
+        "FULLDISK",
+        [(CTImageStorage, ExplicitVRLittleEndian)],
+        [(evt.EVT_C_STORE, on_store)],
+    )
+    data = tmp_path / "data"
+    assert run_jivex("import", "--data", str(data), *files).returncode == 0
+    own = JivexServer(data, extra=["--remote", f"FULLDISK@127.0.0.1:{port}"]).start()
+    try:
+        _, log = movescu(
+            own, "FULLDISK", "QueryRetrieveLevel=PATIENT", "PatientID=FULL1", model="-P"
+        )
+        assert final_status(log) == UNABLE_TO_PERFORM, log
+        assert final_counts(log) == {"Completed": 0, "Failed": 3, "Warning": 0}
+        assert final_comment(log) == "'FULLDISK' answered 0xA700: disk full", log
+        assert "(0xA702): 'FULLDISK' answered 0xA700: disk full" in own.log()
+    finally:
+        own.stop()
+        scp.shutdown()

@@ -12,16 +12,21 @@ Final statuses: 0000 all stored; B000 some failed or had warnings; A702 none
 could be stored; FE00 cancelled; A801 Move Destination not in the remote AE
 table; A900 identifier does not fit the model; A701 more than 65,535
 matches; C000 unable to process. Failures, warnings and cancels carry the
-counts and the Failed SOP Instance UID List (PS3.4 C.4.2.1.6).
+counts and the Failed SOP Instance UID List (PS3.4 C.4.2.1.6); A702 and
+B000 an Error Comment (PS3.7 C.4) with the reason most sub-operations
+failed for (destination unreachable or refusing, no presentation context
+for a class, the status the destination answered), as do the refusals.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from io import BytesIO
 from typing import Any
 
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from pynetdicom import association as association_module
 from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE
 from pynetdicom.dsutils import encode
@@ -208,8 +213,13 @@ class _Retrieve:
         self.failed = 0
         self.warning = 0
         self.failed_uids: list[str] = []
+        #: Why sub-operations failed, as Error Comment text, with counts.
+        self.reasons: Counter[str] = Counter()
         self.cancelled = False
         self._msg_id = int(req.MessageID)
+        #: Who the sub-operations go to, as comments name it.
+        self.who = "the requestor"
+        self._classes: dict[str, str] = {}
 
     # Responses -------------------------------------------------------------
 
@@ -235,8 +245,20 @@ class _Retrieve:
         rsp.ErrorComment = error_comment(comment)
         self._send(rsp)
 
+    def _comment(self) -> str:
+        """Why sub-operations failed: the most frequent reason first."""
+        if not self.reasons:
+            return ""
+        (reason, _count), *others = self.reasons.most_common()
+        if others:
+            more = len(others)
+            reason += f" (and {more} other reason{'s' if more > 1 else ''})"
+        return reason
+
     def _counted(self, status: int, *, remaining: bool) -> None:
         rsp = self._response(status)
+        if status in (STATUS_UNABLE_TO_PERFORM, STATUS_WARNING) and self.reasons:
+            rsp.ErrorComment = error_comment(self._comment())
         if remaining:
             rsp.NumberOfRemainingSuboperations = self.remaining
         rsp.NumberOfCompletedSuboperations = self.completed
@@ -280,6 +302,7 @@ class _Retrieve:
                     f"Move Destination '{destination}' is not a known AE",
                 )
                 return
+            self.who = f"'{node.ae_title}'"
         patient_root = self.req.AffectedSOPClassUID in PATIENT_ROOT
         try:
             level, objects = self.retriever.select(identifier, patient_root)
@@ -293,6 +316,7 @@ class _Retrieve:
             )
             return
         self.remaining = len(objects)
+        self._classes = {obj.sop_instance: obj.sop_class for obj in objects}
         if self.is_move:
             self._move(objects, node)
         else:
@@ -306,6 +330,23 @@ class _Retrieve:
         self._msg_id = self._msg_id % 65535 + 1
         return self._msg_id
 
+    def _reason(self, outcome: Outcome) -> str:
+        """Why *outcome* failed, as an Error Comment says it."""
+        name = UID(self._sop_class(outcome)).name
+        if outcome.no_context:
+            if self.is_move:
+                return f"{self.who} accepted no context for {name}"
+            # PS3.4 C.4.3.1: the requestor proposes it with the SCP role.
+            return f"no context with the SCP role for {name}"
+        if outcome.status is not None:
+            return f"{self.who} answered {outcome.reason.removeprefix('status ')}"
+        if outcome.reason == "no C-STORE response":
+            return f"{self.who} sent no C-STORE response"
+        return outcome.reason
+
+    def _sop_class(self, outcome: Outcome) -> str:
+        return self._classes.get(outcome.sop_instance, "")
+
     def _record(self, outcome: Outcome, log: bool = True) -> None:
         self.remaining -= 1
         if outcome.category == "success":
@@ -315,19 +356,24 @@ class _Retrieve:
         else:
             self.failed += 1
             self.failed_uids.append(outcome.sop_instance)
-            if not log:
-                return
-            logger.warning(
-                "%s sub-operation for %s failed: %s",
-                self.name,
-                outcome.sop_instance,
-                outcome.reason,
-            )
+            if log:
+                self.reasons[self._reason(outcome)] += 1
+                hint = ""
+                if outcome.no_context and not self.is_move:
+                    hint = " (a C-GET requestor must propose it with the SCP role)"
+                logger.warning(
+                    "%s sub-operation for %s failed: %s%s",
+                    self.name,
+                    outcome.sop_instance,
+                    outcome.reason,
+                    hint,
+                )
 
-    def _fail_all(self, objects: list[Outgoing], reason: str) -> None:
+    def _fail_all(self, objects: list[Outgoing], reason: str, brief: str) -> None:
         logger.warning(
             "%s: %d sub-operations failed: %s", self.name, len(objects), reason
         )
+        self.reasons[brief] += len(objects)
         for obj in objects:
             self._record(Outcome(obj.sop_instance, None, "failure", reason), False)
 
@@ -358,7 +404,14 @@ class _Retrieve:
                     f"the destination ended the association during it "
                     f"({outcome.reason})",
                 )
-                self._record(outcome)
+                self._record(outcome, log=False)
+                self.reasons[f"{self.who} ended the association during a C-STORE"] += 1
+                logger.warning(
+                    "%s sub-operation for %s failed: %s",
+                    self.name,
+                    obj.sop_instance,
+                    outcome.reason,
+                )
                 self._counted(STATUS_PENDING, remaining=True)
                 return index + 1
             self._record(outcome)
@@ -380,7 +433,7 @@ class _Retrieve:
                 try:
                     assoc = storage_scu.associate(ae, node, contexts)
                 except AssociationError as exc:
-                    self._fail_all(batch, str(exc))
+                    self._fail_all(batch, str(exc), exc.brief)
                     break
                 try:
                     result = self._deliver(assoc, batch, originator)
@@ -396,7 +449,11 @@ class _Retrieve:
                 batch = batch[result:]
                 reconnects += 1
                 if reconnects > MAX_RECONNECTS:
-                    self._fail_all(batch, "the destination keeps ending associations")
+                    self._fail_all(
+                        batch,
+                        "the destination keeps ending associations",
+                        f"{self.who} keeps ending associations",
+                    )
                     break
                 logger.warning(
                     "%s to '%s': association lost, %d objects go on a new one",
@@ -435,7 +492,7 @@ class _Retrieve:
             status = STATUS_WARNING
         logger.info(
             "%s from %s%s at %s level: %d completed, %d failed, %d warnings, "
-            "%d remaining (0x%04X)",
+            "%d remaining (0x%04X)%s",
             self.name,
             self.peer,
             f" to '{destination}'" if destination else "",
@@ -445,6 +502,7 @@ class _Retrieve:
             self.warning,
             self.remaining,
             status,
+            f": {self._comment()}" if self.failed else "",
         )
         self._counted(status, remaining=status == STATUS_CANCELLED)
 

@@ -85,6 +85,8 @@ class Outcome:
     #: The association ended before an answer: whether the peer stored the
     #: object is unknown, so it is to be sent again rather than failed.
     lost: bool = False
+    #: Not sent: no accepted presentation context can carry the object.
+    no_context: bool = False
 
     @property
     def stored(self) -> bool:
@@ -93,7 +95,15 @@ class Outcome:
 
 
 class AssociationError(Exception):
-    """The peer could not be reached or refused the association."""
+    """The peer could not be reached or refused the association.
+
+    The message names the peer with its address, for logs and jobs;
+    :attr:`brief` without it, for an Error Comment's 64 characters.
+    """
+
+    def __init__(self, message: str, brief: str = "") -> None:
+        super().__init__(message)
+        self.brief = brief or message
 
 
 def plan_contexts(objects: Iterable[Outgoing]) -> list[list[PresentationContext]]:
@@ -131,6 +141,7 @@ def associate(
     pynetdicom's ACSE may see the closed socket first and report an abort.
     """
     connected: list[bool] = []
+    accepted: list[bool] = []
     rejections: list[A_ASSOCIATE_RJ] = []
 
     def on_pdu(event: Any) -> None:
@@ -146,6 +157,7 @@ def associate(
         ext_neg=ext_neg,
         evt_handlers=[
             (evt.EVT_CONN_OPEN, lambda _event: connected.append(True)),
+            (evt.EVT_ACCEPTED, lambda _event: accepted.append(True)),
             (evt.EVT_PDU_RECV, on_pdu),
             *(handlers or []),
         ],
@@ -160,9 +172,15 @@ def associate(
             reason += f" ({rsp.reason_str})"
     elif not connected:
         reason = "could not be reached"
+    elif accepted:
+        # pynetdicom aborts an association whose contexts were all refused.
+        reason = "accepted no presentation context"
     else:
         reason = "aborted the association request"
-    raise AssociationError(f"'{node.ae_title}' at {node.host}:{node.port} {reason}")
+    raise AssociationError(
+        f"'{node.ae_title}' at {node.host}:{node.port} {reason}",
+        f"'{node.ae_title}' {reason}",
+    )
 
 
 def _context_for(assoc: Association, sop_class: str, syntaxes: Iterable[str]) -> Any:
@@ -261,8 +279,8 @@ def store(
             obj.sop_instance,
             None,
             "failure",
-            f"no presentation context for {UID(obj.sop_class).name} lets us send it"
-            " (a C-GET requestor must propose it with the SCP role)",
+            f"no presentation context for {UID(obj.sop_class).name} was accepted",
+            no_context=True,
         )
     originator_ae, originator_id = move_originator or (None, None)
     try:
