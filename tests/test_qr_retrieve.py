@@ -13,6 +13,7 @@ is a port nobody listens on.
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -29,6 +30,7 @@ from pynetdicom import AE, evt
 from pynetdicom.dimse_primitives import C_FIND, C_MOVE
 from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
@@ -970,3 +972,87 @@ def test_a_destination_failing_every_object_is_named_with_its_status(tmp_path):
     finally:
         own.stop()
         scp.shutdown()
+
+
+def _slow_move_at_shutdown(tmp_path, shutdown_timeout: float, count: int, delay: float):
+    """C-MOVE *count* objects to a destination that takes *delay* s each,
+    SIGTERM the server after the first pending response; return what the
+    requestor got, the objects received, the server's exit code, how long
+    it took to stop, and its log."""
+    files = make_ct_series(tmp_path / "files", count, 16, "SLOWSTOP")
+    received: list[str] = []
+
+    def on_store(event):
+        time.sleep(delay)
+        received.append(str(event.request.AffectedSOPInstanceUID))
+        return 0x0000
+
+    scp, port = pynetdicom_peer(
+        "SLOWDEST",
+        [(CTImageStorage, ExplicitVRLittleEndian)],
+        [(evt.EVT_C_STORE, on_store)],
+    )
+    data = tmp_path / "data"
+    assert run_jivex("import", "--data", str(data), *files).returncode == 0
+    config = tmp_path / "jivex.toml"
+    config.write_text(f"[network]\nshutdown_timeout = {shutdown_timeout}\n")
+    own = JivexServer(
+        data, config=config, extra=["--remote", f"SLOWDEST@127.0.0.1:{port}"]
+    ).start()
+    try:
+        scu = AE(ae_title="PATIENT1")
+        scu.acse_timeout = scu.dimse_timeout = scu.network_timeout = 60
+        scu.add_requested_context(PatientRootQueryRetrieveInformationModelMove)
+        assoc = scu.associate("127.0.0.1", own.query_port, ae_title="JIVEX")
+        assert assoc.is_established
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "PATIENT"
+        ds.PatientID = "SLOWSTOP"
+        responses = assoc.send_c_move(
+            ds, "SLOWDEST", PatientRootQueryRetrieveInformationModelMove
+        )
+        statuses = [next(responses)[0]]
+        assert statuses[0].Status == 0xFF00
+        started = time.monotonic()
+        own.proc.send_signal(signal.SIGTERM)
+        statuses += [status for status, _ in responses]
+        answered = statuses[-1].get("Status") not in (None, 0xFF00)
+        deadline = time.monotonic() + 5
+        while not answered and assoc.is_established and time.monotonic() < deadline:
+            time.sleep(0.02)  # the reactor takes in an abort after the answers
+        aborted = assoc.is_aborted
+        if assoc.is_established:
+            assoc.release()  # as any requestor does after the final response
+        code = own.proc.wait(shutdown_timeout + 30)
+        took = time.monotonic() - started
+        return statuses, aborted, received, code, took, own.log()
+    finally:
+        own.stop()
+        scp.shutdown()
+
+
+def test_sigterm_lets_a_running_move_finish_within_the_timeout(tmp_path):
+    statuses, aborted, received, code, took, log = _slow_move_at_shutdown(
+        tmp_path, shutdown_timeout=30, count=12, delay=0.15
+    )
+    final = statuses[-1]
+    assert final.Status == 0x0000, log
+    assert final.NumberOfCompletedSuboperations == 12
+    assert len(set(received)) == 12 and not aborted
+    assert code == 0 and took < 30, log
+    assert "still running after" not in log
+
+
+def test_sigterm_aborts_a_move_running_past_the_timeout(tmp_path):
+    statuses, aborted, received, code, took, log = _slow_move_at_shutdown(
+        tmp_path, shutdown_timeout=1, count=40, delay=0.2
+    )
+    # No final response: the requestor sees an A-ABORT once the timeout ran.
+    assert aborted, log
+    assert all(s.get("Status") in (0xFF00, None) for s in statuses), statuses
+    assert len(received) < 40
+    assert code == 0 and took < 1 + 10, log
+    assert "1 Query/Retrieve requests still running after 1.0 s; aborted" in log
+    assert "stopped: the server is stopping" in log
+    # No new sub-association was opened once the server gave up.
+    assert log.count("go on a new one") == 0

@@ -106,6 +106,30 @@ def close_socket(assoc: Association) -> None:
         pass  # already closed by the peer
 
 
+def abort_at_shutdown(assoc: Association) -> None:
+    """Abort *assoc* for a server that stops, then cut its connection.
+
+    abort() waits for the peer's side of the state machine: it gets a
+    moment in its own thread before the socket is cut anyway.
+    """
+    if assoc.is_established:
+        if assoc.is_requestor:
+            # One of ours (a C-MOVE sub-association): name the peer we called.
+            peer = assoc.acceptor
+            who = f"'{str(peer.ae_title).strip()}' at {peer.address}:{peer.port}"
+        else:
+            who = str(Peer.of(assoc))
+        logger.warning("Aborting association with %s at shutdown", who)
+        aborter = threading.Thread(target=assoc.abort, daemon=True)
+        aborter.start()
+        aborter.join(2.0)
+    close_socket(assoc)
+    if assoc.is_requestor:
+        # A sender waiting for its C-STORE response would wait out the DIMSE
+        # timeout: pynetdicom wakes it only for aborts the peer started.
+        assoc.dimse.msg_queue.put((None, None))
+
+
 def _on_conn_open(event: evt.Event) -> None:
     set_nodelay(event.assoc)
 

@@ -36,6 +36,7 @@ process.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,12 +62,12 @@ from jivex_core.services.association import (
     ASSOCIATION_HANDLERS,
     RETRIEVE_ONLY,
     Peer,
-    close_socket,
+    abort_at_shutdown,
     error_comment,
     make_ae,
 )
 from jivex_core.services.find_responses import SYNTAXES, EncodedIdentifier, FlatAnswers
-from jivex_core.services.retrieve import Retriever
+from jivex_core.services.retrieve import Retriever, holds_on, is_busy
 from jivex_core.services.storage_scp import accepted_sop_classes
 from jivex_core.sopclasses import DEFAULT_TRANSFER_SYNTAXES
 from jivex_core.store import Store
@@ -157,14 +158,42 @@ class QueryRetrieveSCP:
             self.port,
         )
 
-    def stop(self) -> None:
-        """Stop accepting and cut every association (queries are short)."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop accepting, let running requests finish, then abort.
+
+        C-FIND, C-MOVE and C-GET requests in progress get up to *timeout*
+        seconds (``network.shutdown_timeout``) to send their final response;
+        associations with no request running have nothing to finish. Then
+        every association left is aborted, the requestors' and those of
+        the C-MOVE sub-operations, and retrieves send nothing more.
+        """
         server, self._server = self._server, None
         if server is None:
             return
         server.shutdown()
-        for assoc in self.ae.active_associations:
-            close_socket(assoc)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(
+            holds_on(assoc) for assoc in self.ae.active_associations
+        ):
+            time.sleep(0.05)
+        retriever: Retriever = self.ae.jivex_retriever  # type: ignore[attr-defined]
+        busy = [a for a in self.ae.active_associations if is_busy(a)]
+        if busy:
+            logger.warning(
+                "%d Query/Retrieve requests still running after %s s; aborted",
+                len(busy),
+                timeout,
+            )
+        retriever.stopping.set()
+        left = list(self.ae.active_associations)
+        for assoc in left:
+            abort_at_shutdown(assoc)
+        for assoc in retriever.scu_ae.active_associations:
+            abort_at_shutdown(assoc)
+        # Let the retrieves notice and log what they did not do.
+        until = time.monotonic() + 2.0
+        for assoc in left:
+            assoc.join(max(0.0, until - time.monotonic()))
         logger.info("Query/Retrieve SCP stopped")
 
     def _on_c_store(self, event: evt.Event) -> Dataset:

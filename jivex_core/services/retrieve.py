@@ -16,11 +16,18 @@ counts and the Failed SOP Instance UID List (PS3.4 C.4.2.1.6); A702 and
 B000 an Error Comment (PS3.7 C.4) with the reason most sub-operations
 failed for (destination unreachable or refusing, no presentation context
 for a class, the status the destination answered), as do the refusals.
+
+A server that stops lets the retrieves running finish up to its shutdown
+timeout (:meth:`jivex_core.services.qr_scp.QueryRetrieveSCP.stop`); then
+their associations are aborted, the requestor's and the destination's,
+and no new sub-association is opened (:attr:`Retriever.stopping`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections import Counter
 from io import BytesIO
 from typing import Any
@@ -104,6 +111,8 @@ class Retriever:
         self.settings = settings
         self.store = store
         self.scu_ae = make_ae(settings)
+        #: Set when the server gives up waiting for retrieves at shutdown.
+        self.stopping = threading.Event()
 
     def select(self, identifier: Dataset, patient_root: bool) -> tuple[str, list]:
         """The level and the objects a retrieve identifier asks for.
@@ -152,6 +161,31 @@ class Retriever:
         ]
 
 
+#: Attribute of an association serving a request right now: a stopping
+#: server waits for those (up to its timeout), not for idle ones.
+BUSY = "jivex_busy"
+#: Attribute: when the association's last request ended (time.monotonic).
+DONE_AT = "jivex_done_at"
+#: Seconds a requestor has, after its last response, to release before a
+#: stopping server aborts the association (they release at once).
+RELEASE_GRACE = 1.0
+
+
+def is_busy(assoc: Any) -> bool:
+    """Whether *assoc* is serving a C-FIND, C-MOVE or C-GET request."""
+    return bool(getattr(assoc, BUSY, False)) and assoc.is_established
+
+
+def holds_on(assoc: Any) -> bool:
+    """Whether a stopping server waits for *assoc*: it serves a request, or
+    answered one a moment ago and its requestor is about to release."""
+    if not assoc.is_established:
+        return False
+    done_at = getattr(assoc, DONE_AT, None)
+    recent = done_at is not None and time.monotonic() - done_at < RELEASE_GRACE
+    return is_busy(assoc) or recent
+
+
 class QueryRetrieveService(QueryRetrieveServiceClass):
     """pynetdicom's Q/R service class with our own C-MOVE and C-GET."""
 
@@ -185,10 +219,15 @@ class QueryRetrieveService(QueryRetrieveServiceClass):
             self.dimse.send_msg(rsp, context.context_id)
             return
         retriever = getattr(self.ae, "jivex_retriever", None)
-        if retriever is not None and isinstance(req, C_MOVE | C_GET):
-            _Retrieve(self, retriever, req, context).run()
-        else:
-            super().SCP(req, context)
+        setattr(self.assoc, BUSY, True)
+        try:
+            if retriever is not None and isinstance(req, C_MOVE | C_GET):
+                _Retrieve(self, retriever, req, context).run()
+            else:
+                super().SCP(req, context)
+        finally:
+            setattr(self.assoc, BUSY, False)
+            setattr(self.assoc, DONE_AT, time.monotonic())
 
 
 class _Retrieve:
@@ -396,6 +435,8 @@ class _Retrieve:
             outcome = storage_scu.store(
                 assoc, obj, msg_id=self._next_msg_id(), move_originator=originator
             )
+            if outcome.lost and self._requestor_gone():
+                return False  # we cut it: the server is stopping
             if outcome.lost:
                 outcome = Outcome(
                     obj.sop_instance,
@@ -430,6 +471,8 @@ class _Retrieve:
                 if self._cancelled():
                     self.cancelled = True
                     return
+                if self._requestor_gone():
+                    return
                 try:
                     assoc = storage_scu.associate(ae, node, contexts)
                 except AssociationError as exc:
@@ -444,6 +487,8 @@ class _Retrieve:
                     return
                 if result is True:
                     break
+                if self._requestor_gone():
+                    return
                 # Lost with one object (a peer that aborts on it): the rest
                 # go on a new association, a few times at most.
                 batch = batch[result:]
@@ -463,10 +508,12 @@ class _Retrieve:
                 )
 
     def _requestor_gone(self) -> bool:
-        """The requestor's association ended (the reactor notices later)."""
+        """The requestor's association ended (the reactor notices later),
+        or the server stopped waiting for retrieves to finish."""
         assoc = self.service.assoc
         return (
-            not assoc.is_established
+            self.retriever.stopping.is_set()
+            or not assoc.is_established
             or assoc.acse.is_aborted()
             or not assoc.dul.is_alive()
         )
@@ -474,10 +521,12 @@ class _Retrieve:
     def _finish(self, level: str, destination: str) -> None:
         if self._requestor_gone():
             logger.warning(
-                "%s from %s stopped: the requestor's association ended after "
-                "%d sub-operations, %d not done",
+                "%s from %s stopped: %s after %d sub-operations, %d not done",
                 self.name,
                 self.peer,
+                "the server is stopping"
+                if self.retriever.stopping.is_set()
+                else "the requestor's association ended",
                 self.completed + self.failed + self.warning,
                 self.remaining,
             )
