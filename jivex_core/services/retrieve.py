@@ -481,7 +481,11 @@ class _Retrieve:
                 try:
                     result = self._deliver(assoc, batch, originator)
                 finally:
-                    if assoc.is_established:
+                    if self.retriever.stopping.is_set():
+                        # The server aborts it: a release would wait for an
+                        # answer that never comes.
+                        assoc.abort()
+                    elif assoc.is_established:
                         assoc.release()
                 if result is False:
                     return
