@@ -99,6 +99,28 @@ def terms(value: str | Iterable[str] | None) -> list[str]:
     return [] if not any(items) else items
 
 
+#: Multi-byte sets that code extensions invoke next to ASCII, never on
+#: their own in G0 for a whole value (PS3.3 C.12.1.1.2, table C.12-4).
+_NEEDS_DEFAULT_FIRST = frozenset(
+    {"ISO 2022 IR 58", "ISO 2022 IR 87", "ISO 2022 IR 149", "ISO 2022 IR 159"}
+)
+
+
+def query_character_set(value: str | Iterable[str] | None) -> list[str]:
+    """A query's Specific Character Set as the terms to answer it in.
+
+    A value whose first term is one of the multi-byte code extension sets
+    (``ISO 2022 IR 87`` alone, as some systems send it) lacks the default
+    repertoire that must come first (PS3.3 C.12.1.1.2): it is read as
+    ``\\ISO 2022 IR 87``, as other archives read it, so that an answer in
+    it switches back to ASCII where the standard asks.
+    """
+    found = terms(value)
+    if found and found[0] in _NEEDS_DEFAULT_FIRST:
+        return ["", *found]
+    return found
+
+
 def can_encode(values: Iterable[tuple[str, str]], character_set: list[str]) -> bool:
     """Whether pydicom writes every (VR, text) in *character_set* without loss.
 

@@ -450,12 +450,16 @@ class Engine:
             await asyncio.to_thread(self.housekeeping.stop)
         if self.jobs is not None:
             await asyncio.to_thread(self.jobs.stop)
-        if self.qr_scp is not None:
-            await asyncio.to_thread(self.qr_scp.stop)
-        if self.storage_scp is not None:
-            await asyncio.to_thread(
-                self.storage_scp.stop, self.settings.network.shutdown_timeout
+        # Both SCPs stop accepting at once and share one timeout for what
+        # runs on them (stores, queries, retrieves), then abort the rest.
+        timeout = self.settings.network.shutdown_timeout
+        await asyncio.gather(
+            *(
+                asyncio.to_thread(scp.stop, timeout)
+                for scp in (self.qr_scp, self.storage_scp)
+                if scp is not None
             )
+        )
         if self.store is not None:
             self.store.close()
         if self._lock is not None:

@@ -297,3 +297,36 @@ def pynetdicom_peer(
     port = free_port()
     server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=handlers)
     return server, port
+
+
+def raw_request(assoc: Any, request: Any, timeout: float = 30.0) -> list[Any]:
+    """Send a C-FIND/C-MOVE/C-GET request primitive as built, its Identifier
+    a BytesIO of whatever bytes a test wants on the wire, and return the
+    response primitives up to the final one.
+
+    pynetdicom's send_c_find() encodes a Dataset; malformed identifiers need
+    the DIMSE layer itself, with the association's reactor paused so that
+    the responses come to the test.
+    """
+    cx_id = next(
+        cx.context_id
+        for cx in assoc.accepted_contexts
+        if cx.abstract_syntax == request.AffectedSOPClassUID
+    )
+    assoc._reactor_checkpoint.clear()
+    while not assoc._is_paused:
+        time.sleep(0.001)
+    responses = []
+    try:
+        assoc.dimse.send_msg(request, cx_id)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _, rsp = assoc.dimse.get_msg(block=True)
+            if rsp is None:
+                break
+            responses.append(rsp)
+            if rsp.Status not in (0xFF00, 0xFF01):
+                break
+    finally:
+        assoc._reactor_checkpoint.set()
+    return responses

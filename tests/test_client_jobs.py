@@ -78,6 +78,9 @@ def test_progress_counts_every_object_handled() -> None:
     assert progress(_job(kind="move")) == (0, 0)
     assert progress_text(_job(kind="move")) == "–"
     assert progress_text(_job(kind="move", state="done")) == "nothing to transfer"
+    # One that failed before its first response (an archive answering C000
+    # at once) transferred nothing because it failed: its last error says so.
+    assert progress_text(_job(kind="move", state="failed")) == "–"
 
 
 def _bar_colours(qapp: Any, job: dict[str, Any]) -> tuple[Any, Any, Any]:

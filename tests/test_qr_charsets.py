@@ -411,6 +411,11 @@ def test_answers_to_a_default_repertoire_query_use_the_stored_set(
         ("ISO_IR 148", "SCSGERM", "ISO_IR 148"),  # Latin-5 has Ä and ü
         ("GB18030", "H32EXAMPLE", "GB18030"),
         ("\\ISO 2022 IR 87", "X1EXAMPLE", ["", "ISO 2022 IR 87"]),
+        # ISO 2022 IR 87 alone lacks the ASCII set that must come first
+        # (PS3.3 C.12.1.1.2): read as \ISO 2022 IR 87, as other archives
+        # do, and answered so, switching back to ASCII where needed.
+        ("ISO 2022 IR 87", "H31EXAMPLE", ["", "ISO 2022 IR 87"]),
+        ("ISO 2022 IR 87", "X1EXAMPLE", ["", "ISO 2022 IR 87"]),
         # Else the stored set: Latin-1 has no ř and no Cyrillic, JIS X 0208
         # no half-width katakana, ISO_IR 14 nothing beyond ASCII.
         ("ISO_IR 100", "LATIN2", "ISO_IR 101"),

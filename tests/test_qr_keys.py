@@ -462,6 +462,15 @@ def test_series_level_request_attributes_come_back(archive, tmp_path):
             [f"SeriesInstanceUID={KO_SERIES}", "ObservationDateTime=yesterday"],
             "is not a date-time or a range",
         ),
+        # A range that ends before it begins (PS3.4 C.2.2.2.5); a partial
+        # upper bound covers its whole year, day or minute.
+        (
+            [
+                f"SeriesInstanceUID={KO_SERIES}",
+                "ObservationDateTime=20170720-201707191200",
+            ],
+            "ObservationDateTime range ends before it begins",
+        ),
         # A sequence matching key holds one item (PS3.4 C.2.2.2.6).
         (
             [

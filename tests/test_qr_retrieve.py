@@ -13,6 +13,7 @@ is a port nobody listens on.
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -29,6 +30,7 @@ from pynetdicom import AE, evt
 from pynetdicom.dimse_primitives import C_FIND, C_MOVE
 from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
@@ -133,6 +135,14 @@ def final_status(log: str) -> str:
     """The status code of the final response, e.g. '0x0000'."""
     found = re.search(r"DIMSE Status\s*:\s*(0x[0-9a-f]{4})", _last_response(log))
     return found[1] if found else ""
+
+
+def final_comment(log: str) -> str:
+    """The Error Comment of the final response (DCMTK dumps it with -d as
+    the response's Status Detail), '' when it has none."""
+    tail = log.split("Message Type")[-1]
+    found = re.findall(r"\(0000,0902\) LO \[(.*?)\s*\]", tail)
+    return found[-1] if found else ""
 
 
 SUCCESS, WARNING, CANCEL = "0x0000", "0xb000", "0xfe00"
@@ -287,6 +297,8 @@ def test_destination_down_fails_every_sub_operation(setup):
     # The Failed SOP Instance UID List names all nine.
     assert log.count("1.113654.5.15.15") >= 9, log
     assert "could not be reached" in server.log()
+    # The requestor reads why in the Error Comment (PS3.7 C.4).
+    assert final_comment(log) == "'DOWN' could not be reached", log
 
 
 def test_destination_rejecting_the_association(setup):
@@ -298,6 +310,9 @@ def test_destination_rejecting_the_association(setup):
     assert final_counts(log) == {"Completed": 0, "Failed": 1, "Warning": 0}
     assert "'REFUSER' at 127.0.0.1" in server.log()
     assert "rejected the association" in server.log()
+    comment = final_comment(log)
+    assert comment.startswith("'REFUSER' rejected the association"), log
+    assert len(comment) <= 64
 
 
 def test_destination_refusing_some_classes(setup):
@@ -308,6 +323,9 @@ def test_destination_refusing_some_classes(setup):
         server, "CTONLY", "QueryRetrieveLevel=PATIENT", "PatientID=4MR1", model="-P"
     )
     assert final_counts(log) == {"Completed": 0, "Failed": 1, "Warning": 0}, log
+    # Only MR proposed, nothing accepted: pynetdicom aborts such an
+    # association, which is no abort of the destination's.
+    assert final_comment(log) == "'CTONLY' accepted no presentation context", log
     # A patient with CT and no refused class is moved whole.
     _, log = movescu(
         server, "CTONLY", "QueryRetrieveLevel=PATIENT", "PatientID=1CT1", model="-P"
@@ -325,6 +343,13 @@ def test_destination_refusing_some_classes(setup):
     )
     assert final_status(log) == WARNING, log
     assert final_counts(log) == {"Completed": 1, "Failed": 1, "Warning": 0}, log
+    assert final_comment(log) == "'CTONLY' accepted no context for MR Image Storage"
+    # The hint about C-GET roles is for C-GET requestors only.
+    assert not [
+        line
+        for line in server.log().splitlines()
+        if "C-MOVE sub-operation" in line and "SCP role" in line
+    ]
     mr = next(r for r in server.ls() if r["PatientID"] == "4MR1")
     assert mr["SOPInstanceUID"] in log.split("Failed SOP Instance UID List")[-1]
     assert len(ctonly.received()) == 1
@@ -467,11 +492,13 @@ def test_get_without_role_selection_fails_cleanly(setup):
     assert status.Status == 0xA702
     assert status.NumberOfFailedSuboperations == 1
     assert status.NumberOfCompletedSuboperations == 0
+    assert status.ErrorComment == "no context with the SCP role for CT Image Storage"
+    assert "(a C-GET requestor must propose it with the SCP role)" in server.log()
     (ct,) = [r for r in server.ls() if r["StudyInstanceUID"] == CT_STUDY]
     assert identifier.FailedSOPInstanceUIDList == ct["SOPInstanceUID"]
 
 
-def test_bad_retrieve_identifiers(setup):
+def test_bad_retrieve_identifiers(setup, tmp_path):
     server, _, _ = setup
     for keys, comment in [
         (["QueryRetrieveLevel=STUDY"], "a STUDY retrieve needs StudyInstanceUID"),
@@ -494,6 +521,16 @@ def test_bad_retrieve_identifiers(setup):
         _, log = movescu(server, "DEST", *keys, model=model)
         assert final_status(log) == IDENTIFIER_MISMATCH, log
         assert comment in server.log()
+        # The comment is what the log says, in LO: a backslash, LO's value
+        # delimiter, becomes '/'.
+        logged = server.log().replace("\\", "/")
+        assert final_comment(log), log
+        assert final_comment(log).removesuffix("...") in logged, log
+        # getscu reads the same comment.
+        _, log = getscu(server, tmp_path / "get", *keys, model=model)
+        assert final_status(log) == IDENTIFIER_MISMATCH, log
+        assert final_comment(log), log
+        assert final_comment(log).removesuffix("...") in logged, log
     # Nothing matches: success with no sub-operations.
     _, log = movescu(
         server, "DEST", "QueryRetrieveLevel=STUDY", "StudyInstanceUID=1.2.3.4"
@@ -842,6 +879,7 @@ def test_an_object_stored_incomplete_is_not_sent(setup, tmp_path):
         assert final_status(log) == WARNING, log
         assert final_counts(log) == {"Completed": 2, "Failed": 1, "Warning": 0}
         assert "stored incomplete" in own.log()
+        assert final_comment(log).startswith("stored incomplete"), log
         assert len(dest.received()) == 2
     finally:
         own.stop()
@@ -876,6 +914,7 @@ def test_a_destination_aborting_on_one_object_gets_the_others(tmp_path):
         assert final_counts(log) == {"Completed": 5, "Failed": 1, "Warning": 0}
         assert bad not in received and len(set(received)) == 5
         assert "association lost, 3 objects go on a new one" in own.log()
+        assert final_comment(log) == "'TOUCHY' ended the association during a C-STORE"
     finally:
         own.stop()
         scp.shutdown()
@@ -901,3 +940,119 @@ def test_a_find_on_a_move_context_is_refused_cleanly(setup):
     assert rsp.Status == 0x0122
     assert assoc.is_established  # not aborted
     assoc.release()
+
+
+def test_a_destination_failing_every_object_is_named_with_its_status(tmp_path):
+    """A702's Error Comment names the destination and the status it gave
+    (with its own comment); the log line of the final response too."""
+    files = make_ct_series(tmp_path / "files", 3, 16, "FULL1")
+
+    def on_store(_event):
+        status = Dataset()
+        status.Status = 0xA700
+        status.ErrorComment = "disk full"
+        return status
+
+    scp, port = pynetdicom_peer(
+        "FULLDISK",
+        [(CTImageStorage, ExplicitVRLittleEndian)],
+        [(evt.EVT_C_STORE, on_store)],
+    )
+    data = tmp_path / "data"
+    assert run_jivex("import", "--data", str(data), *files).returncode == 0
+    own = JivexServer(data, extra=["--remote", f"FULLDISK@127.0.0.1:{port}"]).start()
+    try:
+        _, log = movescu(
+            own, "FULLDISK", "QueryRetrieveLevel=PATIENT", "PatientID=FULL1", model="-P"
+        )
+        assert final_status(log) == UNABLE_TO_PERFORM, log
+        assert final_counts(log) == {"Completed": 0, "Failed": 3, "Warning": 0}
+        assert final_comment(log) == "'FULLDISK' answered 0xA700: disk full", log
+        assert "(0xA702): 'FULLDISK' answered 0xA700: disk full" in own.log()
+    finally:
+        own.stop()
+        scp.shutdown()
+
+
+def _slow_move_at_shutdown(tmp_path, shutdown_timeout: float, count: int, delay: float):
+    """C-MOVE *count* objects to a destination that takes *delay* s each,
+    SIGTERM the server after the first pending response; return what the
+    requestor got, the objects received, the server's exit code, how long
+    it took to stop, and its log."""
+    files = make_ct_series(tmp_path / "files", count, 16, "SLOWSTOP")
+    received: list[str] = []
+
+    def on_store(event):
+        time.sleep(delay)
+        received.append(str(event.request.AffectedSOPInstanceUID))
+        return 0x0000
+
+    scp, port = pynetdicom_peer(
+        "SLOWDEST",
+        [(CTImageStorage, ExplicitVRLittleEndian)],
+        [(evt.EVT_C_STORE, on_store)],
+    )
+    data = tmp_path / "data"
+    assert run_jivex("import", "--data", str(data), *files).returncode == 0
+    config = tmp_path / "jivex.toml"
+    config.write_text(f"[network]\nshutdown_timeout = {shutdown_timeout}\n")
+    own = JivexServer(
+        data, config=config, extra=["--remote", f"SLOWDEST@127.0.0.1:{port}"]
+    ).start()
+    try:
+        scu = AE(ae_title="PATIENT1")
+        scu.acse_timeout = scu.dimse_timeout = scu.network_timeout = 60
+        scu.add_requested_context(PatientRootQueryRetrieveInformationModelMove)
+        assoc = scu.associate("127.0.0.1", own.query_port, ae_title="JIVEX")
+        assert assoc.is_established
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "PATIENT"
+        ds.PatientID = "SLOWSTOP"
+        responses = assoc.send_c_move(
+            ds, "SLOWDEST", PatientRootQueryRetrieveInformationModelMove
+        )
+        statuses = [next(responses)[0]]
+        assert statuses[0].Status == 0xFF00
+        started = time.monotonic()
+        own.proc.send_signal(signal.SIGTERM)
+        statuses += [status for status, _ in responses]
+        answered = statuses[-1].get("Status") not in (None, 0xFF00)
+        deadline = time.monotonic() + 5
+        while not answered and assoc.is_established and time.monotonic() < deadline:
+            time.sleep(0.02)  # the reactor takes in an abort after the answers
+        aborted = assoc.is_aborted
+        if assoc.is_established:
+            assoc.release()  # as any requestor does after the final response
+        code = own.proc.wait(shutdown_timeout + 30)
+        took = time.monotonic() - started
+        return statuses, aborted, received, code, took, own.log()
+    finally:
+        own.stop()
+        scp.shutdown()
+
+
+def test_sigterm_lets_a_running_move_finish_within_the_timeout(tmp_path):
+    statuses, aborted, received, code, took, log = _slow_move_at_shutdown(
+        tmp_path, shutdown_timeout=30, count=12, delay=0.15
+    )
+    final = statuses[-1]
+    assert final.Status == 0x0000, log
+    assert final.NumberOfCompletedSuboperations == 12
+    assert len(set(received)) == 12 and not aborted
+    assert code == 0 and took < 30, log
+    assert "still running after" not in log
+
+
+def test_sigterm_aborts_a_move_running_past_the_timeout(tmp_path):
+    statuses, aborted, received, code, took, log = _slow_move_at_shutdown(
+        tmp_path, shutdown_timeout=1, count=40, delay=0.2
+    )
+    # No final response: the requestor sees an A-ABORT once the timeout ran.
+    assert aborted, log
+    assert all(s.get("Status") in (0xFF00, None) for s in statuses), statuses
+    assert len(received) < 40
+    assert code == 0 and took < 1 + 10, log
+    assert "1 Query/Retrieve requests still running after 1.0 s; aborted" in log
+    assert "stopped: the server is stopping" in log
+    # No new sub-association was opened once the server gave up.
+    assert log.count("go on a new one") == 0

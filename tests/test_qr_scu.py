@@ -10,6 +10,7 @@ ports with remote access refused, and stops with the module.
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import threading
 import time
@@ -533,33 +534,59 @@ def test_a_running_query_is_cancelled_on_request(tmp_path):
     assert seen_cancel.wait(5)
 
 
-def test_a_broken_identifier_in_one_answer_is_reported_and_skipped(
-    tmp_path, monkeypatch
-):
-    """The peer's second answer is cut inside an element: the query keeps the
-    other answers, exits 1 and names the broken one."""
+#: Answers a mock archive sends instead of an encoded identifier (Implicit
+#: VR Little Endian), by Patient ID, and how our SCU names each.
+BROKEN_ANSWERS = {
+    # A sequence of undefined length whose item never ends: no reader can
+    # tell where the identifier's next element starts.
+    "UNENDED": (
+        struct.pack("<HHI", 0x0008, 0x0052, 6)
+        + b"STUDY "
+        + b"\x08\x00\x10\x11\xff\xff\xff\xff"  # (0008,1110) SQ
+        + b"\xfe\xff\x00\xe0\xff\xff\xff\xff"  # item
+        + b"\x10\x00\x10\x00\x04\x00\x00\x00AB",  # cut name
+        "(0010,0010) runs past its container",
+    ),
+    "GARBAGE": (b"\xff\xfe\x00\x01garbage!!", "(FEFF,0100) needs"),
+    # A name declaring 200 bytes of which 4 follow: not a row for DOE*.
+    "CUTNAME": (
+        struct.pack("<HHI", 0x0008, 0x0052, 6)
+        + b"STUDY "
+        + struct.pack("<HHI", 0x0010, 0x0010, 200)
+        + b"DOE*",
+        "(0010,0010) needs 200 bytes, 4 left",
+    ),
+    "LEVELONLY": (
+        struct.pack("<HHI", 0x0008, 0x0052, 6) + b"STUDY ",
+        "no attribute that a row can show",
+    ),
+}
+
+
+def test_broken_identifiers_in_answers_are_reported_and_skipped(tmp_path, monkeypatch):
+    """A mock archive (pynetdicom) answers good identifiers and broken ones:
+    a cut-short sequence, garbage, a name running past the end, nothing but
+    the level. The query keeps the good answers, exits 1
+    and names each broken one with what is wrong; none becomes a row."""
     from pydicom.dataset import Dataset
     from pynetdicom import service_class
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
     real_encode = service_class.encode
 
-    def encode_cut(ds, *args, **kwargs):
-        data = real_encode(ds, *args, **kwargs)
-        if ds.get("PatientID") == "BROKEN":
-            # A sequence of undefined length whose item never ends: no
-            # reader can tell where the identifier's next element starts.
-            data += b"\x08\x00\x10\x11\xff\xff\xff\xff"  # (0008,1110) SQ
-            data += b"\xfe\xff\x00\xe0\xff\xff\xff\xff"  # item
-            data += b"\x10\x00\x10\x00\x04\x00\x00\x00AB"  # cut name
-        return data
+    def encode_broken(ds, *args, **kwargs):
+        broken = BROKEN_ANSWERS.get(str(ds.get("PatientID", "")))
+        if broken is None:
+            return real_encode(ds, *args, **kwargs)
+        return broken[0]
 
     # Only the SCP side (the peer) encodes through service_class; our SCU
     # encodes its request through pynetdicom.association.
-    monkeypatch.setattr(service_class, "encode", encode_cut)
+    monkeypatch.setattr(service_class, "encode", encode_broken)
+    patients = ["GOOD1", *BROKEN_ANSWERS, "GOOD2"]
 
     def on_find(event):
-        for number, patient in enumerate(("GOOD1", "BROKEN", "GOOD2"), 1):
+        for number, patient in enumerate(patients, 1):
             answer = Dataset()
             answer.QueryRetrieveLevel = "STUDY"
             answer.PatientID = patient
@@ -584,5 +611,9 @@ def test_a_broken_identifier_in_one_answer_is_reported_and_skipped(
         scp.shutdown()
     assert run.returncode == 1, run.stderr
     assert [row["PatientID"] for row in json.loads(run.stdout)] == ["GOOD1", "GOOD2"]
-    assert "answer 2: broken identifier" in run.stderr
+    for number, (_, problem) in enumerate(BROKEN_ANSWERS.values(), 2):
+        assert f"answer {number}: broken identifier ({problem}" in run.stderr, (
+            run.stderr
+        )
+    assert f"answer {len(patients)}" not in run.stderr  # GOOD2 is fine
     assert again.returncode == 1 and "answer 2" in again.stderr  # still serving

@@ -117,8 +117,8 @@ def progress_text(job: Job) -> str:
     """``7 / 9``, with the failures when there are any."""
     handled, total = progress(job)
     if not total:
-        # A retrieve that failed before any count (the archive refused it)
-        # transferred nothing, but not because there was nothing.
+        # A retrieve that failed before its first response learnt nothing:
+        # its last error says why, not "nothing to transfer".
         return _tr("nothing to transfer") if job.get("state") == "done" else "–"
     text = f"{handled} / {total}"
     failed = int(job.get("failed") or 0)

@@ -59,6 +59,30 @@ class Peer:
         return f"'{self.calling_ae}' at {self.host}:{self.port}"
 
 
+#: Error Comment (0000,0902) is LO: at most 64 characters (PS3.5 6.2).
+ERROR_COMMENT_LENGTH = 64
+
+
+def error_comment(text: str) -> str:
+    """*text* as an Error Comment: LO's repertoire and length.
+
+    The command set is always in the default repertoire (PS3.7 6.3.1), so
+    what is beyond printable ASCII becomes '?', and a backslash, LO's value
+    delimiter, '/'. Text longer than 64 characters is cut at the last word
+    boundary that leaves room for "...": messages put what matters first.
+    """
+    clean = "".join(
+        "/" if c == "\\" else c if " " <= c <= "~" else "?" for c in text.strip()
+    )
+    if len(clean) <= ERROR_COMMENT_LENGTH:
+        return clean
+    room = ERROR_COMMENT_LENGTH - 3
+    cut = clean[: room + 1].rsplit(" ", 1)[0] if " " in clean[:room] else ""
+    if len(cut) > room or len(cut) < room // 2:
+        cut = clean[:room]  # one very long word: cut it
+    return cut.rstrip(" ,;:(-") + "..."
+
+
 def set_nodelay(assoc: Association) -> None:
     """Switch Nagle's algorithm off on the association's socket.
 
@@ -82,6 +106,30 @@ def close_socket(assoc: Association) -> None:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass  # already closed by the peer
+
+
+def abort_at_shutdown(assoc: Association) -> None:
+    """Abort *assoc* for a server that stops, then cut its connection.
+
+    abort() waits for the peer's side of the state machine: it gets a
+    moment in its own thread before the socket is cut anyway.
+    """
+    if assoc.is_established:
+        if assoc.is_requestor:
+            # One of ours (a C-MOVE sub-association): name the peer we called.
+            peer = assoc.acceptor
+            who = f"'{str(peer.ae_title).strip()}' at {peer.address}:{peer.port}"
+        else:
+            who = str(Peer.of(assoc))
+        logger.warning("Aborting association with %s at shutdown", who)
+        aborter = threading.Thread(target=assoc.abort, daemon=True)
+        aborter.start()
+        aborter.join(2.0)
+    close_socket(assoc)
+    if assoc.is_requestor:
+        # A sender waiting for its C-STORE response would wait out the DIMSE
+        # timeout: pynetdicom wakes it only for aborts the peer started.
+        assoc.dimse.msg_queue.put((None, None))
 
 
 def _on_conn_open(event: evt.Event) -> None:

@@ -19,6 +19,15 @@ is the answer wherever pydicom cannot encode the values in the others. The
 query's set comes first because peers do not all read every set: Orthanc 1.10
 refuses a whole answer in ISO 2022 IR 87 although it asked in UTF-8.
 
+Identifiers are decoded strictly, as retrieve identifiers are
+(:func:`~jivex_core.store.dicomfile.decode_identifier`, PS3.5 7.1 and 7.5):
+a value running past the end, stray bytes, a delimiter out of place, an
+element twice or out of order, an unknown VR or sequences nested too deeply
+get C000 naming what is wrong, never a query on what pydicom could make of
+the rest. Elements of groups
+0000 to 0007 (command, File Meta) are no keys (PS3.4 C.4.1.1.3): they are
+ignored, with a warning, and not returned.
+
 Statuses (PS3.4 C.4.1.1.4): FF00 pending, 0000 done, FE00 cancelled, A900
 identifier does not match the model (with an Error Comment), C000 unable to
 process.
@@ -27,6 +36,7 @@ process.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,6 +44,7 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.uid import UID
 from pynetdicom import evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
@@ -45,21 +56,23 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from jivex_core.charsets import response_character_set
+from jivex_core.charsets import query_character_set, response_character_set
 from jivex_core.config import Settings
 from jivex_core.services.association import (
     ASSOCIATION_HANDLERS,
     RETRIEVE_ONLY,
     Peer,
-    close_socket,
+    abort_at_shutdown,
+    error_comment,
     make_ae,
     settle_incoming,
 )
 from jivex_core.services.find_responses import SYNTAXES, EncodedIdentifier, FlatAnswers
-from jivex_core.services.retrieve import Retriever
+from jivex_core.services.retrieve import Retriever, holds_on, is_busy
 from jivex_core.services.storage_scp import accepted_sop_classes
 from jivex_core.sopclasses import DEFAULT_TRANSFER_SYNTAXES
 from jivex_core.store import Store
+from jivex_core.store.dicomfile import decode_identifier
 from jivex_core.store.query import (
     KEYS,
     LEVELS,
@@ -146,14 +159,42 @@ class QueryRetrieveSCP:
             self.port,
         )
 
-    def stop(self) -> None:
-        """Stop accepting and cut every association (queries are short)."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop accepting, let running requests finish, then abort.
+
+        C-FIND, C-MOVE and C-GET requests in progress get up to *timeout*
+        seconds (``network.shutdown_timeout``) to send their final response;
+        associations with no request running have nothing to finish. Then
+        every association left is aborted, the requestors' and those of
+        the C-MOVE sub-operations, and retrieves send nothing more.
+        """
         server, self._server = self._server, None
         if server is None:
             return
         server.shutdown()
-        for assoc in self.ae.active_associations:
-            close_socket(assoc)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(
+            holds_on(assoc) for assoc in self.ae.active_associations
+        ):
+            time.sleep(0.05)
+        retriever: Retriever = self.ae.jivex_retriever  # type: ignore[attr-defined]
+        busy = [a for a in self.ae.active_associations if is_busy(a)]
+        if busy:
+            logger.warning(
+                "%d Query/Retrieve requests still running after %s s; aborted",
+                len(busy),
+                timeout,
+            )
+        retriever.stopping.set()
+        left = list(self.ae.active_associations)
+        for assoc in left:
+            abort_at_shutdown(assoc)
+        for assoc in retriever.scu_ae.active_associations:
+            abort_at_shutdown(assoc)
+        # Let the retrieves notice and log what they did not do.
+        until = time.monotonic() + 2.0
+        for assoc in left:
+            assoc.join(max(0.0, until - time.monotonic()))
         logger.info("Query/Retrieve SCP stopped")
 
     def _on_c_store(self, event: evt.Event) -> Dataset:
@@ -179,7 +220,20 @@ class QueryRetrieveSCP:
         charsets: dict[tuple[int, int | None], list[str]] = {}
         syntax = event.context.transfer_syntax
         try:
-            request = event.identifier
+            try:
+                request = _decode(event.request.Identifier, syntax)
+            except ValueError as exc:
+                logger.warning("C-FIND from %s refused with 0xC000: %s", peer, exc)
+                yield _failure(STATUS_UNABLE_TO_PROCESS, str(exc))
+                return
+            ignored = _drop_non_keys(request)
+            if ignored:
+                logger.warning(
+                    "C-FIND from %s: %s in the identifier ignored: no data set "
+                    "elements, so no keys",
+                    peer,
+                    ", ".join(ignored),
+                )
             level, matching, wanted, unsupported = _check(request, patient_root)
             # PS3.4 C.4.1.1.4: FF01 when optional keys were not supported.
             pending = STATUS_PENDING_WARNING if unsupported else STATUS_PENDING
@@ -292,7 +346,7 @@ class QueryRetrieveSCP:
                     if key[0] is not None
                     else []
                 )
-            asked = request.get("SpecificCharacterSet")
+            asked = query_character_set(request.get("SpecificCharacterSet"))
             chosen = response_character_set(texts, [asked, *charsets[key]])
             if chosen is not None:
                 ds.SpecificCharacterSet = chosen
@@ -352,8 +406,33 @@ def _failure(status: int, comment: str) -> tuple[Dataset, None]:
     """A failure response: the Error Comment goes in the command set."""
     ds = Dataset()
     ds.Status = status
-    ds.ErrorComment = comment[:64]
+    ds.ErrorComment = error_comment(comment)
     return ds, None
+
+
+def _decode(identifier: Any, syntax: str) -> Dataset:
+    """The request's identifier, decoded strictly; ValueError names what is
+    wrong (a request without one has no elements at all)."""
+    data = identifier.getvalue() if identifier is not None else b""
+    ts = UID(str(syntax))
+    return decode_identifier(data, ts.is_implicit_VR, ts.is_little_endian)
+
+
+def _tag_name(elem: DataElement) -> str:
+    """An element as logs and comments name it: keyword, else its tag."""
+    tag = elem.tag
+    return elem.keyword or f"({tag.group:04X},{tag.element:04X})"
+
+
+def _drop_non_keys(request: Dataset) -> list[str]:
+    """Remove the elements of groups 0000 to 0007 from *request*; return
+    their names. Command and File Meta elements are not in an identifier's
+    data set (PS3.4 C.4.1.1.3), so they are neither keys nor answered."""
+    dropped = [tag for tag in request.keys() if int(tag) >> 16 < 0x0008]
+    names = [_tag_name(request[tag]) for tag in dropped]
+    for tag in dropped:
+        del request[tag]
+    return names
 
 
 def _article(level: str) -> str:
@@ -380,7 +459,7 @@ def _check(
             # Not supported: returned empty; with a value, it is an optional
             # key we did not match on, which the pending status says.
             if elem.VR != "SQ" and key_text(elem.value):
-                unsupported.append(keyword)
+                unsupported.append(_tag_name(elem))
             continue
         if LEVELS.index(key.level) > depth:
             raise QueryError(f"{keyword} is below the {level} level")

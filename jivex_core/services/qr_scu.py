@@ -6,7 +6,11 @@ and the level asked for (PATIENT needs Patient Root). Each answer becomes a
 row of strings keyed by DICOM keyword, as ``jivex ls --json`` has them. When
 the answers outnumber the node's ``max_query_results`` (or the caller's
 cancel event is set), a C-FIND-CANCEL is sent and the result says it was cut.
-A broken identifier in one answer is reported and skipped, not fatal.
+A broken identifier in one answer is reported and skipped, not fatal: each
+is decoded strictly from the bytes received (the Q/R SCP's own decoder,
+:func:`jivex_core.store.dicomfile.decode_identifier`), so a value running
+past the end, garbage or an answer with no attribute at all is named, never
+turned into a row of what pydicom could make of it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +37,7 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
-from pynetdicom.status import code_to_category
+from pynetdicom.status import QR_MOVE_SERVICE_CLASS_STATUS, code_to_category
 
 from jivex_core.config import RemoteNode, Settings
 from jivex_core.jobs.runner import JobContext, JobRunner, RetryLater, Stopping
@@ -42,6 +47,7 @@ from jivex_core.services.storage_scp import store_received
 from jivex_core.services.storage_scu import MAX_CONTEXTS, AssociationError, associate
 from jivex_core.sopclasses import STORAGE_SOP_CLASSES
 from jivex_core.store import Store
+from jivex_core.store.dicomfile import decode_identifier
 from jivex_core.store.jobs import (
     CANCELLED,
     DONE,
@@ -122,6 +128,9 @@ _GET = {
     False: StudyRootQueryRetrieveInformationModelGet,
 }
 _SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian]
+#: What C-MOVE and C-GET statuses mean (the two tables differ in none we
+#: name), for answers that carry no Error Comment.
+_RETRIEVE_STATUS = QR_MOVE_SERVICE_CLASS_STATUS
 
 
 class QueryError(ValueError):
@@ -209,6 +218,42 @@ def _row(ds: Dataset) -> dict[str, str]:
     return row
 
 
+class _RawAnswers:
+    """The identifiers of the C-FIND responses an association receives, as
+    bytes, in order: pynetdicom hands over only what pydicom made of them.
+
+    Bound to EVT_DIMSE_RECV, which fires before the response is queued for
+    the caller, so an answer's bytes are here when its status is.
+    """
+
+    def __init__(self) -> None:
+        self.pending: deque[bytes] = deque()
+
+    def __call__(self, event: Any) -> None:
+        message = event.message
+        if type(message).__name__ != "C_FIND_RSP":
+            return
+        status = message.command_set.get("Status")
+        if status is None or code_to_category(int(status)) != "Pending":
+            return
+        data = message.data_set.getvalue() if message.data_set is not None else b""
+        self.pending.append(data)
+
+    def row(self, assoc: Association, cx_id: int) -> dict[str, str]:
+        """The next answer as a row; ValueError names what is wrong."""
+        data = self.pending.popleft() if self.pending else b""
+        (context,) = [cx for cx in assoc.accepted_contexts if cx.context_id == cx_id]
+        ts = context.transfer_syntax[0]
+        try:
+            answer = decode_identifier(data, ts.is_implicit_VR, ts.is_little_endian)
+        except ValueError as exc:
+            raise ValueError(str(exc).removeprefix("malformed identifier: ")) from None
+        row = _row(answer)
+        if not row:
+            raise ValueError("no attribute that a row can show")
+        return row
+
+
 def _model(assoc: Association, models: dict[bool, str], level: str) -> tuple[str, int]:
     accepted = {
         str(cx.abstract_syntax): cx.context_id for cx in assoc.accepted_contexts
@@ -241,17 +286,22 @@ def find(
     request = identifier(level, keys, extra)
     limit = limit or node.max_query_results
     contexts = [build_context(_FIND[p], _SYNTAXES) for p in (False, True)]
+    raw = _RawAnswers()
     try:
-        assoc = associate(ae, node, contexts)
+        assoc = associate(ae, node, contexts, handlers=[(evt.EVT_DIMSE_RECV, raw)])
     except AssociationError as exc:
         raise QueryError(str(exc)) from None
     result = FindResult()
     try:
         model, cx_id = _model(assoc, _FIND, level)
         cancelled = False
-        for number, (status, answer) in enumerate(
-            assoc.send_c_find(request, model, msg_id=1), 1
-        ):
+        number = 0
+        previous = None
+        for status, _decoded in assoc.send_c_find(request, model, msg_id=1):
+            if status is previous:
+                # pynetdicom yields an answer it could not decode twice.
+                continue
+            previous = status
             if "Status" not in status:
                 result.errors.append("the peer sent no final response")
                 break
@@ -266,20 +316,23 @@ def find(
                         + (f": {comment}" if comment else "")
                     )
                 break
-            if result.truncated:
-                continue  # answers the peer sent before it saw the cancel
+            number += 1
             try:
-                if answer is None:
-                    raise ValueError("no identifier")
-                result.rows.append(_row(answer))
+                row = raw.row(assoc, cx_id)
             except Exception as exc:
-                result.errors.append(f"answer {number}: broken identifier: {exc}")
+                if result.truncated:
+                    continue
+                result.errors.append(f"answer {number}: broken identifier ({exc})")
                 logger.warning(
                     "C-FIND answer %d from '%s' is broken: %s",
                     number,
                     node.ae_title,
                     exc,
                 )
+            else:
+                if result.truncated:
+                    continue  # answers the peer sent before it saw the cancel
+                result.rows.append(row)
             asked_to_stop = bool(cancel and cancel.is_set())
             if (len(result.rows) >= limit or asked_to_stop) and not cancelled:
                 assoc.send_c_cancel(1, cx_id)
@@ -725,7 +778,11 @@ class RetrieveJobs:
                 f"{name} response"
             )
         code, status = final
-        comment = str(status.get("ErrorComment", "") or "")
+        comment = str(status.get("ErrorComment", "") or "").strip()
+        if not comment and code not in (0x0000, 0xFE00):
+            # No comment of the archive's: what the status means (PS3.4
+            # C.4.2.1.5, C.4.3.1.4), so a failure never reads as nothing.
+            comment = _RETRIEVE_STATUS.get(code, ("", ""))[1]
         detail = f"'{node.ae_title}' answered 0x{code:04X}" + (
             f" ({comment})" if comment else ""
         )

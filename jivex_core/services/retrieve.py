@@ -12,16 +12,28 @@ Final statuses: 0000 all stored; B000 some failed or had warnings; A702 none
 could be stored; FE00 cancelled; A801 Move Destination not in the remote AE
 table; A900 identifier does not fit the model; A701 more than 65,535
 matches; C000 unable to process. Failures, warnings and cancels carry the
-counts and the Failed SOP Instance UID List (PS3.4 C.4.2.1.6).
+counts and the Failed SOP Instance UID List (PS3.4 C.4.2.1.6); A702 and
+B000 an Error Comment (PS3.7 C.4) with the reason most sub-operations
+failed for (destination unreachable or refusing, no presentation context
+for a class, the status the destination answered), as do the refusals.
+
+A server that stops lets the retrieves running finish up to its shutdown
+timeout (:meth:`jivex_core.services.qr_scp.QueryRetrieveSCP.stop`); then
+their associations are aborted, the requestor's and the destination's,
+and no new sub-association is opened (:attr:`Retriever.stopping`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import Counter
 from io import BytesIO
 from typing import Any
 
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from pynetdicom import association as association_module
 from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE
 from pynetdicom.dsutils import encode
@@ -40,6 +52,7 @@ from jivex_core.services import storage_scu
 from jivex_core.services.association import (
     CancelRequests,
     Peer,
+    error_comment,
     make_ae,
     settle_incoming,
 )
@@ -104,6 +117,8 @@ class Retriever:
         self.settings = settings
         self.store = store
         self.scu_ae = make_ae(settings)
+        #: Set when the server gives up waiting for retrieves at shutdown.
+        self.stopping = threading.Event()
 
     def select(self, identifier: Dataset, patient_root: bool) -> tuple[str, list]:
         """The level and the objects a retrieve identifier asks for.
@@ -152,6 +167,31 @@ class Retriever:
         ]
 
 
+#: Attribute of an association serving a request right now: a stopping
+#: server waits for those (up to its timeout), not for idle ones.
+BUSY = "jivex_busy"
+#: Attribute: when the association's last request ended (time.monotonic).
+DONE_AT = "jivex_done_at"
+#: Seconds a requestor has, after its last response, to release before a
+#: stopping server aborts the association (they release at once).
+RELEASE_GRACE = 1.0
+
+
+def is_busy(assoc: Any) -> bool:
+    """Whether *assoc* is serving a C-FIND, C-MOVE or C-GET request."""
+    return bool(getattr(assoc, BUSY, False)) and assoc.is_established
+
+
+def holds_on(assoc: Any) -> bool:
+    """Whether a stopping server waits for *assoc*: it serves a request, or
+    answered one a moment ago and its requestor is about to release."""
+    if not assoc.is_established:
+        return False
+    done_at = getattr(assoc, DONE_AT, None)
+    recent = done_at is not None and time.monotonic() - done_at < RELEASE_GRACE
+    return is_busy(assoc) or recent
+
+
 class QueryRetrieveService(QueryRetrieveServiceClass):
     """pynetdicom's Q/R service class with our own C-MOVE and C-GET."""
 
@@ -176,14 +216,21 @@ class QueryRetrieveService(QueryRetrieveServiceClass):
             rsp.MessageIDBeingRespondedTo = req.MessageID
             rsp.AffectedSOPClassUID = req.AffectedSOPClassUID
             rsp.Status = 0x0122
-            rsp.ErrorComment = f"not a {context.abstract_syntax.name} request"[:64]
+            rsp.ErrorComment = error_comment(
+                f"not a {context.abstract_syntax.name} request"
+            )
             self.dimse.send_msg(rsp, context.context_id)
             return
         retriever = getattr(self.ae, "jivex_retriever", None)
-        if retriever is not None and isinstance(req, C_MOVE | C_GET):
-            _Retrieve(self, retriever, req, context).run()
-        else:
-            super().SCP(req, context)
+        setattr(self.assoc, BUSY, True)
+        try:
+            if retriever is not None and isinstance(req, C_MOVE | C_GET):
+                _Retrieve(self, retriever, req, context).run()
+            else:
+                super().SCP(req, context)
+        finally:
+            setattr(self.assoc, BUSY, False)
+            setattr(self.assoc, DONE_AT, time.monotonic())
 
 
 class _Retrieve:
@@ -208,8 +255,13 @@ class _Retrieve:
         self.failed = 0
         self.warning = 0
         self.failed_uids: list[str] = []
+        #: Why sub-operations failed, as Error Comment text, with counts.
+        self.reasons: Counter[str] = Counter()
         self.cancelled = False
         self._msg_id = int(req.MessageID)
+        #: Who the sub-operations go to, as comments name it.
+        self.who = "the requestor"
+        self._classes: dict[str, str] = {}
 
     # Responses -------------------------------------------------------------
 
@@ -232,11 +284,23 @@ class _Retrieve:
             "%s from %s refused with 0x%04X: %s", self.name, self.peer, status, comment
         )
         rsp = self._response(status)
-        rsp.ErrorComment = comment[:64]
+        rsp.ErrorComment = error_comment(comment)
         self._send(rsp)
+
+    def _comment(self) -> str:
+        """Why sub-operations failed: the most frequent reason first."""
+        if not self.reasons:
+            return ""
+        (reason, _count), *others = self.reasons.most_common()
+        if others:
+            more = len(others)
+            reason += f" (and {more} other reason{'s' if more > 1 else ''})"
+        return reason
 
     def _counted(self, status: int, *, remaining: bool) -> None:
         rsp = self._response(status)
+        if status in (STATUS_UNABLE_TO_PERFORM, STATUS_WARNING) and self.reasons:
+            rsp.ErrorComment = error_comment(self._comment())
         if remaining:
             rsp.NumberOfRemainingSuboperations = self.remaining
         rsp.NumberOfCompletedSuboperations = self.completed
@@ -280,6 +344,7 @@ class _Retrieve:
                     f"Move Destination '{destination}' is not a known AE",
                 )
                 return
+            self.who = f"'{node.ae_title}'"
         patient_root = self.req.AffectedSOPClassUID in PATIENT_ROOT
         try:
             level, objects = self.retriever.select(identifier, patient_root)
@@ -293,6 +358,7 @@ class _Retrieve:
             )
             return
         self.remaining = len(objects)
+        self._classes = {obj.sop_instance: obj.sop_class for obj in objects}
         if self.is_move:
             self._move(objects, node)
         else:
@@ -307,6 +373,23 @@ class _Retrieve:
         self._msg_id = self._msg_id % 65535 + 1
         return self._msg_id
 
+    def _reason(self, outcome: Outcome) -> str:
+        """Why *outcome* failed, as an Error Comment says it."""
+        name = UID(self._sop_class(outcome)).name
+        if outcome.no_context:
+            if self.is_move:
+                return f"{self.who} accepted no context for {name}"
+            # PS3.4 C.4.3.1: the requestor proposes it with the SCP role.
+            return f"no context with the SCP role for {name}"
+        if outcome.status is not None:
+            return f"{self.who} answered {outcome.reason.removeprefix('status ')}"
+        if outcome.reason == "no C-STORE response":
+            return f"{self.who} sent no C-STORE response"
+        return outcome.reason
+
+    def _sop_class(self, outcome: Outcome) -> str:
+        return self._classes.get(outcome.sop_instance, "")
+
     def _record(self, outcome: Outcome, log: bool = True) -> None:
         self.remaining -= 1
         if outcome.category == "success":
@@ -316,19 +399,24 @@ class _Retrieve:
         else:
             self.failed += 1
             self.failed_uids.append(outcome.sop_instance)
-            if not log:
-                return
-            logger.warning(
-                "%s sub-operation for %s failed: %s",
-                self.name,
-                outcome.sop_instance,
-                outcome.reason,
-            )
+            if log:
+                self.reasons[self._reason(outcome)] += 1
+                hint = ""
+                if outcome.no_context and not self.is_move:
+                    hint = " (a C-GET requestor must propose it with the SCP role)"
+                logger.warning(
+                    "%s sub-operation for %s failed: %s%s",
+                    self.name,
+                    outcome.sop_instance,
+                    outcome.reason,
+                    hint,
+                )
 
-    def _fail_all(self, objects: list[Outgoing], reason: str) -> None:
+    def _fail_all(self, objects: list[Outgoing], reason: str, brief: str) -> None:
         logger.warning(
             "%s: %d sub-operations failed: %s", self.name, len(objects), reason
         )
+        self.reasons[brief] += len(objects)
         for obj in objects:
             self._record(Outcome(obj.sop_instance, None, "failure", reason), False)
 
@@ -351,6 +439,8 @@ class _Retrieve:
             outcome = storage_scu.store(
                 assoc, obj, msg_id=self._next_msg_id(), move_originator=originator
             )
+            if outcome.lost and self._requestor_gone():
+                return False  # we cut it: the server is stopping
             if outcome.lost:
                 outcome = Outcome(
                     obj.sop_instance,
@@ -359,7 +449,14 @@ class _Retrieve:
                     f"the destination ended the association during it "
                     f"({outcome.reason})",
                 )
-                self._record(outcome)
+                self._record(outcome, log=False)
+                self.reasons[f"{self.who} ended the association during a C-STORE"] += 1
+                logger.warning(
+                    "%s sub-operation for %s failed: %s",
+                    self.name,
+                    obj.sop_instance,
+                    outcome.reason,
+                )
                 self._counted(STATUS_PENDING, remaining=True)
                 return index + 1
             self._record(outcome)
@@ -378,26 +475,38 @@ class _Retrieve:
                 if self._cancelled():
                     self.cancelled = True
                     return
+                if self._requestor_gone():
+                    return
                 try:
                     assoc = storage_scu.associate(ae, node, contexts)
                 except AssociationError as exc:
-                    self._fail_all(batch, str(exc))
+                    self._fail_all(batch, str(exc), exc.brief)
                     break
                 try:
                     result = self._deliver(assoc, batch, originator)
                 finally:
-                    if assoc.is_established:
+                    if self.retriever.stopping.is_set():
+                        # The server aborts it: a release would wait for an
+                        # answer that never comes.
+                        assoc.abort()
+                    elif assoc.is_established:
                         assoc.release()
                 if result is False:
                     return
                 if result is True:
                     break
+                if self._requestor_gone():
+                    return
                 # Lost with one object (a peer that aborts on it): the rest
                 # go on a new association, a few times at most.
                 batch = batch[result:]
                 reconnects += 1
                 if reconnects > MAX_RECONNECTS:
-                    self._fail_all(batch, "the destination keeps ending associations")
+                    self._fail_all(
+                        batch,
+                        "the destination keeps ending associations",
+                        f"{self.who} keeps ending associations",
+                    )
                     break
                 logger.warning(
                     "%s to '%s': association lost, %d objects go on a new one",
@@ -407,10 +516,12 @@ class _Retrieve:
                 )
 
     def _requestor_gone(self) -> bool:
-        """The requestor's association ended (the reactor notices later)."""
+        """The requestor's association ended (the reactor notices later),
+        or the server stopped waiting for retrieves to finish."""
         assoc = self.service.assoc
         return (
-            not assoc.is_established
+            self.retriever.stopping.is_set()
+            or not assoc.is_established
             or assoc.acse.is_aborted()
             or not assoc.dul.is_alive()
         )
@@ -418,10 +529,12 @@ class _Retrieve:
     def _finish(self, level: str, destination: str) -> None:
         if self._requestor_gone():
             logger.warning(
-                "%s from %s stopped: the requestor's association ended after "
-                "%d sub-operations, %d not done",
+                "%s from %s stopped: %s after %d sub-operations, %d not done",
                 self.name,
                 self.peer,
+                "the server is stopping"
+                if self.retriever.stopping.is_set()
+                else "the requestor's association ended",
                 self.completed + self.failed + self.warning,
                 self.remaining,
             )
@@ -436,7 +549,7 @@ class _Retrieve:
             status = STATUS_WARNING
         logger.info(
             "%s from %s%s at %s level: %d completed, %d failed, %d warnings, "
-            "%d remaining (0x%04X)",
+            "%d remaining (0x%04X)%s",
             self.name,
             self.peer,
             f" to '{destination}'" if destination else "",
@@ -446,6 +559,7 @@ class _Retrieve:
             self.warning,
             self.remaining,
             status,
+            f": {self._comment()}" if self.failed else "",
         )
         self._counted(status, remaining=status == STATUS_CANCELLED)
 

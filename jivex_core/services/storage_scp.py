@@ -27,7 +27,7 @@ from jivex_core.errors import JivexError, dimse_status
 from jivex_core.services.association import (
     ASSOCIATION_HANDLERS,
     Peer,
-    close_socket,
+    abort_at_shutdown,
     make_ae,
 )
 from jivex_core.services.origins import Origins
@@ -127,16 +127,7 @@ class StorageSCP:
         ):
             time.sleep(0.05)
         for assoc in self.ae.active_associations:
-            if assoc.is_established:
-                logger.warning(
-                    "Aborting association with %s at shutdown", Peer.of(assoc)
-                )
-                # abort() waits for the peer's side of the state machine;
-                # give it a moment in its own thread, then cut the socket.
-                aborter = threading.Thread(target=assoc.abort, daemon=True)
-                aborter.start()
-                aborter.join(2.0)
-            close_socket(assoc)
+            abort_at_shutdown(assoc)
         logger.info("Storage SCP stopped")
 
     def _on_c_store(self, event: evt.Event) -> int:

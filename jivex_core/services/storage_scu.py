@@ -88,6 +88,8 @@ class Outcome:
     #: The association ended before an answer: whether the peer stored the
     #: object is unknown, so it is to be sent again rather than failed.
     lost: bool = False
+    #: Not sent: no accepted presentation context can carry the object.
+    no_context: bool = False
 
     @property
     def stored(self) -> bool:
@@ -96,7 +98,15 @@ class Outcome:
 
 
 class AssociationError(Exception):
-    """The peer could not be reached or refused the association."""
+    """The peer could not be reached or refused the association.
+
+    The message names the peer with its address, for logs and jobs;
+    :attr:`brief` without it, for an Error Comment's 64 characters.
+    """
+
+    def __init__(self, message: str, brief: str = "") -> None:
+        super().__init__(message)
+        self.brief = brief or message
 
 
 def plan_contexts(objects: Iterable[Outgoing]) -> list[list[PresentationContext]]:
@@ -134,8 +144,8 @@ def associate(
     pynetdicom's ACSE may see the closed socket first and report an abort.
     """
     connected: list[bool] = []
-    rejections: list[A_ASSOCIATE_RJ] = []
     accepted: list[bool] = []
+    rejections: list[A_ASSOCIATE_RJ] = []
 
     def on_pdu(event: Any) -> None:
         if isinstance(event.pdu, A_ASSOCIATE_RJ):
@@ -152,6 +162,7 @@ def associate(
         ext_neg=ext_neg,
         evt_handlers=[
             (evt.EVT_CONN_OPEN, lambda _event: connected.append(True)),
+            (evt.EVT_ACCEPTED, lambda _event: accepted.append(True)),
             (evt.EVT_PDU_RECV, on_pdu),
             *(handlers or []),
         ],
@@ -167,11 +178,14 @@ def associate(
     elif not connected:
         reason = "could not be reached"
     elif accepted:
-        # Accepted, but none of the contexts: pynetdicom aborts then.
-        reason = f"accepted none of the {len(contexts)} presentation contexts proposed"
+        # pynetdicom aborts an association whose contexts were all refused.
+        reason = "accepted no presentation context"
     else:
         reason = "aborted the association request"
-    raise AssociationError(f"'{node.ae_title}' at {node.host}:{node.port} {reason}")
+    raise AssociationError(
+        f"'{node.ae_title}' at {node.host}:{node.port} {reason}",
+        f"'{node.ae_title}' {reason}",
+    )
 
 
 def _context_for(assoc: Association, sop_class: str, syntaxes: Iterable[str]) -> Any:
@@ -266,17 +280,12 @@ def store(
     exact = _context_for(assoc, obj.sop_class, [obj.transfer_syntax])
     fallback = None if exact else _context_for(assoc, obj.sop_class, UNCOMPRESSED)
     if exact is None and fallback is None:
-        hint = (
-            " (a C-GET requestor must propose it with the SCP role)"
-            if assoc.is_acceptor
-            else ""
-        )
         return Outcome(
             obj.sop_instance,
             None,
             "failure",
-            f"no presentation context for {UID(obj.sop_class).name} lets us send it"
-            + hint,
+            f"no presentation context for {UID(obj.sop_class).name} was accepted",
+            no_context=True,
         )
     originator_ae, originator_id = move_originator or (None, None)
     try:

@@ -216,6 +216,17 @@ _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _MAX_DEPTH = 32
 _MAX_KEPT_VALUE = 64 * 1024
 _VR_CHARS = frozenset(range(0x41, 0x5B))
+#: The VRs of PS3.5 table 6.2-1: a strict walk refuses any other.
+_VRS = frozenset(
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV "
+    b"TM UC UI UL UN UR US UT UV".split()
+)
+#: What a delimiter standing where an element should is called.
+_DELIMITER_NAMES = {
+    _ITEM: "an item outside a sequence",
+    _ITEM_END: "an item delimiter outside an item",
+    _SEQUENCE_END: "a sequence delimiter outside a sequence",
+}
 
 
 class _Walker:
@@ -224,6 +235,12 @@ class _Walker:
     Written here rather than taken from pydicom because pydicom's reader
     builds an object per element and silently accepts truncated values;
     the receive path needs a walk that is fast and strict.
+
+    With :attr:`strict` set (DIMSE identifiers) a cut-short last element is
+    malformed rather than tolerated, and so are elements out of ascending
+    tag order or given twice (PS3.5 7.1) and VRs PS3.5 table 6.2-1 does not
+    define. The messages name the element and stay short: they end up in
+    an Error Comment of 64 characters.
     """
 
     def __init__(
@@ -255,17 +272,31 @@ class _Walker:
     ) -> int:
         """Walk elements in [pos, end) or up to the *until* delimiter."""
         buf, u16, u32, keep = self.buf, self.u16, self.u32, self.keep
+        strict = self.strict
+        last = -1
         if depth > _MAX_DEPTH:
-            raise _Malformed("sequences nested too deeply")
+            raise _Malformed(f"sequences nested deeper than {_MAX_DEPTH} levels")
         while pos < end:
             if pos + 8 > end:
+                if strict and depth == 0 and until is None:
+                    raise _Malformed(f"{end - pos} stray bytes after the last element")
                 raise _Malformed(f"element header cut at offset {pos}")
             group, elem = self.tag(buf, pos)
             tag = group << 16 | elem
             if group == 0xFFFE:
                 if tag == until:
                     return pos + 8
+                if strict and until is None and tag in _DELIMITER_NAMES:
+                    raise _Malformed(_DELIMITER_NAMES[tag])
                 raise _Malformed(f"unexpected item tag {tag:08X} at offset {pos}")
+            if strict and tag <= last:
+                if tag == last:
+                    raise _Malformed(f"({group:04X},{elem:04X}) appears twice")
+                raise _Malformed(
+                    f"({group:04X},{elem:04X}) out of order after "
+                    f"({last >> 16:04X},{last & 0xFFFF:04X})"
+                )
+            last = tag
             if implicit:
                 vr: bytes | None = None
                 (length,) = u32(buf, pos + 4)
@@ -274,6 +305,10 @@ class _Walker:
                 vr = buf[pos + 4 : pos + 6]
                 if vr[0] not in _VR_CHARS or vr[1] not in _VR_CHARS:
                     raise _Malformed(f"no VR for ({group:04X},{elem:04X})")
+                if strict and vr not in _VRS:
+                    raise _Malformed(
+                        f"({group:04X},{elem:04X}) has an unknown VR '{vr.decode()}'"
+                    )
                 if vr in _LONG_VRS:
                     if pos + 12 > end:
                         raise _Malformed(f"element header cut at offset {pos}")
@@ -305,6 +340,11 @@ class _Walker:
                         )
                         self.truncated = True
                         vend = value_end = end
+                    elif strict and depth == 0 and until is None:
+                        raise _Malformed(
+                            f"({group:04X},{elem:04X}) needs {length} bytes, "
+                            f"{end - vpos} left"
+                        )
                     else:
                         raise _Malformed(
                             f"({group:04X},{elem:04X}) runs past its container"
@@ -335,7 +375,7 @@ class _Walker:
         elements: dict[int, Any] = {}
         self.elements(0, len(self.buf), self.implicit, 0, out=elements)
         if not elements:
-            raise _Malformed("no elements")
+            raise _Malformed("no elements at all")
         return Dataset(elements)
 
     def items(

@@ -194,6 +194,10 @@ def query_level(value: object, patient_root: bool) -> str:
     """
     level = str(value or "").strip().upper()
     allowed = LEVELS if patient_root else LEVELS[1:]
+    if not level:
+        raise QueryError(
+            f"QueryRetrieveLevel is missing or empty ({', '.join(allowed)})"
+        )
     if level not in allowed:
         raise QueryError(
             f"QueryRetrieveLevel '{level}' is not one of {', '.join(allowed)}"
@@ -304,6 +308,9 @@ def condition(keyword: str, value: str) -> sa.ColumnElement[bool] | None:
     if key.kind == "datetime":
         return _datetime(keyword, column, value)
     if key.kind == "uid":
+        if "*" in value or "?" in value:
+            # PS3.4 C.2.2.2.4: no wild cards in UI keys; a UID matches whole.
+            raise QueryError(f"{keyword} holds a wild card: '{value}'")
         uids = [u.strip() for u in value.split("\\") if u.strip()]
         if not uids:
             return None
@@ -365,6 +372,9 @@ def _date_condition(
         raise QueryError(f"{keyword}: '{value}' is not a range")
     low = _date(keyword, low_text) if low_text else ""
     high = _date(keyword, high_text) if high_text else ""
+    if low and high and low > high:
+        # PS3.4 C.2.2.2.5: a range runs from its first value to its second.
+        raise QueryError(f"{keyword} range ends before it begins: '{value}'")
     # An object with no value for the key matches no range.
     parts = [column != ""]
     if low:
@@ -387,6 +397,8 @@ def _datetime(keyword: str, column: sa.Column, value: str) -> sa.ColumnElement[b
     for at in (i for i, c in enumerate(value) if c == "-"):
         low, high = _DT.fullmatch(value[:at]), _DT.fullmatch(value[at + 1 :])
         if (low or at == 0) and (high or at == len(value) - 1) and (low or high):
+            if low and high and low[1] > high[1] + "\uffff":
+                raise QueryError(f"{keyword} range ends before it begins: '{value}'")
             # An object with no value for the key matches no range.
             parts = [column != ""]
             if low:
