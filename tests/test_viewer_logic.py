@@ -501,3 +501,70 @@ def test_frame_cache_stays_within_its_budget_and_reads_ahead_in_order() -> None:
     assert ahead(5, 10, 1, 3, 2) == [6, 7, 8, 4, 3]
     assert ahead(5, 10, -1, 3, 1) == [4, 3, 2, 6]
     assert ahead(9, 10, 1, 3, 1) == [8]
+
+
+def _slices(tmp_path: Path, count: int) -> list[Path]:
+    from tests.viewer_data import phantom, write_series
+
+    return write_series(
+        tmp_path,
+        count,
+        lambda i: phantom(32, 32),
+        lambda i: (0.0, 0.0, 2.0 * i),
+        study="1.2.3",
+        series="1.2.3.4",
+        frame_of_reference="1.2.3.5",
+    )
+
+
+def test_series_headers_are_read_paced_and_stop_when_asked(tmp_path: Path) -> None:
+    import threading
+
+    from jivex_client.viewer.loader import FrameRef, read_planes
+
+    files = _slices(tmp_path, 4)
+    refs = [FrameRef(str(f), 0, str(i)) for i, f in enumerate(files)]
+    paced = []
+    planes, headers = read_planes(refs, threading.Event(), lambda: paced.append(1))
+    assert len(paced) == 4  # the pace is asked before each file
+    assert [round(p.position[2]) for p in planes] == [0, 2, 4, 6]
+    assert headers[str(files[0])].PhotometricInterpretation == "MONOCHROME2"
+    stop = threading.Event()
+
+    def stop_after_two() -> None:
+        paced.append(1)
+        if len(paced) == 2:
+            stop.set()  # another series is shown while the second is read
+
+    paced.clear()
+    # Stopped: the files after it are not read.
+    assert read_planes(refs, stop, stop_after_two) is None
+    assert len(paced) == 2
+
+
+def test_a_series_thumbnail_skips_images_that_do_not_render(tmp_path: Path) -> None:
+    from jivex_client.viewer.loader import (
+        FrameRef,
+        series_thumbnail,
+        thumbnail_order,
+    )
+    from jivex_core.imaging.render import RenderError
+
+    assert thumbnail_order(5) == [2, 3, 4, 1, 0]
+    assert thumbnail_order(20, 4) == [10, 11, 12, 13]
+    assert thumbnail_order(0) == []
+    files = _slices(tmp_path, 5)
+    ds = pydicom.dcmread(files[2])
+    del ds.Rows  # the middle image cannot be rendered
+    ds.save_as(files[2])
+    refs = [FrameRef(str(f), 0, str(i)) for i, f in enumerate(files)]
+    pixels, index = series_thumbnail(refs, 16)
+    assert index == 3 and pixels.shape == (16, 16)
+    ds = pydicom.dcmread(files[3])
+    ds.BitsStored = 20
+    ds.save_as(files[3])
+    assert series_thumbnail(refs, 16)[1] == 4
+    for path in files:
+        path.write_bytes(b"not DICOM")
+    with pytest.raises(RenderError, match="cannot read"):
+        series_thumbnail(refs, 16)

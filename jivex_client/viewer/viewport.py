@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,7 @@ from jivex_client.viewer.loader import (
     LoadedFrame,
     Prefetcher,
     ahead,
+    background,
     executor,
     read_dataset,
     read_planes,
@@ -56,7 +58,6 @@ from jivex_client.viewer.measure import (
 from jivex_client.viewer.overlay import (
     OverlayTemplates,
     corner_texts,
-    header_values,
 )
 from jivex_client.viewer.presets import auto_window
 from jivex_client.viewer.state import (
@@ -82,6 +83,10 @@ PREFETCH_BEHIND = 2
 
 #: Default cine speed, frames per second.
 CINE_FPS = 15.0
+
+#: Seconds between the first image painted and the series' headers read
+#: (the paint goes first).
+GEOMETRY_DELAY = 0.1
 
 _CORNER_KEYS = {
     "top_left": "tl",
@@ -199,7 +204,11 @@ class SeriesViewer(QWidget):
         self._drag_sensitivity = 1.0
         self._scratch: np.ndarray | None = None
         self._modality_cache: tuple[Any, np.ndarray] | None = None
-        self._header_values: tuple[Any, dict[str, str]] | None = None
+        #: Headers of the series' files (geometry, windows, photometric),
+        #: by path, once read in the background.
+        self.headers: dict[str, Any] = {}
+        self._geometry_stop = threading.Event()
+        self._geometry_for = -1
         self._text_dialog: QInputDialog | None = None
         self._generation = 0
 
@@ -258,7 +267,7 @@ class SeriesViewer(QWidget):
         """Show the frames *refs* (a series, or the images of a key object
         document) under the title of *series*."""
         self.stop_cine()
-        self._generation += 1
+        self._new_generation()
         self.study = study
         self.series = series
         self.refs = refs
@@ -277,7 +286,6 @@ class SeriesViewer(QWidget):
         self.scrollbar.setVisible(len(refs) > 1)
         if refs:
             self.show_index(0)
-            spawn(self._read_geometry(self._generation), "Reading slice positions")
         else:
             self.pages.setCurrentWidget(self.view)
             self.view.set_frame(
@@ -287,7 +295,7 @@ class SeriesViewer(QWidget):
     def clear(self) -> None:
         """Show nothing (an empty viewport of the layout)."""
         self.stop_cine()
-        self._generation += 1
+        self._new_generation()
         self.refs = []
         self.series = {}
         self.stack = StackState(0)
@@ -295,6 +303,13 @@ class SeriesViewer(QWidget):
         self.planes = []
         self.scrollbar.setVisible(False)
         self.pages.setCurrentWidget(self.empty)
+
+    def _new_generation(self) -> None:
+        # What was read for the frames shown before stops.
+        self._generation += 1
+        self._geometry_stop.set()
+        self._geometry_stop = threading.Event()
+        self.headers = {}
 
     @property
     def series_uid(self) -> str:
@@ -395,6 +410,14 @@ class SeriesViewer(QWidget):
             self.paint_current()
         self.frame_shown.emit(index)
         self._prefetch(index)
+        if self._geometry_for != self._generation:
+            # The headers of the whole series are read once the first image
+            # is on screen, in the background, giving way to frame reads.
+            self._geometry_for = self._generation
+            spawn(
+                self._read_geometry(self._generation, self._geometry_stop),
+                "Reading slice positions",
+            )
 
     def _prefetch(self, index: int) -> None:
         wanted = ahead(
@@ -402,13 +425,20 @@ class SeriesViewer(QWidget):
         )
         self.prefetcher.want([self.refs[i] for i in wanted])
 
-    async def _read_geometry(self, generation: int) -> None:
+    async def _read_geometry(self, generation: int, stop: threading.Event) -> None:
+        await asyncio.sleep(GEOMETRY_DELAY)
+        if stop.is_set():
+            return
         refs = list(self.refs)
         loop = asyncio.get_running_loop()
-        planes, _headers = await loop.run_in_executor(executor, read_planes, refs)
-        if not shiboken6.isValid(self) or generation != self._generation:
+        result = await loop.run_in_executor(
+            background, read_planes, refs, stop, self.loader.wait_idle
+        )
+        if result is None or not shiboken6.isValid(self):
             return
-        self.planes = planes
+        if generation != self._generation:
+            return
+        self.planes, self.headers = result
         self.geometry_changed.emit()
 
     async def _show_document(
@@ -590,13 +620,10 @@ class SeriesViewer(QWidget):
         """The fields of the corner templates for the frame shown."""
         item = self.current
         values: dict[str, str] = {}
-        if item is not None and item.ref == self.current_ref() and item.header:
-            # The header's fields do not change; the corners are redrawn on
-            # every window step of a drag, so they are read once per image.
-            cached = self._header_values
-            if cached is None or cached[0] is not item.header:
-                cached = self._header_values = (item.header, header_values(item.header))
-            values.update(cached[1])
+        if item is not None and item.ref == self.current_ref() and item.fields:
+            # Read in the worker, once per image: the corners are redrawn on
+            # every step of a window drag.
+            values.update(item.fields)
         else:
             values["PatientName"] = format_person_name(
                 str(self.study.get("PatientName") or "")

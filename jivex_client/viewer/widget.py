@@ -13,12 +13,23 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 from typing import Any
 
 import pydicom
 import shiboken6
-from PySide6.QtCore import QMimeData, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QColor, QIcon, QKeyEvent, QPixmap
+from PySide6.QtCore import QMimeData, QRect, QSize, Qt, Signal
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QColor,
+    QFont,
+    QFontMetrics,
+    QIcon,
+    QKeyEvent,
+    QPainter,
+    QPixmap,
+)
 from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QGridLayout,
@@ -27,6 +38,9 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMenu,
     QSplitter,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QToolBar,
     QToolButton,
     QVBoxLayout,
@@ -44,9 +58,10 @@ from jivex_client.viewer.image_view import to_qimage
 from jivex_client.viewer.loader import (
     FrameLoader,
     FrameRef,
+    background,
     executor,
     read_dataset,
-    thumbnail,
+    series_thumbnail,
 )
 from jivex_client.viewer.overlay import OverlayTemplates
 from jivex_client.viewer.presets import presets_for
@@ -65,12 +80,80 @@ logger = logging.getLogger(__name__)
 
 #: Role of list items holding their row.
 RowRole = Qt.ItemDataRole.UserRole + 1
+#: Role of a thumbnail's note under its caption ("cannot render", "PDF").
+NoteRole = Qt.ItemDataRole.UserRole + 2
 
 REFERENCE_COLOR = QColor(80, 200, 255)
 THUMBNAIL_SIZE = 96
+#: Width of the series strip and the document list beside the viewports.
+SIDE_WIDTH = 176
 
 #: Layouts offered in the menu, rows x columns.
 LAYOUTS = [(r, c) for r in range(1, 5) for c in range(1, 5)]
+
+#: Longest wait for the first image before thumbnails are rendered anyway.
+FIRST_FRAME_WAIT = 5.0
+#: Seconds between the first image shown and the work that can wait.
+BACKGROUND_DELAY = 0.1
+
+
+class ThumbnailDelegate(QStyledItemDelegate):
+    """Paints a thumbnail and its caption: each line elided to the width
+    (the whole text is the tooltip), the note in a line of its own."""
+
+    LINES = 4
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: Any) -> QSize:
+        metrics = QFontMetrics(option.font)
+        height = THUMBNAIL_SIZE + 10 + self.LINES * metrics.lineSpacing()
+        return QSize(THUMBNAIL_SIZE + 24, height)
+
+    def paint(
+        self, painter: QPainter, option: QStyleOptionViewItem, index: Any
+    ) -> None:
+        painter.save()
+        rect = option.rect
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        palette = option.palette
+        if selected:
+            painter.fillRect(rect, palette.highlight())
+        icon = index.data(Qt.ItemDataRole.DecorationRole)
+        if isinstance(icon, QIcon):
+            pixmap = icon.pixmap(THUMBNAIL_SIZE, THUMBNAIL_SIZE)
+            x = rect.x() + (rect.width() - pixmap.width()) // 2
+            painter.drawPixmap(x, rect.y() + 4, pixmap)
+        font = index.data(Qt.ItemDataRole.FontRole)
+        font = QFont(font) if isinstance(font, QFont) else QFont(option.font)
+        painter.setFont(font)
+        metrics = QFontMetrics(font)
+        width = rect.width() - 6
+        lines = str(index.data(Qt.ItemDataRole.DisplayRole) or "").split("\n")
+        note = index.data(NoteRole)
+        y = rect.y() + THUMBNAIL_SIZE + 8
+        text_color = palette.highlightedText() if selected else palette.text()
+        for line in lines[: self.LINES - (1 if note else 0)]:
+            painter.setPen(text_color.color())
+            painter.drawText(
+                QRect(rect.x() + 3, y, width, metrics.lineSpacing()),
+                int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter),
+                metrics.elidedText(line, Qt.TextElideMode.ElideRight, width),
+            )
+            y += metrics.lineSpacing()
+        if note:
+            italic = QFont(font)
+            italic.setItalic(True)
+            italic.setBold(False)
+            painter.setFont(italic)
+            painter.setPen(QColor(200, 60, 60))
+            text = f"({note})"
+            painter.drawText(
+                QRect(rect.x() + 3, y, width, metrics.lineSpacing()),
+                int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter),
+                QFontMetrics(italic).elidedText(
+                    text, Qt.TextElideMode.ElideRight, width
+                ),
+            )
+        painter.restore()
 
 
 class ThumbnailStrip(QListWidget):
@@ -78,16 +161,14 @@ class ThumbnailStrip(QListWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setViewMode(QListWidget.ViewMode.IconMode)
-        self.setFlow(QListWidget.Flow.TopToBottom)
-        self.setWrapping(False)
-        self.setMovement(QListWidget.Movement.Static)
+        self.setItemDelegate(ThumbnailDelegate(self))
+        self.setUniformItemSizes(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollMode(QListWidget.ScrollMode.ScrollPerPixel)
         self.setIconSize(QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-        self.setSpacing(4)
-        self.setWordWrap(True)
+        self.setSpacing(2)
         self.setDragEnabled(True)
         self.setDragDropMode(QListWidget.DragDropMode.DragOnly)
-        self.setFixedWidth(THUMBNAIL_SIZE + 56)
 
     def mimeTypes(self) -> list[str]:
         return [SERIES_MIME]
@@ -99,12 +180,33 @@ class ThumbnailStrip(QListWidget):
             data.setData(SERIES_MIME, str(row.get("SeriesInstanceUID", "")).encode())
         return data
 
+    def caption_lines(self, index: int) -> list[str]:
+        """The lines painted under thumbnail *index*, as painted (elided)."""
+        item = self.item(index)
+        font = item.font()
+        metrics = QFontMetrics(font)
+        width = self.viewport().width() - 2 * self.spacing() - 6
+        lines = item.text().split("\n")
+        note = item.data(NoteRole)
+        lines = lines[: ThumbnailDelegate.LINES - (1 if note else 0)]
+        out = [metrics.elidedText(x, Qt.TextElideMode.ElideRight, width) for x in lines]
+        if note:
+            out.append(f"({note})")
+        return out
+
 
 def _series_text(row: dict[str, Any]) -> str:
     count = row.get("NumberOfSeriesRelatedInstances") or 0
-    description = str(row.get("SeriesDescription") or "")[:28]
-    head = f"{row.get('Modality') or ''} {row.get('SeriesNumber') or ''}"
+    description = str(row.get("SeriesDescription") or "")
+    head = f"{row.get('Modality') or ''} {row.get('SeriesNumber') or ''}".strip()
     return f"{head}\n{description}\n{count} obj"
+
+
+def _series_tooltip(row: dict[str, Any]) -> str:
+    count = row.get("NumberOfSeriesRelatedInstances") or 0
+    head = f"{row.get('Modality') or ''} {row.get('SeriesNumber') or ''}".strip()
+    description = str(row.get("SeriesDescription") or "")
+    return f"{head}: {description} ({count} obj)" if description else head
 
 
 class StudyViewer(QWidget):
@@ -142,11 +244,19 @@ class StudyViewer(QWidget):
         self.reference_lines = True
         self.sync_scrolling = False
         self.tool = ToolValues.POINTER
+        # Set when the tab closes: background work for it stops.
+        self._closing = threading.Event()
 
         self.thumbnails = ThumbnailStrip()
         self.document_list = QListWidget()
-        self.document_list.setFixedWidth(THUMBNAIL_SIZE + 56)
         self.document_list.setWordWrap(True)
+        self.document_list.setHorizontalScrollBarPolicy(
+            Qt.ScrollBarPolicy.ScrollBarAlwaysOff
+        )
+        self.document_list.setVerticalScrollMode(QListWidget.ScrollMode.ScrollPerPixel)
+        self.document_list.setSpacing(2)
+        self.document_list.setAlternatingRowColors(True)
+        self.document_list.setMinimumHeight(60)
         self.document_list.setToolTip(
             self.tr("Presentation states and key images of the study")
         )
@@ -167,15 +277,22 @@ class StudyViewer(QWidget):
         self.toolbar2.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         self._build_toolbar()
 
-        side = QVBoxLayout()
-        side.setContentsMargins(0, 0, 0, 0)
-        side.addWidget(self.thumbnails, 3)
-        side.addWidget(QLabel(self.tr("Presentations / key images")))
-        side.addWidget(self.document_list, 1)
-        side_widget = QWidget()
-        side_widget.setLayout(side)
+        documents_box = QWidget()
+        documents_layout = QVBoxLayout(documents_box)
+        documents_layout.setContentsMargins(0, 0, 0, 0)
+        documents_layout.setSpacing(2)
+        documents_layout.addWidget(QLabel(self.tr("Presentations / key images")))
+        documents_layout.addWidget(self.document_list, 1)
+        # The reader shares the height between series and documents.
+        self.side = QSplitter(Qt.Orientation.Vertical)
+        self.side.addWidget(self.thumbnails)
+        self.side.addWidget(documents_box)
+        self.side.setChildrenCollapsible(False)
+        self.side.setStretchFactor(0, 3)
+        self.side.setStretchFactor(1, 2)
+        self.side.setFixedWidth(SIDE_WIDTH)
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(side_widget)
+        splitter.addWidget(self.side)
         splitter.addWidget(self.grid)
         splitter.addWidget(self.attributes)
         splitter.setStretchFactor(1, 4)
@@ -437,7 +554,32 @@ class StudyViewer(QWidget):
         if target is not None:
             await self.show_series(target, self.active)
         self._fill_empty_viewports()
+        spawn(self._after_first_frame(self.active), "Thumbnails and documents")
+
+    async def _after_first_frame(self, viewport: SeriesViewer) -> None:
+        """Thumbnails and the document list, once the first image is shown:
+        they would slow it down (the interpreter lock, the link's replies)."""
+        if viewport.refs and viewport.current is None:
+            loop = asyncio.get_running_loop()
+            shown: asyncio.Future[None] = loop.create_future()
+
+            def on_shown(_index: int) -> None:
+                if not shown.done():
+                    shown.set_result(None)
+
+            viewport.frame_shown.connect(on_shown)
+            try:
+                await asyncio.wait_for(shown, FIRST_FRAME_WAIT)
+            except TimeoutError:
+                pass
+            finally:
+                if shiboken6.isValid(viewport):
+                    viewport.frame_shown.disconnect(on_shown)
+        await asyncio.sleep(BACKGROUND_DELAY)
+        if not shiboken6.isValid(self) or self._closing.is_set():
+            return
         spawn(self.refresh_documents(), "Listing presentation states")
+        await self._render_thumbnails()
 
     async def series_instances(self, uid: str) -> list[dict[str, Any]]:
         """The instance rows of a series (asked once)."""
@@ -484,37 +626,61 @@ class StudyViewer(QWidget):
         for row in self.image_series():
             item = QListWidgetItem(_series_text(row))
             item.setData(RowRole, row)
-            item.setToolTip(str(row.get("SeriesDescription") or ""))
+            item.setToolTip(_series_tooltip(row))
             pixmap = QPixmap(THUMBNAIL_SIZE, THUMBNAIL_SIZE)
             pixmap.fill(QColor(30, 30, 34))
             item.setIcon(QIcon(pixmap))
             self.thumbnails.addItem(item)
-            spawn(self._load_thumbnail(item, row), "Rendering a thumbnail")
+
+    async def _render_thumbnails(self) -> None:
+        """Render the thumbnails one after the other in the background
+        worker, giving way to frame reads."""
+        for i in range(self.thumbnails.count()):
+            if not shiboken6.isValid(self) or self._closing.is_set():
+                return
+            item = self.thumbnails.item(i)
+            if item is None:
+                return
+            await self._load_thumbnail(item, dict(item.data(RowRole) or {}))
 
     async def _load_thumbnail(self, item: QListWidgetItem, row: dict[str, Any]) -> None:
         uid = row["SeriesInstanceUID"]
-        rows = await self.series_instances(uid)
+        try:
+            rows = await self.series_instances(uid)
+        except CoreError as exc:
+            logger.info("No thumbnail for series %s: %s", uid, exc)
+            return
         refs = frame_refs(rows)
         if not refs or not shiboken6.isValid(self):
             return
         middle = refs[len(refs) // 2]
         kind = documents.object_kind(middle.SOPClassUID)
         if kind != documents.ObjectKindValues.IMAGE:
-            item.setText(item.text() + f"\n[{kind.value}]")
+            item.setData(NoteRole, kind.value)
             return
         loop = asyncio.get_running_loop()
         try:
-            pixels = await loop.run_in_executor(
-                executor, thumbnail, middle, THUMBNAIL_SIZE
+            result = await loop.run_in_executor(
+                background,
+                series_thumbnail,
+                refs,
+                THUMBNAIL_SIZE,
+                self._closing,
+                self.loader.wait_idle,
             )
         except Exception as exc:
             logger.info("No thumbnail for series %s: %s", uid, exc)
             if not shiboken6.isValid(self):
                 return
-            item.setText(item.text() + "\n" + self.tr("(cannot render)"))
+            try:
+                item.setData(NoteRole, self.tr("cannot render"))
+                item.setToolTip(f"{item.toolTip()}\n{exc}")
+            except RuntimeError:
+                pass  # the strip was cleared meanwhile
             return
-        if not shiboken6.isValid(self):
+        if result is None or not shiboken6.isValid(self):
             return
+        pixels, _index = result
         try:
             item.setIcon(QIcon(QPixmap.fromImage(to_qimage(pixels))))
         except RuntimeError:
@@ -986,6 +1152,7 @@ class StudyViewer(QWidget):
 
     def close_viewer(self) -> None:
         """Stop cine and forget the frames (the tab is closing)."""
+        self._closing.set()
         for viewport in self._viewports:
             viewport.stop_cine()
             viewport.clear()
