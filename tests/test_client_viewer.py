@@ -1030,3 +1030,182 @@ def test_a_gsps_sigmoid_window_and_presentation_lut_show_as_the_pipeline_renders
     np.testing.assert_array_equal(grey, expected)
     # Not what a LINEAR window with no table would show.
     assert not np.array_equal(grey, render(image, window=Window(40, 400)))
+
+
+# -- what the pipeline tolerated, on screen ------------------------------------------
+
+
+def _red_pixels(image: Any, rect: Any) -> int:
+    count = 0
+    for y in range(int(rect.top()), int(rect.bottom()), 2):
+        for x in range(int(rect.left()), int(rect.right()), 2):
+            color = image.pixelColor(x, y)
+            count += color.red() > 200 and color.green() < 140 and color.blue() < 140
+    return count
+
+
+def test_a_slice_with_half_its_pixel_data_says_so_on_the_viewport(
+    qtbot: Any, open_study: Any, ct_files: Any
+) -> None:
+    ds = pydicom.dcmread(ct_files[2])
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
+    ds.save_as(ct_files[2])
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+    assert view.warnings == []
+    before = view.grab().toImage()
+    viewport.show_index(2)
+    _wait_shown(qtbot, viewport, 2)
+    # The lower half is missing: shown (as the pipeline fills it), and said.
+    assert view._image is not None
+    assert view.warnings == viewport.current.frame.warnings
+    assert any("Pixel Data" in w for w in view.warnings), view.warnings
+    band = view.warning_rect()
+    assert band.height() > 10
+    assert _red_pixels(view.grab().toImage(), band) > 20
+    assert "Pixel Data" in view.toolTip()
+    assert _red_pixels(before, band) == 0
+    qtbot.keyClick(view, Qt.Key.Key_Down)
+    _wait_shown(qtbot, viewport, 3)
+    assert view.warnings == []
+    assert _red_pixels(view.grab().toImage(), band) == 0
+
+
+# -- layout, corners, letters ----------------------------------------------------------
+
+
+def test_the_zoom_readout_follows_a_layout_change(
+    qtbot: Any, open_study: Any, ct_files: Any
+) -> None:
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+
+    def shown_zoom() -> str:
+        t = view.transform()
+        return f"Zoom: {min(t.scale, math.hypot(t.c, t.d)) * 100:.0f}%"
+
+    viewer.set_layout(2, 2)
+    qtbot.waitUntil(lambda: shown_zoom() in view.corner_text("br"), timeout=5000)
+    small = shown_zoom()
+    viewer.set_layout(1, 1)
+    # The fitted image grew with the viewport: the corner says so at once.
+    qtbot.waitUntil(lambda: shown_zoom() != small, timeout=5000)
+    qtbot.wait(50)
+    assert shown_zoom() in view.corner_text("br")
+    assert small not in view.corner_text("br")
+
+
+def test_a_4x4_layout_fits_a_1600x1000_screen(
+    qtbot: Any, link: CoreLink, send: Any, run_async: Any, ct_files: Any
+) -> None:
+    send(ct_files)
+    main = MainWindow(link)
+    qtbot.addWidget(main)
+    main.resize(1600, 1000)
+    main.show()
+    study = run_async(_study(link, "CT"))
+    series = run_async(
+        link.request("list_series", {"StudyInstanceUID": study["StudyInstanceUID"]})
+    )
+    run_async(main.open_series(study, series[0]))
+    (viewer,) = main.viewers()
+    viewer.set_layout(4, 4)
+    qtbot.wait(200)
+    # Room is left for a window frame and a panel of the desktop.
+    hint = main.minimumSizeHint()
+    assert hint.height() <= 900 and hint.width() <= 1500, hint
+    assert (main.width(), main.height()) == (1600, 1000)
+    bottom = viewer.viewports()[-1]
+    corner = bottom.mapTo(main, bottom.rect().bottomRight())
+    assert (
+        corner.y() < main.statusBar().mapTo(main, main.statusBar().rect().topLeft()).y()
+    )
+
+
+def test_the_key_image_star_leaves_the_top_letter_visible(
+    qtbot: Any, open_study: Any, ct_files: Any
+) -> None:
+    viewer = open_study(ct_files, "CT")
+    view = viewer.active.view
+    qtbot.keyClick(view, Qt.Key.Key_K)
+    assert view.key_image
+    assert view.orientation_labels()["top"] == "A"
+    star = view.key_marker_polygon().boundingRect()
+    letter = view.orientation_rects()["top"]
+    assert letter.width() > 0
+    assert not star.intersects(letter)
+    # Nor does it hide the frame's warnings.
+    assert star.bottom() <= view.warning_rect().top()
+    # And the letter is painted where it is said to be: light pixels.
+    image = view.grab().toImage()
+    light = sum(
+        image.pixelColor(x, y).red() > 200
+        for x in range(int(letter.left()), int(letter.right()) + 1)
+        for y in range(int(letter.top()), int(letter.bottom()) + 1)
+    )
+    assert light > 5
+
+
+def _decompressed(path: Path, tmp_path: Path) -> Path:
+    ds = pydicom.dcmread(path)
+    ds.decompress()
+    out = tmp_path / path.name
+    ds.save_as(out)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "modality", "row", "column"),
+    [
+        ("fo-dicom/OutOfBoundsOverlay.dcm", "MG", "R", "P"),
+        ("highdicom/dx_image.dcm", "DX", "L", "F"),
+        ("dicomsamples-jl/MG_Explicit_Little.dcm", "MG", "P", "L"),
+    ],
+)
+def test_projection_images_get_letters_from_patient_orientation(
+    qtbot: Any,
+    open_study: Any,
+    tmp_path: Path,
+    name: str,
+    modality: str,
+    row: str,
+    column: str,
+) -> None:
+    """PS3.3 C.7.6.1.1.1: Patient Orientation gives the direction of the
+    rows (left to right) and of the columns (top to bottom)."""
+    opposite = dict(zip("LRAPHF", "RLPAFH", strict=True))
+    path = DATA / name
+    if "OutOfBounds" in name:  # JPEG Lossless, which storescu does not send
+        path = _decompressed(path, tmp_path)
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    assert "ImageOrientationPatient" not in ds
+    assert list(ds.PatientOrientation) == [row, column]
+    viewer = open_study([path], modality)
+    view = viewer.active.view
+    assert view.orientation_labels() == {
+        "right": row,
+        "left": opposite[row],
+        "bottom": column,
+        "top": opposite[column],
+    }
+    # Turned clockwise: what was at the top is on the right.
+    qtbot.keyClick(view, Qt.Key.Key_R)
+    assert view.orientation_labels() == {
+        "right": opposite[column],
+        "left": column,
+        "top": opposite[row],
+        "bottom": row,
+    }
+    qtbot.keyClick(view, Qt.Key.Key_H)  # mirrored left to right on screen
+    assert view.orientation_labels()["right"] == column
+    assert view.orientation_labels()["top"] == opposite[row]
+    image = view.grab().toImage()
+    right = view.orientation_rects()["right"]
+    assert right.width() > 0
+    assert any(
+        image.pixelColor(x, y).red() > 200 and image.pixelColor(x, y).blue() < 200
+        for x in range(int(right.left()), int(right.right()) + 1)
+        for y in range(int(right.top()), int(right.bottom()) + 1)
+    )

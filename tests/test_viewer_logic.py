@@ -568,3 +568,22 @@ def test_a_series_thumbnail_skips_images_that_do_not_render(tmp_path: Path) -> N
         path.write_bytes(b"not DICOM")
     with pytest.raises(RenderError, match="cannot read"):
         series_thumbnail(refs, 16)
+
+
+def test_patient_orientation_letters() -> None:
+    """PS3.3 C.7.6.1.1.1: rows then columns; the first letter predominates."""
+    chest = geometry.patient_orientation(["L", "F"])
+    assert (chest.label(1, 0), chest.label(-1, 0)) == ("L", "R")
+    assert (chest.label(0, 1), chest.label(0, -1)) == ("F", "H")
+    oblique = geometry.patient_orientation("LP\\FL")
+    assert oblique.label(1, 0) == "LP"
+    assert oblique.label(-1, 0) == "RA"
+    assert oblique.label(0, 1) == "FL"
+    for bad in (None, "", "L", ["L"], ["L", ""], ["CR", "D"], ["L", "F", "A"]):
+        assert geometry.patient_orientation(bad) is None, bad
+    ds = Dataset()
+    ds.PatientOrientation = ["A", "F"]
+    assert geometry.frame_orientation(ds).label(1, 0) == "A"
+    # A plane (Image Orientation (Patient)) wins over Patient Orientation.
+    plane = geometry.frame_orientation(ds, 0, AXIAL)
+    assert (plane.label(1, 0), plane.label(0, 1)) == ("L", "P")

@@ -31,7 +31,12 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from jivex_client.viewer.geometry import ImagePlane, frame_plane
+from jivex_client.viewer.geometry import (
+    ImagePlane,
+    Orientation,
+    frame_orientation,
+    frame_plane,
+)
 from jivex_client.viewer.measure import Spacing, modality_units, pixel_spacing
 from jivex_client.viewer.overlay import header_values
 from jivex_client.viewer.presets import WindowPreset, file_windows
@@ -83,6 +88,9 @@ class LoadedFrame:
         presets, GSPS references).
     plane : ImagePlane or None
         Where the frame lies in the patient (reference lines, sync).
+    orientation : Orientation or None
+        What the edge letters say: from the plane, else from Patient
+        Orientation (projection images).
     spacing : Spacing
         What lengths are measured with.
     units : str
@@ -102,6 +110,7 @@ class LoadedFrame:
     error: str = ""
     header: Dataset | None = None
     plane: ImagePlane | None = None
+    orientation: Orientation | None = None
     spacing: Spacing = field(default_factory=Spacing)
     units: str = ""
     windows: list[WindowPreset] = field(default_factory=list)
@@ -165,12 +174,14 @@ def load_frame(ref: FrameRef) -> LoadedFrame:
         ds = _datasets.read(ref.path)
         header = _header_of(ds)
         frame = prepare_frame(ds, ref.frame)
+        plane = frame_plane(ds, ref.frame)
         return LoadedFrame(
             ref,
             frame,
             frame.render(),
             header=header,
-            plane=frame_plane(ds, ref.frame),
+            plane=plane,
+            orientation=frame_orientation(ds, ref.frame, plane),
             spacing=pixel_spacing(ds, ref.frame),
             units=modality_units(ds),
             windows=file_windows(ds),

@@ -247,6 +247,7 @@ class SeriesViewer(QWidget):
         self.view.drawing_finished.connect(self._on_view_drawing_finished)
         self.view.annotations_changed.connect(self._on_view_annotations_changed)
         self.view.pressed.connect(self.activated)
+        self.view.resized.connect(self._update_corners)
         self.scrollbar.valueChanged.connect(self._on_scrollbar_value_changed)
         self.cine_timer.timeout.connect(self._on_cine_timer_timeout)
 
@@ -511,8 +512,9 @@ class SeriesViewer(QWidget):
         if item is None:
             return
         ref = item.ref
+        self.view.set_warnings(item.warnings)
         if item.frame is None:
-            self.view.plane = None
+            self.view.orientation = None
             self.view.set_frame(
                 None,
                 ref.SOPInstanceUID,
@@ -563,7 +565,7 @@ class SeriesViewer(QWidget):
                     frame.voi_function,
                     self._scratch,
                 )
-        self.view.plane = item.plane
+        self.view.orientation = item.orientation
         self.view.overlays = overlay_images(frame)
         self.view.key_image = self.key_images.contains(
             ref.SOPInstanceUID, ref.frame + 1
