@@ -820,6 +820,43 @@ def test_saved_presentation_restores_zoom_rotation_window_and_annotations(
     assert "W: 1500 L: -600" in viewport.view.corner_text("br")
 
 
+def test_zoomed_and_panned_past_the_corner_saves_a_valid_gsps_at_that_scale(
+    qtbot: Any, open_study: Any, ct_files: Any, link: CoreLink, run_async: Any
+) -> None:
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+    fitted = view.transform().scale
+    while view.transform().scale < 4.9:
+        _wheel(view, 1, Qt.KeyboardModifier.ControlModifier)
+    assert view.transform().scale < 4.9 * 1.15 and view.transform().scale > fitted
+    # Pull the image's top left corner well into the viewport.
+    _drag(view, Qt.MouseButton.MiddleButton, QPointF(40, 40), QPointF(560, 600))
+    shown = view.transform()
+    corner = shown.map(0, 0)
+    assert corner[0] > 40 and corner[1] > 40
+    (area,) = viewport.display.state.displayed_areas
+    assert min(*area.top_left, *area.bottom_right) >= 1
+    reply = run_async(viewer.save_presentation("CORNER", ""))
+    assert reply is not None, viewer.message.text()
+    iod.check_file(reply["path"])  # no negative (or unsigned-misread) corner
+    saved = pydicom.dcmread(reply["path"])
+    item = saved.DisplayedAreaSelectionSequence[0]
+    assert item.PresentationSizeMode == "MAGNIFY"
+    assert float(item.PresentationPixelMagnificationRatio) == pytest.approx(
+        shown.scale, rel=1e-3
+    )
+    study = viewer.study
+    viewer.close_viewer()
+    viewer.close()
+    again = _reopen(qtbot, link, run_async, study)
+    viewport = again.active
+    again.document_list.itemClicked.emit(again.document_list.item(0))
+    qtbot.waitUntil(lambda: viewport.display.state.label == "CORNER", timeout=10000)
+    assert viewport.view.transform().scale == pytest.approx(shown.scale, rel=1e-3)
+    assert f"Zoom: {shown.scale * 100:.0f}%" in viewport.view.corner_text("br")
+
+
 def test_save_presentation_dialog(qtbot: Any, open_study: Any, ct_files: Any) -> None:
     from jivex_client.viewer.dialogs import SavePresentationDialog
 

@@ -587,3 +587,40 @@ def test_patient_orientation_letters() -> None:
     # A plane (Image Orientation (Patient)) wins over Patient Orientation.
     plane = geometry.frame_orientation(ds, 0, AXIAL)
     assert (plane.label(1, 0), plane.label(0, 1)) == ("L", "P")
+
+
+def test_a_view_past_the_top_left_edge_stores_the_part_shown_at_its_scale() -> None:
+    """Displayed Area corners stay at 1 or above (PS3.3 C.10.4): margin
+    beyond the image is stored as the visible part, MAGNIFY at the scale."""
+    display = DisplayState()
+    size, view = (100, 80), (400, 400)
+    t = display.transform("1", 1, size, view)
+    display.zoom_at(2.0, (200, 200), t, view)
+    t = display.transform("1", 1, size, view)
+    display.pan_by(300, 250, t, view)  # the image's top left corner moves in
+    shown = display.transform("1", 1, size, view)
+    assert shown.map(0, 0)[0] > 0 and shown.map(0, 0)[1] > 0  # margin shows
+    (area,) = display.state.displayed_areas
+    assert min(*area.top_left, *area.bottom_right) >= 1
+    assert area.size_mode == PresentationSizeModeValues.MAGNIFY
+    assert area.magnification == pytest.approx(shown.scale)
+    assert area.top_left == (1, 1)
+    # The visible part: up to where the viewport's right and bottom edges cut.
+    inverse = shown.inverse()
+    assert area.bottom_right[0] == pytest.approx(inverse.map(400, 0)[0], abs=1)
+    assert area.bottom_right[1] == pytest.approx(inverse.map(0, 400)[1], abs=1)
+    # The view itself does not move; a reader of the state sees the scale.
+    assert display.transform("1", 1, size, view) == shown
+    again = DisplayState()
+    again.adopt(display.state)
+    assert again.transform("1", 1, size, (300, 500)).scale == pytest.approx(shown.scale)
+    # Turned and flipped, the corners are still pixels of the image.
+    display.rotate(90)
+    display.flip_horizontal()
+    (area,) = display.state.displayed_areas
+    assert min(*area.top_left, *area.bottom_right) >= 1
+    # Panned so that nothing of the image is in view: one pixel, not less.
+    t = display.transform("1", 1, size, view)
+    display.pan_by(2000, 2000, t, view)
+    (area,) = display.state.displayed_areas
+    assert min(*area.top_left, *area.bottom_right) >= 1
