@@ -84,6 +84,19 @@ def _click(widget: Any, pos: QPointF) -> None:
     )
 
 
+def _type(widget: Any, text: str) -> None:
+    """Type *text* on the keyboard, letters beyond ASCII included (QTest's
+    key clicks take ASCII only)."""
+    from PySide6.QtGui import QKeyEvent
+
+    for char in text:
+        for kind in (QKeyEvent.Type.KeyPress, QKeyEvent.Type.KeyRelease):
+            event = QKeyEvent(
+                kind, Qt.Key.Key_unknown, Qt.KeyboardModifier.NoModifier, char
+            )
+            QApplication.sendEvent(widget, event)
+
+
 def _painted_grey(view: Any) -> np.ndarray:
     """The grey levels a viewport painted, before placing them on screen."""
     painted = view._image.convertToFormat(view._image.Format.Format_Grayscale8)
@@ -506,7 +519,7 @@ def test_arrow_text_and_shutters(qtbot: Any, open_study: Any, ct_files: Any) -> 
     _click(view, _screen(viewport, (40.0, 200.0)))
     dialog = viewport._text_dialog
     assert dialog is not None
-    dialog.setTextValue("Cyst")
+    qtbot.keyClicks(dialog.text_edit, "Cyst")
     dialog.accept()
     assert viewport.display.state.annotations[-1].texts[0].text == "Cyst"
     _draw(viewer, viewport, ToolValues.SHUTTER_RECTANGLE, (20.0, 20.0), (236.0, 236.0))
@@ -528,6 +541,93 @@ def test_arrow_text_and_shutters(qtbot: Any, open_study: Any, ct_files: Any) -> 
     assert len(viewport.display.state.shutter.polygon) == 3
     viewport.remove_shutter()
     assert viewport.display.state.shutter is None
+
+
+def test_annotations_are_selected_on_their_text_and_near_their_line(
+    qtbot: Any, open_study: Any, ct_files: Any
+) -> None:
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+    _draw(viewer, viewport, ToolValues.ARROW, (30.0, 200.0), (120.0, 200.0))
+    arrow = viewport.display.state.annotations[-1]
+    assert viewport.add_text("Suspicious lesion here", (60.0, 40.0))
+    text = viewport.display.state.annotations[-1]
+    _draw(viewer, viewport, ToolValues.DISTANCE, (140.0, 120.0), (220.0, 120.0))
+    distance = viewport.display.state.annotations[-1]
+    viewer.set_tool(ToolValues.POINTER)
+    boxes = {id(a): box for a, _label, box in view.label_boxes()}
+    box = boxes[id(text)]
+    assert box.width() > 100  # the whole text, not its anchor
+    # A click near the end of the text, far from its anchor, selects it.
+    _click(view, QPointF(box.right() - 5, box.center().y()))
+    assert view.selected is text
+    _click(view, QPointF(300, 600))  # nothing there
+    assert view.selected is None
+    # A click on a measurement's value selects the measurement.
+    label = boxes[id(distance)]
+    _click(view, label.center())
+    assert view.selected is distance
+    # Four screen pixels beside the middle of the arrow's shaft.
+    middle = view.to_screen((75.0, 200.0))
+    _click(view, QPointF(middle.x(), middle.y() + 4))
+    assert view.selected is arrow
+    qtbot.keyClick(view, Qt.Key.Key_Delete)
+    assert arrow not in viewport.display.state.annotations
+    _click(view, QPointF(box.center()))
+    qtbot.keyClick(view, Qt.Key.Key_Delete)
+    assert text not in viewport.display.state.annotations
+    assert viewport.display.state.annotations == [distance]
+
+
+def test_a_text_longer_than_a_gsps_holds_is_refused_as_it_is_typed(
+    qtbot: Any, open_study: Any, ct_files: Any
+) -> None:
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+    viewer.set_tool(ToolValues.TEXT)
+    _click(view, _screen(viewport, (40.0, 60.0)))
+    dialog = viewport._text_dialog
+    ok = dialog.buttons.button(QDialogButtonBox.StandardButton.Ok)
+    assert not ok.isEnabled()  # nothing typed yet
+    qtbot.keyClicks(dialog.text_edit, "Lesion")
+    assert ok.isEnabled() and "6 of 1024" in dialog.note.text()
+    dialog.text_edit.setPlainText("x" * 1561)  # pasted
+    assert not ok.isEnabled()
+    assert "1561 characters" in dialog.note.text()
+    assert "1024" in dialog.note.text()
+    dialog.text_edit.setPlainText("x" * 1024)
+    assert ok.isEnabled()
+    qtbot.keyClicks(dialog.text_edit, "y")  # one more, typed
+    assert not ok.isEnabled() and "1025 characters" in dialog.note.text()
+    qtbot.keyClick(dialog.text_edit, Qt.Key.Key_Backspace)
+    ok.click()
+    assert viewport.display.state.annotations[-1].texts[0].text == "x" * 1024
+    # Said on the message line when it comes another way.
+    assert not viewport.add_text("z" * 1561, (10.0, 10.0))
+    assert "1561 characters" in viewer.message.text()
+    assert len(viewport.display.state.annotations) == 1
+
+
+def test_the_presentation_label_says_what_it_transliterates(
+    qtbot: Any, open_study: Any, ct_files: Any
+) -> None:
+    from jivex_client.viewer.dialogs import SavePresentationDialog
+
+    viewer = open_study(ct_files, "CT")
+    viewer.save_presentation_action.trigger()
+    dialog = viewer.findChild(SavePresentationDialog)
+    _type(dialog.label_edit, "lösion befund")
+    assert dialog.label_edit.text() == "LÖSION BEFUND"  # nothing dropped
+    assert "LOSION BEFUND" in dialog.label_note.text()
+    assert "ö → O" in dialog.label_note.text() or "Ö → O" in dialog.label_note.text()
+    assert dialog.values()[0] == "LOSION BEFUND"
+    dialog.accept()
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 1, timeout=10000)
+    assert "LOSION BEFUND" in viewer.document_list.item(0).text()
 
 
 # -- reference lines and synchronized scrolling ----------------------------------------

@@ -624,3 +624,18 @@ def test_a_view_past_the_top_left_edge_stores_the_part_shown_at_its_scale() -> N
     display.pan_by(2000, 2000, t, view)
     (area,) = display.state.displayed_areas
     assert min(*area.top_left, *area.bottom_right) >= 1
+
+
+def test_labels_are_transliterated_and_texts_limited() -> None:
+    from jivex_client.viewer.dialogs import text_problem, transliterate_label
+
+    assert transliterate_label("chest review") == ("CHEST REVIEW", [])
+    assert transliterate_label("lösion befund") == ("LOSION BEFUND", ["ö → O"])
+    label, notes = transliterate_label("Région é ß Ω")
+    assert label == "REGION E SS _"
+    assert notes == ["é → E", "ß → SS", "Ω → _"]
+    label, notes = transliterate_label("abcdefghijklmnopqrstu")
+    assert label == "ABCDEFGHIJKLMNOP" and notes == ["cut to 16 characters"]
+    assert transliterate_label("  ") == ("UNNAMED", [])
+    assert text_problem("x" * 1024) == ""
+    assert "1025 characters" in text_problem("x" * 1025)

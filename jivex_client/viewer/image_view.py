@@ -47,6 +47,7 @@ from jivex_core.imaging.presentation import (
     GraphicTypeValues,
     Point,
     Shutter,
+    TextLabel,
 )
 
 logger = logging.getLogger(__name__)
@@ -362,11 +363,47 @@ class ImageView(QWidget):
         pen.setCosmetic(True)
         return pen
 
+    def label_boxes(self) -> list[tuple[Annotation, TextLabel, QRectF]]:
+        """Every text of the frame's annotations with the screen box it is
+        painted in (what a click on the text hits), in painting order."""
+        if self._image is None or self._size[0] <= 0:
+            return []
+        t = qtransform(self.transform())
+        metrics = QFontMetricsF(self._overlay_font())
+        out = []
+        for annotation in self.annotations():
+            for label in annotation.texts:
+                if label.box is not None:
+                    top_left = t.map(QPointF(*label.box[0]))
+                elif label.anchor is not None:
+                    top_left = t.map(QPointF(*label.anchor))
+                else:
+                    continue
+                lines = label.text.splitlines() or [""]
+                box = QRectF(
+                    top_left.x(),
+                    top_left.y(),
+                    max(metrics.horizontalAdvance(s) for s in lines) + 4,
+                    metrics.height() * len(lines) + 2,
+                )
+                out.append((annotation, label, box))
+        return out
+
+    def annotation_at(self, pos: QPointF) -> Annotation | None:
+        """The annotation a click at widget position *pos* selects: the one
+        whose text it falls on (the topmost), else the one whose outline is
+        within :data:`PICK_PIXELS` of it."""
+        margin = PICK_PIXELS / 2
+        for annotation, _label, box in reversed(self.label_boxes()):
+            if box.adjusted(-margin, -margin, margin, margin).contains(pos):
+                return annotation
+        return pick(self.to_image(pos), self.annotations(), self._tolerance())
+
     def _paint_annotations(self, painter: QPainter, t: QTransform) -> None:
-        font = QFont(self.font())
-        font.setPointSizeF(max(8.0, font.pointSizeF()))
-        painter.setFont(font)
-        metrics = QFontMetricsF(font)
+        painter.setFont(self._overlay_font())
+        boxes: dict[int, list[tuple[TextLabel, QRectF]]] = {}
+        for annotation, label, box in self.label_boxes():
+            boxes.setdefault(id(annotation), []).append((label, box))
         for annotation in self.annotations():
             r, g, b = self.display.layer_color(annotation.layer)
             color = QColor(r, g, b)
@@ -383,26 +420,15 @@ class ImageView(QWidget):
                     painter.setBrush(QBrush(color))
                 painter.drawPath(path)
             painter.setBrush(Qt.BrushStyle.NoBrush)
-            for label in annotation.texts:
-                if label.box is not None:
-                    top_left = t.map(QPointF(*label.box[0]))
-                elif label.anchor is not None:
-                    top_left = t.map(QPointF(*label.anchor))
-                else:
-                    continue
-                lines = label.text.splitlines() or [""]
-                height = metrics.height() * len(lines)
-                box = QRectF(
-                    top_left.x(),
-                    top_left.y(),
-                    max(metrics.horizontalAdvance(s) for s in lines) + 4,
-                    height + 2,
-                )
+            for label, box in boxes.get(id(annotation), []):
                 if label.box is not None and label.anchor is not None:
                     if label.anchor_visible:
                         painter.setPen(self._pen(color))
                         painter.drawLine(box.center(), t.map(QPointF(*label.anchor)))
                 painter.fillRect(box, QColor(0, 0, 0, 140))
+                if annotation is self.selected:
+                    painter.setPen(self._pen(color, 1.0))
+                    painter.drawRect(box)
                 painter.setPen(color)
                 painter.drawText(
                     box.adjusted(2, 1, 0, 0),
@@ -633,7 +659,7 @@ class ImageView(QWidget):
             event.accept()
             return
         if button == Qt.MouseButton.LeftButton and self.tool == ToolValues.POINTER:
-            hit = pick(self.to_image(pos), self.annotations(), self._tolerance())
+            hit = self.annotation_at(pos)
             if hit is not self.selected:
                 self.selected = hit
                 self.selection_changed.emit()

@@ -21,7 +21,6 @@ from PySide6.QtCore import QMimeData, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QImage, QKeyEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
-    QInputDialog,
     QLabel,
     QScrollBar,
     QStackedWidget,
@@ -31,6 +30,7 @@ from PySide6.QtWidgets import (
 from jivex_client.tasks import spawn
 from jivex_client.text import format_date, format_person_name
 from jivex_client.viewer import documents
+from jivex_client.viewer.dialogs import AnnotationTextDialog, text_problem
 from jivex_client.viewer.display import DisplayState, render_grey
 from jivex_client.viewer.document_view import PdfView, ReportView, WaveformView
 from jivex_client.viewer.geometry import ImagePlane, slice_location
@@ -178,6 +178,8 @@ class SeriesViewer(QWidget):
     presentation_changed = Signal()
     #: Cine started or stopped.
     cine_changed = Signal(bool)
+    #: Something to tell the reader (a text refused, a document not shown).
+    message_changed = Signal(str)
 
     def __init__(
         self,
@@ -209,7 +211,7 @@ class SeriesViewer(QWidget):
         self.headers: dict[str, Any] = {}
         self._geometry_stop = threading.Event()
         self._geometry_for = -1
-        self._text_dialog: QInputDialog | None = None
+        self._text_dialog: AnnotationTextDialog | None = None
         self._generation = 0
 
         self.view = ImageView()
@@ -852,31 +854,37 @@ class SeriesViewer(QWidget):
         self.presentation_changed.emit()
 
     def _ask_text(self, point: tuple[float, float], image: ImageRef) -> None:
-        dialog = QInputDialog(self)
-        dialog.setWindowTitle(self.tr("Text"))
-        dialog.setLabelText(self.tr("Text to show on the image:"))
-        dialog.setInputMode(QInputDialog.InputMode.TextInput)
+        dialog = AnnotationTextDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self._text_dialog = dialog
 
-        def accepted(text: str) -> None:
+        def accepted() -> None:
             self._text_dialog = None
-            self.add_text(text, point, image)
+            self.add_text(dialog.text(), point, image)
 
-        dialog.textValueSelected.connect(accepted)
+        dialog.accepted.connect(accepted)
         dialog.rejected.connect(lambda: setattr(self, "_text_dialog", None))
         dialog.open()
 
     def add_text(
         self, text: str, point: tuple[float, float], image: ImageRef | None = None
-    ) -> None:
-        """Put a free text on the frame shown (or on *image*)."""
+    ) -> bool:
+        """Put a free text on the frame shown (or on *image*); False (and a
+        message) when a GSPS could not hold it."""
         text = text.strip()
         image = image or self.current_image_ref()
         if not text or image is None:
-            return
+            return False
+        problem = text_problem(text)
+        if problem:
+            self.message_changed.emit(
+                self.tr("The text was not added: {problem}.").format(problem=problem)
+            )
+            return False
         self.display.add_annotation(text_annotation(text, point, image))
         self.view.update()
         self.presentation_changed.emit()
+        return True
 
     # -- slots -----------------------------------------------------------
 

@@ -499,6 +499,7 @@ class StudyViewer(QWidget):
             viewport.slice_changed.connect(self._on_viewport_slice_changed)
             viewport.geometry_changed.connect(self._on_viewport_geometry_changed)
             viewport.cine_changed.connect(self._on_viewport_cine_changed)
+            viewport.message_changed.connect(self._say)
             self._viewports.append(viewport)
         for i, viewport in enumerate(self._viewports):
             self.grid_layout.removeWidget(viewport)
