@@ -1346,3 +1346,333 @@ def test_projection_images_get_letters_from_patient_orientation(
         for x in range(int(right.left()), int(right.right()) + 1)
         for y in range(int(right.top()), int(right.bottom()) + 1)
     )
+
+
+# -- presentation states and key objects that do not fit the study ---------------------
+
+
+def _fake_slices(ct_files: list[Path], count: int) -> list[pydicom.Dataset]:
+    """Headers of *count* more slices of the study that are never stored."""
+    out = []
+    for _ in range(count):
+        ds = pydicom.dcmread(ct_files[0], stop_before_pixels=True)
+        ds.SOPInstanceUID = new_uid()
+        out.append(ds)
+    return out
+
+
+def _colour_image(ct_file: Path, path: Path) -> Path:
+    """An RGB secondary capture of the CT's study and series."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    ct = pydicom.dcmread(ct_file, stop_before_pixels=True)
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = new_uid()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    for keyword in ("PatientName", "PatientID", "StudyInstanceUID", "StudyDate"):
+        setattr(ds, keyword, ct.data_element(keyword).value)
+    ds.SeriesInstanceUID = ct.SeriesInstanceUID
+    ds.Modality = "OT"
+    ds.ConversionType = "WSD"
+    ds.InstanceNumber = 99
+    ds.Rows = ds.Columns = 16
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "RGB"
+    ds.PlanarConfiguration = 0
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = bytes(range(256)) * 3
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _gsps_file(
+    sources: list[pydicom.Dataset], path: Path, label: str, annotate: int | None = None
+) -> Path:
+    """A GSPS over *sources* (headers), written as a workstation would, with
+    a text on source *annotate* when given."""
+    from jivex_core.imaging.gsps import build_presentation_state
+    from jivex_core.imaging.presentation import (
+        Annotation,
+        GraphicLayer,
+        ImageRef,
+        PresentationState,
+        TextLabel,
+    )
+
+    refs = [
+        ImageRef(str(s.SOPClassUID), str(s.SOPInstanceUID), str(s.SeriesInstanceUID))
+        for s in sources
+    ]
+    state = PresentationState(images=refs, label=label, rotation=90)
+    if annotate is not None:
+        state.layers = [GraphicLayer("NOTES", 1, grey=65535)]
+        state.annotations = [
+            Annotation(
+                "NOTES", (refs[annotate],), [], [TextLabel("Here", anchor=(20.0, 20.0))]
+            )
+        ]
+    return iod.write(build_presentation_state(state, sources), path)
+
+
+def _document_item(viewer: StudyViewer, label: str) -> Any:
+    for i in range(viewer.document_list.count()):
+        item = viewer.document_list.item(i)
+        if label in item.text():
+            return item
+    raise AssertionError(f"no document {label!r} listed")
+
+
+def _unchanged(viewport: SeriesViewer) -> tuple:
+    view = viewport.view
+    return (
+        viewport.series_uid,
+        viewport.stack.index,
+        len(viewport.refs),
+        viewport.display.state.rotation,
+        view.corner_text("bl"),
+        view.placeholder,
+    )
+
+
+def test_a_gsps_of_images_not_stored_or_colour_leaves_the_viewports_as_they_were(
+    qtbot: Any, open_study: Any, ct_files: Any, tmp_path: Path, send: Any
+) -> None:
+    colour = _colour_image(ct_files[0], tmp_path / "colour.dcm")
+    absent = _gsps_file(_fake_slices(ct_files, 3), tmp_path / "absent.dcm", "ABSENT")
+    # A GSPS repointed at the colour image (written for a grey copy of it).
+    grey_copy = pydicom.dcmread(ct_files[0], stop_before_pixels=True)
+    colour_ds = pydicom.dcmread(colour, stop_before_pixels=True)
+    grey_copy.SOPInstanceUID = colour_ds.SOPInstanceUID
+    grey_copy.SOPClassUID = colour_ds.SOPClassUID
+    on_colour = _gsps_file([grey_copy], tmp_path / "oncolour.dcm", "ONCOLOUR")
+    viewer = open_study([*ct_files, colour, absent, on_colour], "CT")
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 2, timeout=10000)
+    viewport = viewer.active
+    qtbot.keyClick(viewport.view, Qt.Key.Key_Down)
+    _wait_shown(qtbot, viewport, 1)
+    before = _unchanged(viewport)
+
+    viewer.document_list.itemClicked.emit(_document_item(viewer, "ABSENT"))
+    qtbot.waitUntil(lambda: "not applied" in viewer.message.text(), timeout=10000)
+    assert "none of the 3 images" in viewer.message.text()
+    assert _unchanged(viewport) == before
+
+    viewer.document_list.itemClicked.emit(_document_item(viewer, "ONCOLOUR"))
+    qtbot.waitUntil(lambda: "grey images only" in viewer.message.text(), timeout=10000)
+    assert "RGB" in viewer.message.text()
+    assert _unchanged(viewport) == before
+    assert viewport.display.state.label != "ONCOLOUR"
+
+
+def test_a_gsps_with_some_images_missing_applies_to_the_rest_on_its_annotated_slice(
+    qtbot: Any, open_study: Any, ct_files: Any, tmp_path: Path
+) -> None:
+    stored = [pydicom.dcmread(f, stop_before_pixels=True) for f in ct_files]
+    partial = _gsps_file(
+        [*stored, *_fake_slices(ct_files, 2)], tmp_path / "partial.dcm", "PARTIAL", 3
+    )
+    viewer = open_study([*ct_files, partial], "CT")
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 1, timeout=10000)
+    viewport = viewer.active
+    viewer.document_list.itemClicked.emit(viewer.document_list.item(0))
+    qtbot.waitUntil(lambda: viewport.display.state.label == "PARTIAL", timeout=10000)
+    assert "2 of the 7 images it references are not stored here" in (
+        viewer.message.text()
+    )
+    # The whole-series state goes to the slice its annotation is on.
+    _wait_shown(qtbot, viewport, 3)
+    assert viewport.current_ref().SOPInstanceUID == stored[3].SOPInstanceUID
+    assert [t.text for a in viewport.view.annotations() for t in a.texts] == ["Here"]
+    assert viewport.display.state.rotation == 90
+    assert len(viewport.display.state.images) == 5
+    # Moving on to another series clears the message.
+    viewer.thumbnails.itemClicked.emit(viewer.thumbnails.item(0))
+    qtbot.waitUntil(lambda: viewer.message.text() == "", timeout=10000)
+
+
+def test_save_presentation_leaves_out_colour_and_unreadable_images(
+    qtbot: Any, open_study: Any, ct_files: Any, tmp_path: Path
+) -> None:
+    foobar = pydicom.dcmread(ct_files[1])
+    foobar.PhotometricInterpretation = "FOOBAR"
+    foobar.SOPInstanceUID = new_uid()
+    foobar.InstanceNumber = 6
+    foobar.save_as(tmp_path / "foobar.dcm")
+    norows = pydicom.dcmread(ct_files[2])
+    del norows.Rows
+    norows.SOPInstanceUID = new_uid()
+    norows.InstanceNumber = 7
+    norows.save_as(tmp_path / "norows.dcm")
+    viewer = open_study(
+        [*ct_files, tmp_path / "foobar.dcm", tmp_path / "norows.dcm"], "CT"
+    )
+    viewport = viewer.active
+    assert viewport.stack.count == 7
+    _draw(viewer, viewport, ToolValues.DISTANCE, (60.0, 60.0), (120.0, 60.0))
+    reply = run_async_save(qtbot, viewer, "GOOD ONLY")
+    assert reply is not None, viewer.message.text()
+    text = viewer.message.text()
+    assert "saved for 5 of 7 images" in text and "left out: 2" in text
+    assert "FOOBAR" in text and "Rows" in text
+    iod.check_file(reply["path"])
+    saved = pydicom.dcmread(reply["path"])
+    referenced = {
+        item.ReferencedSOPInstanceUID
+        for series in saved.ReferencedSeriesSequence
+        for item in series.ReferencedImageSequence
+    }
+    good = {
+        pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in ct_files
+    }
+    assert referenced == good
+    assert len(saved.GraphicAnnotationSequence) == 1
+
+
+def run_async_save(qtbot: Any, viewer: StudyViewer, label: str) -> dict | None:
+    from tests.conftest_client import run
+
+    return run(qtbot, viewer.save_presentation(label, ""))
+
+
+def _ko_file(
+    sources: list[pydicom.Dataset],
+    path: Path,
+    text: str,
+    states: list[Any] | None = None,
+    extra: list[pydicom.Dataset] = (),
+) -> Path:
+    from jivex_core.imaging.ko import build_key_object_selection
+    from jivex_core.imaging.presentation import ImageRef, KeyObjectSelection
+
+    refs = [
+        ImageRef(str(s.SOPClassUID), str(s.SOPInstanceUID), str(s.SeriesInstanceUID))
+        for s in sources
+    ]
+    selection = KeyObjectSelection(
+        refs, text=text, presentation_states=states or [None] * len(refs)
+    )
+    return iod.write(build_key_object_selection(selection, [*sources, *extra]), path)
+
+
+def test_key_objects_partly_stored_or_unreadable_say_so(
+    qtbot: Any, open_study: Any, ct_files: Any, tmp_path: Path
+) -> None:
+    stored = [pydicom.dcmread(f, stop_before_pixels=True) for f in ct_files]
+    partial = _ko_file(
+        [stored[1], *_fake_slices(ct_files, 1), stored[3]],
+        tmp_path / "partial.dcm",
+        "PARTIAL KO",
+    )
+    broken = _ko_file([stored[2]], tmp_path / "broken.dcm", "BROKEN KO")
+    ds = pydicom.dcmread(broken)
+    for item in ds.ContentSequence:
+        if item.ValueType == "IMAGE":
+            del item.ReferencedSOPSequence
+    ds.save_as(broken)
+    viewer = open_study([*ct_files, partial, broken], "CT")
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 2, timeout=10000)
+    viewport = viewer.active
+    before = _unchanged(viewport)
+    # The archive lists it with why it cannot read it; opened, it says so.
+    viewer.document_list.itemClicked.emit(_document_item(viewer, "Cannot be read"))
+    qtbot.waitUntil(lambda: "cannot be shown" in viewer.message.text(), timeout=10000)
+    assert "Referenced SOP Sequence" in viewer.message.text()
+    assert _unchanged(viewport) == before
+    viewer.document_list.itemClicked.emit(_document_item(viewer, "PARTIAL KO"))
+    qtbot.waitUntil(lambda: len(viewport.refs) == 2, timeout=10000)
+    assert [r.SOPInstanceUID for r in viewport.refs] == [
+        stored[1].SOPInstanceUID,
+        stored[3].SOPInstanceUID,
+    ]
+    assert viewer.message.text() == "1 of 3 key images are not stored here."
+
+
+def test_key_images_are_saved_and_reopened_with_their_presentation(
+    qtbot: Any, open_study: Any, ct_files: Any, link: CoreLink, run_async: Any
+) -> None:
+    from jivex_core.imaging.presentation import KEY_OBJECT_TITLES
+
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+    qtbot.keyClick(view, Qt.Key.Key_Down)
+    _wait_shown(qtbot, viewport, 1)
+    qtbot.keyClick(view, Qt.Key.Key_R)
+    qtbot.keyClick(view, Qt.Key.Key_1)  # lung
+    _draw(viewer, viewport, ToolValues.DISTANCE, (60.0, 60.0), (120.0, 60.0))
+    viewer.set_tool(ToolValues.POINTER)
+    qtbot.keyClick(view, Qt.Key.Key_K)
+    flagged = viewport.refs[1].SOPInstanceUID
+    reply = run_async(viewer.save_key_images(KEY_OBJECT_TITLES[0], "with the view"))
+    assert reply is not None, viewer.message.text()
+    assert "1 of them with the presentation" in viewer.message.text()
+    # The presentation was saved first, and the document names it.
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 2, timeout=10000)
+    gsps_item = _document_item(viewer, "KEY IMAGES")
+    gsps = gsps_item.data(Qt.ItemDataRole.UserRole + 1)
+    iod.check_file(reply["path"])
+    ko = pydicom.dcmread(reply["path"])
+    (image,) = [i for i in ko.ContentSequence if i.ValueType == "IMAGE"]
+    ref = image.ReferencedSOPSequence[0]
+    assert ref.ReferencedSOPInstanceUID == flagged
+    assert (
+        ref.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        == (gsps["SOPInstanceUID"])
+    )
+    # Flagged again with that state applied and unchanged: no second GSPS.
+    qtbot.keyClick(view, Qt.Key.Key_K)
+    again = run_async(viewer.save_key_images(KEY_OBJECT_TITLES[0], "again"))
+    assert again is not None
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 3, timeout=10000)
+    ko2 = pydicom.dcmread(again["path"])
+    (image,) = [i for i in ko2.ContentSequence if i.ValueType == "IMAGE"]
+    nested = image.ReferencedSOPSequence[0].ReferencedSOPSequence[0]
+    assert nested.ReferencedSOPInstanceUID == gsps["SOPInstanceUID"]
+    study = viewer.study
+    viewer.close_viewer()
+    viewer.close()
+
+    reopened = _reopen(qtbot, link, run_async, study)
+    qtbot.waitUntil(lambda: reopened.document_list.count() == 3, timeout=10000)
+    viewport = reopened.active
+    assert viewport.display.state.rotation == 0
+    reopened.document_list.itemClicked.emit(_document_item(reopened, "with the view"))
+    qtbot.waitUntil(lambda: len(viewport.refs) == 1, timeout=10000)
+    _wait_shown(qtbot, viewport, 0)
+    assert viewport.display.state.rotation == 90
+    assert viewport.effective_window() == Window(-600, 1500)
+    assert [a.texts[0].text for a in viewport.view.annotations()] != []
+    assert "Rot: 90°" in viewport.view.corner_text("br")
+
+
+def test_the_document_list_follows_the_archive_and_the_keyboard(
+    qtbot: Any, open_study: Any, ct_files: Any, tmp_path: Path, send: Any
+) -> None:
+    for path in ct_files:
+        ds = pydicom.dcmread(path)
+        ds.KVP = 120  # and no X-Ray Tube Current
+        ds.save_as(path)
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    assert viewport.view.corner_text("bl").splitlines()[-1] == "120 kV"
+    assert " mA" not in viewport.view.corner_text("bl")  # no tube current given
+    stored = [pydicom.dcmread(f, stop_before_pixels=True) for f in ct_files]
+    # A GSPS of the study stored from elsewhere is listed as it arrives.
+    send([_gsps_file(stored, tmp_path / "later.dcm", "FROM ELSEWHERE", 2)])
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 1, timeout=10000)
+    assert "FROM ELSEWHERE" in viewer.document_list.item(0).text()
+    # Chosen with the keyboard: Enter applies it.
+    viewer.document_list.setFocus()
+    viewer.document_list.setCurrentRow(0)
+    qtbot.keyClick(viewer.document_list, Qt.Key.Key_Return)
+    qtbot.waitUntil(
+        lambda: viewport.display.state.label == "FROM ELSEWHERE", timeout=10000
+    )
+    _wait_shown(qtbot, viewport, 2)

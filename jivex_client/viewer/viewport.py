@@ -209,6 +209,16 @@ class SeriesViewer(QWidget):
         #: Headers of the series' files (geometry, windows, photometric),
         #: by path, once read in the background.
         self.headers: dict[str, Any] = {}
+        #: The stored GSPS the display state is (applied from the list or
+        #: just saved) and the images it references; None once edited.
+        self.saved_state: tuple[ImageRef, frozenset[str]] | None = None
+        #: Whether the reader changed the presentation since the series (or
+        #: a state) was loaded.
+        self.edited = False
+        #: Key images shown with the presentation state their document names:
+        #: the display state of each, by SOP Instance UID.
+        self._image_displays: dict[str, DisplayState] = {}
+        self._plain_display: DisplayState | None = None
         self._geometry_stop = threading.Event()
         self._geometry_for = -1
         self._text_dialog: AnnotationTextDialog | None = None
@@ -250,6 +260,7 @@ class SeriesViewer(QWidget):
         self.view.annotations_changed.connect(self._on_view_annotations_changed)
         self.view.pressed.connect(self.activated)
         self.view.resized.connect(self._update_corners)
+        self.presentation_changed.connect(self._on_presentation_changed)
         self.scrollbar.valueChanged.connect(self._on_scrollbar_value_changed)
         self.cine_timer.timeout.connect(self._on_cine_timer_timeout)
 
@@ -281,6 +292,10 @@ class SeriesViewer(QWidget):
         self.view.display = self.display
         self.view.selected = None
         self.display.set_images(self.image_refs())
+        self.saved_state = None
+        self.edited = False
+        self._image_displays = {}
+        self._plain_display = None
         self.scrollbar.blockSignals(True)
         self.scrollbar.setRange(0, max(len(refs) - 1, 0))
         self.scrollbar.setValue(0)
@@ -313,6 +328,12 @@ class SeriesViewer(QWidget):
         self._geometry_stop.set()
         self._geometry_stop = threading.Event()
         self.headers = {}
+
+    @property
+    def generation(self) -> int:
+        """Counts what the viewport showed: it changes with each series or
+        set of key images loaded."""
+        return self._generation
 
     @property
     def series_uid(self) -> str:
@@ -377,9 +398,10 @@ class SeriesViewer(QWidget):
         self.scrollbar.blockSignals(True)
         self.scrollbar.setValue(self.stack.index)
         self.scrollbar.blockSignals(False)
+        ref = self.refs[self.stack.index]
+        self._display_for(ref)
         self._update_corners()
         self.slice_changed.emit(self.stack.index)
-        ref = self.refs[self.stack.index]
         cached = self.loader.cached(ref)
         if cached is not None:
             # Shown at once: scrolling a cached stack costs no event loop turn.
@@ -747,14 +769,64 @@ class SeriesViewer(QWidget):
         self._update_corners()
         self.presentation_changed.emit()
 
-    def apply_presentation(self, state: PresentationState) -> None:
-        """Show the images with *state* (a GSPS read from a file)."""
+    def apply_presentation(
+        self, state: PresentationState, source: ImageRef | None = None
+    ) -> None:
+        """Show the images with *state* (a GSPS read from a file; *source*
+        is that file's object, for key images saved later)."""
         state.images = state.images or self.image_refs()
+        self._image_displays = {}
+        self._plain_display = None
         self.display.adopt(state)
         self.view.display = self.display
         self.view.selected = None
         self.paint_current()
         self.presentation_changed.emit()
+        self.mark_saved(source, state.images)
+
+    def mark_saved(self, source: ImageRef | None, images: list[ImageRef]) -> None:
+        """The display state is now the stored GSPS *source*, which applies
+        to *images* (after applying or saving it)."""
+        if source is None:
+            self.saved_state = None
+            return
+        self.saved_state = (source, frozenset(r.SOPInstanceUID for r in images))
+        self.edited = False
+
+    def apply_image_states(self, states: dict[str, PresentationState]) -> None:
+        """Show each image of *states* (by SOP Instance UID) with its own
+        presentation state, the others plain: the key images of a document
+        that names one per image (TID 2010)."""
+        displays: dict[int, DisplayState] = {}
+        self._image_displays = {}
+        for uid, state in states.items():
+            display = displays.get(id(state))
+            if display is None:
+                state.images = state.images or [
+                    r for r in self.image_refs() if r.SOPInstanceUID == uid
+                ]
+                display = displays[id(state)] = DisplayState()
+                display.adopt(state)
+            self._image_displays[uid] = display
+        self._plain_display = self.display
+        ref = self.current_ref()
+        if ref is not None:
+            self._display_for(ref)
+            self.paint_current()
+
+    def _display_for(self, ref: FrameRef) -> None:
+        if not self._image_displays:
+            return
+        display = self._image_displays.get(ref.SOPInstanceUID, self._plain_display)
+        if display is not None and display is not self.display:
+            self.display = display
+            self.view.display = display
+            self.view.selected = None
+
+    def state_of(self, sop_instance_uid: str) -> PresentationState:
+        """The presentation state an image of the viewport is shown with."""
+        display = self._image_displays.get(sop_instance_uid, self.display)
+        return display.state
 
     def set_tool(self, tool: ToolValues) -> None:
         """What the left button does in this viewport."""
@@ -901,6 +973,10 @@ class SeriesViewer(QWidget):
         # Re-windowing a cached frame is a few numpy passes (well under a
         # millisecond at 512x512), cheap enough to do while dragging.
         self.set_window(window_drag(self._drag_window, dx, dy, self._drag_sensitivity))
+
+    def _on_presentation_changed(self) -> None:
+        self.edited = True
+        self.saved_state = None
 
     def _on_view_transform_changed(self) -> None:
         self._update_corners()
