@@ -639,3 +639,23 @@ def test_labels_are_transliterated_and_texts_limited() -> None:
     assert transliterate_label("  ") == ("UNNAMED", [])
     assert text_problem("x" * 1024) == ""
     assert "1025 characters" in text_problem("x" * 1025)
+
+
+def test_optional_parts_of_a_corner_line_go_with_their_fields() -> None:
+    line = "[{KVP} kV] [{XRayTubeCurrent} mA]"
+    assert overlay.render_line(line, {"KVP": "120", "XRayTubeCurrent": "200"}) == (
+        "120 kV 200 mA"
+    )
+    assert overlay.render_line(line, {"KVP": "120"}) == "120 kV"
+    assert overlay.render_line(line, {"XRayTubeCurrent": "200"}) == "200 mA"
+    assert overlay.render_line(line, {}) == ""
+    mr = "[TR {RepetitionTime}] [TE {EchoTime}]"
+    assert overlay.render_line(mr, {"EchoTime": "12"}) == "TE 12"
+    # The blanks inside values stay; a bracket without fields stays as text.
+    assert overlay.render_line("{image} [x{KVP}]", {"image": "Im: 1/2  Fr: 3/4"}) == (
+        "Im: 1/2  Fr: 3/4"
+    )
+    assert overlay.render_line("[note] {KVP}", {"KVP": "80"}) == "note 80"
+    ct = overlay.OverlayTemplates().template("CT")
+    texts = overlay.corner_texts(ct, {"KVP": "120", "image": "Im: 1/1"})
+    assert texts["bottom_left"].splitlines()[-1] == "120 kV"
