@@ -11,7 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QDropEvent, QMouseEvent, QWheelEvent
+from PySide6.QtGui import QDropEvent, QFontMetrics, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
 from jivex_client.app import MainWindow
@@ -1676,3 +1676,44 @@ def test_the_document_list_follows_the_archive_and_the_keyboard(
         lambda: viewport.display.state.label == "FROM ELSEWHERE", timeout=10000
     )
     _wait_shown(qtbot, viewport, 2)
+
+
+def test_thumbnails_skip_a_bad_image_and_their_captions_fit(
+    qtbot: Any, open_study: Any, tmp_path: Path
+) -> None:
+    study, frame = new_uid(), new_uid()
+    files = []
+    for number, description in ((1, "One bad slice"), (2, "All bad " * 6)):
+        files += write_series(
+            tmp_path / f"s{number}",
+            3,
+            lambda i: phantom(64, 64),
+            lambda i: (0.0, 0.0, 2.0 * i),
+            study=study,
+            series=new_uid(),
+            frame_of_reference=frame,
+            series_number=number,
+            description=description.strip(),
+        )
+    for path in [files[1], *files[3:]]:  # the middle of 1, all of 2
+        ds = pydicom.dcmread(path)
+        del ds.Rows
+        ds.save_as(path)
+    viewer = open_study(files, "CT")
+    strip = viewer.thumbnails
+    qtbot.waitUntil(lambda: strip.count() == 2, timeout=5000)
+    from jivex_client.viewer.widget import NoteRole
+
+    qtbot.waitUntil(lambda: strip.item(1).data(NoteRole) is not None, timeout=10000)
+    # One bad slice: the next one is the picture, and no note.
+    assert strip.item(0).data(NoteRole) is None
+    icon = strip.item(0).icon().pixmap(96, 96).toImage()
+    assert icon.pixelColor(48, 48).red() > 60  # the phantom's disc, not blank
+    # Nothing renders: said once, under a caption cut to the width.
+    assert strip.item(1).data(NoteRole) == "cannot render"
+    lines = strip.caption_lines(1)
+    assert lines[0] == "CT 2" and lines[-1] == "(cannot render)"
+    assert lines[1].endswith("…") and lines.count("3 obj") == 1
+    metrics = QFontMetrics(strip.item(1).font())
+    assert all(metrics.horizontalAdvance(x) <= strip.viewport().width() for x in lines)
+    assert "All bad All bad" in strip.item(1).toolTip()

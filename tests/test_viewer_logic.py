@@ -659,3 +659,64 @@ def test_optional_parts_of_a_corner_line_go_with_their_fields() -> None:
     ct = overlay.OverlayTemplates().template("CT")
     texts = overlay.corner_texts(ct, {"KVP": "120", "image": "Im: 1/1"})
     assert texts["bottom_left"].splitlines()[-1] == "120 kV"
+
+
+def test_which_images_a_grayscale_state_can_apply_to() -> None:
+    from jivex_client.viewer.references import (
+        check_images,
+        gsps_problem,
+        left_out_text,
+        restrict_state,
+    )
+    from jivex_core.imaging.presentation import (
+        Annotation,
+        DisplayedArea,
+        PresentationState,
+    )
+
+    def header(**values: object) -> Dataset:
+        ds = Dataset()
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.SamplesPerPixel = 1
+        ds.Rows = ds.Columns = 8
+        ds.BitsAllocated, ds.BitsStored = 16, 12
+        for keyword, value in values.items():
+            if value is None:
+                delattr(ds, keyword)
+            else:
+                setattr(ds, keyword, value)
+        return ds
+
+    assert gsps_problem(header()) == ""
+    assert gsps_problem(header(PhotometricInterpretation="MONOCHROME1")) == ""
+    assert "RGB" in gsps_problem(header(PhotometricInterpretation="RGB"))
+    assert "not grey" in gsps_problem(header(SamplesPerPixel=3))
+    assert "Rows" in gsps_problem(header(Rows=None))
+    assert "Bits Stored 20" in gsps_problem(header(BitsStored=20))
+    assert gsps_problem(None) == "cannot be read"
+    refs = [ImageRef("1.2", str(n), "9") for n in range(4)]
+    check = check_images(
+        refs,
+        {"0": "/a", "1": "/b", "2": "/c"},
+        {"/a": header(), "/b": header(PhotometricInterpretation="RGB"), "/c": header()},
+        {"2": "no decoder"},
+    )
+    assert [r.SOPInstanceUID for r in check.usable] == ["0"]
+    assert [(r.SOPInstanceUID, why[:3]) for r, why in check.left_out] == [
+        ("1", "RGB"),
+        ("2", "can"),
+    ]
+    assert [r.SOPInstanceUID for r in check.missing] == ["3"] and check.total == 4
+    assert left_out_text(check.left_out, 1).startswith("2 (RGB, not grey; and 1")
+    state = PresentationState(
+        images=refs,
+        voi=[VoiSetting((refs[1],), Window(1, 2)), VoiSetting((), Window(3, 4))],
+        displayed_areas=[DisplayedArea((1, 1), (8, 8), images=(refs[0], refs[1]))],
+        annotations=[Annotation("A", (refs[1],)), Annotation("A", (refs[0],))],
+    )
+    kept = restrict_state(state, [refs[0]])
+    assert kept.images == [refs[0]]
+    assert [v.window for v in kept.voi] == [Window(3, 4)]
+    assert kept.displayed_areas[0].images == (refs[0],)
+    assert [a.images for a in kept.annotations] == [(refs[0],)]
+    assert len(state.annotations) == 2  # the state itself is left as it was
