@@ -524,8 +524,8 @@ class ImageView(QWidget):
 
     def warning_rect(self) -> QRectF:
         """Where the warnings are painted: a band under the top letter."""
-        font = QFont(self.font())
-        font.setPointSizeF(max(8.0, font.pointSizeF()))
+        font = self._overlay_font()
+        font.setBold(True)
         metrics = QFontMetricsF(font)
         lines = min(len(self._warnings), WARNING_LINES)
         width = min(self.width() - 16.0, max(200.0, self.width() * 0.6))
@@ -535,8 +535,8 @@ class ImageView(QWidget):
     def _paint_warnings(self, painter: QPainter) -> None:
         if not self._warnings:
             return
-        font = QFont(self.font())
-        font.setPointSizeF(max(8.0, font.pointSizeF()))
+        font = self._overlay_font()
+        font.setBold(True)
         painter.setFont(font)
         metrics = QFontMetricsF(font)
         box = self.warning_rect()

@@ -228,6 +228,7 @@ class SeriesViewer(QWidget):
         self.view.display = self.display
         self.scrollbar = QScrollBar(Qt.Orientation.Vertical)
         self.scrollbar.setRange(0, 0)
+        self.scrollbar.setVisible(False)  # until a stack is shown
         self.pdf_view = PdfView()
         self.report_view = ReportView()
         self.waveform_view = WaveformView()

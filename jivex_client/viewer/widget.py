@@ -1008,6 +1008,9 @@ class StudyViewer(QWidget):
                         found.add(image.SOPInstanceUID)
                 break
         total = len(selection.images)
+        if not total:
+            self._say(self.tr("The key object document flags no image."))
+            return
         if not refs:
             self._say(
                 self.tr("None of the {m} key images is stored here.").format(m=total)
