@@ -32,6 +32,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QGridLayout,
+    QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -95,7 +96,7 @@ NoteRole = Qt.ItemDataRole.UserRole + 2
 REFERENCE_COLOR = QColor(80, 200, 255)
 THUMBNAIL_SIZE = 96
 #: Width of the series strip and the document list beside the viewports.
-SIDE_WIDTH = 176
+SIDE_WIDTH = 200
 
 #: Layouts offered in the menu, rows x columns.
 LAYOUTS = [(r, c) for r in range(1, 5) for c in range(1, 5)]
@@ -328,18 +329,28 @@ class StudyViewer(QWidget):
         self.side.setChildrenCollapsible(False)
         self.side.setStretchFactor(0, 3)
         self.side.setStretchFactor(1, 2)
-        self.side.setFixedWidth(SIDE_WIDTH)
+        # The side keeps its width (a splitter would hand it more than its
+        # maximum); the attributes share the rest with the viewports.
+        side_box = QWidget()
+        side_box.setFixedWidth(SIDE_WIDTH)
+        side_layout = QVBoxLayout(side_box)
+        side_layout.setContentsMargins(0, 0, 0, 0)
+        side_layout.addWidget(self.side)
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.side)
         splitter.addWidget(self.grid)
         splitter.addWidget(self.attributes)
-        splitter.setStretchFactor(1, 4)
-        splitter.setStretchFactor(2, 2)
+        splitter.setStretchFactor(0, 4)
+        splitter.setStretchFactor(1, 2)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(4)
+        row.addWidget(side_box)
+        row.addWidget(splitter, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.toolbar)
         layout.addWidget(self.toolbar2)
-        layout.addWidget(splitter, 1)
+        layout.addLayout(row, 1)
         layout.addWidget(self.message)
 
         self.thumbnails.itemClicked.connect(self._on_thumbnails_item_clicked)
