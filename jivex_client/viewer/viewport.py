@@ -310,6 +310,8 @@ class SeriesViewer(QWidget):
             self.view.set_frame(
                 None, placeholder=self.tr("This series holds no images.")
             )
+            self.view.set_warnings([])
+            self._update_corners()  # the series' own, not the last image's
 
     def clear(self) -> None:
         """Show nothing (an empty viewport of the layout)."""
