@@ -11,7 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QDropEvent, QMouseEvent, QWheelEvent
+from PySide6.QtGui import QDropEvent, QFontMetrics, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
 from jivex_client.app import MainWindow
@@ -82,6 +82,19 @@ def _click(widget: Any, pos: QPointF) -> None:
     _mouse(
         widget, QMouseEvent.Type.MouseButtonRelease, pos, left, Qt.MouseButton.NoButton
     )
+
+
+def _type(widget: Any, text: str) -> None:
+    """Type *text* on the keyboard, letters beyond ASCII included (QTest's
+    key clicks take ASCII only)."""
+    from PySide6.QtGui import QKeyEvent
+
+    for char in text:
+        for kind in (QKeyEvent.Type.KeyPress, QKeyEvent.Type.KeyRelease):
+            event = QKeyEvent(
+                kind, Qt.Key.Key_unknown, Qt.KeyboardModifier.NoModifier, char
+            )
+            QApplication.sendEvent(widget, event)
 
 
 def _painted_grey(view: Any) -> np.ndarray:
@@ -506,7 +519,7 @@ def test_arrow_text_and_shutters(qtbot: Any, open_study: Any, ct_files: Any) -> 
     _click(view, _screen(viewport, (40.0, 200.0)))
     dialog = viewport._text_dialog
     assert dialog is not None
-    dialog.setTextValue("Cyst")
+    qtbot.keyClicks(dialog.text_edit, "Cyst")
     dialog.accept()
     assert viewport.display.state.annotations[-1].texts[0].text == "Cyst"
     _draw(viewer, viewport, ToolValues.SHUTTER_RECTANGLE, (20.0, 20.0), (236.0, 236.0))
@@ -528,6 +541,93 @@ def test_arrow_text_and_shutters(qtbot: Any, open_study: Any, ct_files: Any) -> 
     assert len(viewport.display.state.shutter.polygon) == 3
     viewport.remove_shutter()
     assert viewport.display.state.shutter is None
+
+
+def test_annotations_are_selected_on_their_text_and_near_their_line(
+    qtbot: Any, open_study: Any, ct_files: Any
+) -> None:
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+    _draw(viewer, viewport, ToolValues.ARROW, (30.0, 200.0), (120.0, 200.0))
+    arrow = viewport.display.state.annotations[-1]
+    assert viewport.add_text("Suspicious lesion here", (60.0, 40.0))
+    text = viewport.display.state.annotations[-1]
+    _draw(viewer, viewport, ToolValues.DISTANCE, (140.0, 120.0), (220.0, 120.0))
+    distance = viewport.display.state.annotations[-1]
+    viewer.set_tool(ToolValues.POINTER)
+    boxes = {id(a): box for a, _label, box in view.label_boxes()}
+    box = boxes[id(text)]
+    assert box.width() > 100  # the whole text, not its anchor
+    # A click near the end of the text, far from its anchor, selects it.
+    _click(view, QPointF(box.right() - 5, box.center().y()))
+    assert view.selected is text
+    _click(view, QPointF(300, 600))  # nothing there
+    assert view.selected is None
+    # A click on a measurement's value selects the measurement.
+    label = boxes[id(distance)]
+    _click(view, label.center())
+    assert view.selected is distance
+    # Four screen pixels beside the middle of the arrow's shaft.
+    middle = view.to_screen((75.0, 200.0))
+    _click(view, QPointF(middle.x(), middle.y() + 4))
+    assert view.selected is arrow
+    qtbot.keyClick(view, Qt.Key.Key_Delete)
+    assert arrow not in viewport.display.state.annotations
+    _click(view, QPointF(box.center()))
+    qtbot.keyClick(view, Qt.Key.Key_Delete)
+    assert text not in viewport.display.state.annotations
+    assert viewport.display.state.annotations == [distance]
+
+
+def test_a_text_longer_than_a_gsps_holds_is_refused_as_it_is_typed(
+    qtbot: Any, open_study: Any, ct_files: Any
+) -> None:
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+    viewer.set_tool(ToolValues.TEXT)
+    _click(view, _screen(viewport, (40.0, 60.0)))
+    dialog = viewport._text_dialog
+    ok = dialog.buttons.button(QDialogButtonBox.StandardButton.Ok)
+    assert not ok.isEnabled()  # nothing typed yet
+    qtbot.keyClicks(dialog.text_edit, "Lesion")
+    assert ok.isEnabled() and "6 of 1024" in dialog.note.text()
+    dialog.text_edit.setPlainText("x" * 1561)  # pasted
+    assert not ok.isEnabled()
+    assert "1561 characters" in dialog.note.text()
+    assert "1024" in dialog.note.text()
+    dialog.text_edit.setPlainText("x" * 1024)
+    assert ok.isEnabled()
+    qtbot.keyClicks(dialog.text_edit, "y")  # one more, typed
+    assert not ok.isEnabled() and "1025 characters" in dialog.note.text()
+    qtbot.keyClick(dialog.text_edit, Qt.Key.Key_Backspace)
+    ok.click()
+    assert viewport.display.state.annotations[-1].texts[0].text == "x" * 1024
+    # Said on the message line when it comes another way.
+    assert not viewport.add_text("z" * 1561, (10.0, 10.0))
+    assert "1561 characters" in viewer.message.text()
+    assert len(viewport.display.state.annotations) == 1
+
+
+def test_the_presentation_label_says_what_it_transliterates(
+    qtbot: Any, open_study: Any, ct_files: Any
+) -> None:
+    from jivex_client.viewer.dialogs import SavePresentationDialog
+
+    viewer = open_study(ct_files, "CT")
+    viewer.save_presentation_action.trigger()
+    dialog = viewer.findChild(SavePresentationDialog)
+    _type(dialog.label_edit, "lösion befund")
+    assert dialog.label_edit.text() == "LÖSION BEFUND"  # nothing dropped
+    assert "LOSION BEFUND" in dialog.label_note.text()
+    assert "ö → O" in dialog.label_note.text() or "Ö → O" in dialog.label_note.text()
+    assert dialog.values()[0] == "LOSION BEFUND"
+    dialog.accept()
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 1, timeout=10000)
+    assert "LOSION BEFUND" in viewer.document_list.item(0).text()
 
 
 # -- reference lines and synchronized scrolling ----------------------------------------
@@ -820,6 +920,43 @@ def test_saved_presentation_restores_zoom_rotation_window_and_annotations(
     assert "W: 1500 L: -600" in viewport.view.corner_text("br")
 
 
+def test_zoomed_and_panned_past_the_corner_saves_a_valid_gsps_at_that_scale(
+    qtbot: Any, open_study: Any, ct_files: Any, link: CoreLink, run_async: Any
+) -> None:
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+    fitted = view.transform().scale
+    while view.transform().scale < 4.9:
+        _wheel(view, 1, Qt.KeyboardModifier.ControlModifier)
+    assert view.transform().scale < 4.9 * 1.15 and view.transform().scale > fitted
+    # Pull the image's top left corner well into the viewport.
+    _drag(view, Qt.MouseButton.MiddleButton, QPointF(40, 40), QPointF(560, 600))
+    shown = view.transform()
+    corner = shown.map(0, 0)
+    assert corner[0] > 40 and corner[1] > 40
+    (area,) = viewport.display.state.displayed_areas
+    assert min(*area.top_left, *area.bottom_right) >= 1
+    reply = run_async(viewer.save_presentation("CORNER", ""))
+    assert reply is not None, viewer.message.text()
+    iod.check_file(reply["path"])  # no negative (or unsigned-misread) corner
+    saved = pydicom.dcmread(reply["path"])
+    item = saved.DisplayedAreaSelectionSequence[0]
+    assert item.PresentationSizeMode == "MAGNIFY"
+    assert float(item.PresentationPixelMagnificationRatio) == pytest.approx(
+        shown.scale, rel=1e-3
+    )
+    study = viewer.study
+    viewer.close_viewer()
+    viewer.close()
+    again = _reopen(qtbot, link, run_async, study)
+    viewport = again.active
+    again.document_list.itemClicked.emit(again.document_list.item(0))
+    qtbot.waitUntil(lambda: viewport.display.state.label == "CORNER", timeout=10000)
+    assert viewport.view.transform().scale == pytest.approx(shown.scale, rel=1e-3)
+    assert f"Zoom: {shown.scale * 100:.0f}%" in viewport.view.corner_text("br")
+
+
 def test_save_presentation_dialog(qtbot: Any, open_study: Any, ct_files: Any) -> None:
     from jivex_client.viewer.dialogs import SavePresentationDialog
 
@@ -1030,3 +1167,553 @@ def test_a_gsps_sigmoid_window_and_presentation_lut_show_as_the_pipeline_renders
     np.testing.assert_array_equal(grey, expected)
     # Not what a LINEAR window with no table would show.
     assert not np.array_equal(grey, render(image, window=Window(40, 400)))
+
+
+# -- what the pipeline tolerated, on screen ------------------------------------------
+
+
+def _red_pixels(image: Any, rect: Any) -> int:
+    count = 0
+    for y in range(int(rect.top()), int(rect.bottom()), 2):
+        for x in range(int(rect.left()), int(rect.right()), 2):
+            color = image.pixelColor(x, y)
+            count += color.red() > 200 and color.green() < 140 and color.blue() < 140
+    return count
+
+
+def test_a_slice_with_half_its_pixel_data_says_so_on_the_viewport(
+    qtbot: Any, open_study: Any, ct_files: Any
+) -> None:
+    ds = pydicom.dcmread(ct_files[2])
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
+    ds.save_as(ct_files[2])
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+    assert view.warnings == []
+    before = view.grab().toImage()
+    viewport.show_index(2)
+    _wait_shown(qtbot, viewport, 2)
+    # The lower half is missing: shown (as the pipeline fills it), and said.
+    assert view._image is not None
+    assert view.warnings == viewport.current.frame.warnings
+    assert any("Pixel Data" in w for w in view.warnings), view.warnings
+    band = view.warning_rect()
+    assert band.height() > 10
+    assert _red_pixels(view.grab().toImage(), band) > 20
+    assert "Pixel Data" in view.toolTip()
+    assert _red_pixels(before, band) == 0
+    qtbot.keyClick(view, Qt.Key.Key_Down)
+    _wait_shown(qtbot, viewport, 3)
+    assert view.warnings == []
+    assert _red_pixels(view.grab().toImage(), band) == 0
+
+
+# -- layout, corners, letters ----------------------------------------------------------
+
+
+def test_the_zoom_readout_follows_a_layout_change(
+    qtbot: Any, open_study: Any, ct_files: Any
+) -> None:
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+
+    def shown_zoom() -> str:
+        t = view.transform()
+        return f"Zoom: {min(t.scale, math.hypot(t.c, t.d)) * 100:.0f}%"
+
+    viewer.set_layout(2, 2)
+    qtbot.waitUntil(lambda: shown_zoom() in view.corner_text("br"), timeout=5000)
+    small = shown_zoom()
+    viewer.set_layout(1, 1)
+    # The fitted image grew with the viewport: the corner says so at once.
+    qtbot.waitUntil(lambda: shown_zoom() != small, timeout=5000)
+    qtbot.wait(50)
+    assert shown_zoom() in view.corner_text("br")
+    assert small not in view.corner_text("br")
+
+
+def test_a_4x4_layout_fits_a_1600x1000_screen(
+    qtbot: Any, link: CoreLink, send: Any, run_async: Any, ct_files: Any
+) -> None:
+    send(ct_files)
+    main = MainWindow(link)
+    qtbot.addWidget(main)
+    main.resize(1600, 1000)
+    main.show()
+    study = run_async(_study(link, "CT"))
+    series = run_async(
+        link.request("list_series", {"StudyInstanceUID": study["StudyInstanceUID"]})
+    )
+    run_async(main.open_series(study, series[0]))
+    (viewer,) = main.viewers()
+    viewer.set_layout(4, 4)
+    qtbot.wait(200)
+    # Room is left for a window frame and a panel of the desktop.
+    hint = main.minimumSizeHint()
+    assert hint.height() <= 900 and hint.width() <= 1500, hint
+    assert (main.width(), main.height()) == (1600, 1000)
+    bottom = viewer.viewports()[-1]
+    corner = bottom.mapTo(main, bottom.rect().bottomRight())
+    assert (
+        corner.y() < main.statusBar().mapTo(main, main.statusBar().rect().topLeft()).y()
+    )
+
+
+def test_the_key_image_star_leaves_the_top_letter_visible(
+    qtbot: Any, open_study: Any, ct_files: Any
+) -> None:
+    viewer = open_study(ct_files, "CT")
+    view = viewer.active.view
+    qtbot.keyClick(view, Qt.Key.Key_K)
+    assert view.key_image
+    assert view.orientation_labels()["top"] == "A"
+    star = view.key_marker_polygon().boundingRect()
+    letter = view.orientation_rects()["top"]
+    assert letter.width() > 0
+    assert not star.intersects(letter)
+    # Nor does it hide the frame's warnings.
+    assert star.bottom() <= view.warning_rect().top()
+    # And the letter is painted where it is said to be: light pixels.
+    image = view.grab().toImage()
+    light = sum(
+        image.pixelColor(x, y).red() > 200
+        for x in range(int(letter.left()), int(letter.right()) + 1)
+        for y in range(int(letter.top()), int(letter.bottom()) + 1)
+    )
+    assert light > 5
+
+
+def _decompressed(path: Path, tmp_path: Path) -> Path:
+    ds = pydicom.dcmread(path)
+    ds.decompress()
+    out = tmp_path / path.name
+    ds.save_as(out)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "modality", "row", "column"),
+    [
+        ("fo-dicom/OutOfBoundsOverlay.dcm", "MG", "R", "P"),
+        ("highdicom/dx_image.dcm", "DX", "L", "F"),
+        ("dicomsamples-jl/MG_Explicit_Little.dcm", "MG", "P", "L"),
+    ],
+)
+def test_projection_images_get_letters_from_patient_orientation(
+    qtbot: Any,
+    open_study: Any,
+    tmp_path: Path,
+    name: str,
+    modality: str,
+    row: str,
+    column: str,
+) -> None:
+    """PS3.3 C.7.6.1.1.1: Patient Orientation gives the direction of the
+    rows (left to right) and of the columns (top to bottom)."""
+    opposite = dict(zip("LRAPHF", "RLPAFH", strict=True))
+    path = DATA / name
+    if "OutOfBounds" in name:  # JPEG Lossless, which storescu does not send
+        path = _decompressed(path, tmp_path)
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    assert "ImageOrientationPatient" not in ds
+    assert list(ds.PatientOrientation) == [row, column]
+    viewer = open_study([path], modality)
+    view = viewer.active.view
+    assert view.orientation_labels() == {
+        "right": row,
+        "left": opposite[row],
+        "bottom": column,
+        "top": opposite[column],
+    }
+    # Turned clockwise: what was at the top is on the right.
+    qtbot.keyClick(view, Qt.Key.Key_R)
+    assert view.orientation_labels() == {
+        "right": opposite[column],
+        "left": column,
+        "top": opposite[row],
+        "bottom": row,
+    }
+    qtbot.keyClick(view, Qt.Key.Key_H)  # mirrored left to right on screen
+    assert view.orientation_labels()["right"] == column
+    assert view.orientation_labels()["top"] == opposite[row]
+    image = view.grab().toImage()
+    right = view.orientation_rects()["right"]
+    assert right.width() > 0
+    assert any(
+        image.pixelColor(x, y).red() > 200 and image.pixelColor(x, y).blue() < 200
+        for x in range(int(right.left()), int(right.right()) + 1)
+        for y in range(int(right.top()), int(right.bottom()) + 1)
+    )
+
+
+# -- presentation states and key objects that do not fit the study ---------------------
+
+
+def _fake_slices(ct_files: list[Path], count: int) -> list[pydicom.Dataset]:
+    """Headers of *count* more slices of the study that are never stored."""
+    out = []
+    for _ in range(count):
+        ds = pydicom.dcmread(ct_files[0], stop_before_pixels=True)
+        ds.SOPInstanceUID = new_uid()
+        out.append(ds)
+    return out
+
+
+def _colour_image(ct_file: Path, path: Path) -> Path:
+    """An RGB secondary capture of the CT's study and series."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    ct = pydicom.dcmread(ct_file, stop_before_pixels=True)
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = new_uid()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    for keyword in ("PatientName", "PatientID", "StudyInstanceUID", "StudyDate"):
+        setattr(ds, keyword, ct.data_element(keyword).value)
+    ds.SeriesInstanceUID = ct.SeriesInstanceUID
+    ds.Modality = "OT"
+    ds.ConversionType = "WSD"
+    ds.InstanceNumber = 99
+    ds.Rows = ds.Columns = 16
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "RGB"
+    ds.PlanarConfiguration = 0
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = bytes(range(256)) * 3
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _gsps_file(
+    sources: list[pydicom.Dataset], path: Path, label: str, annotate: int | None = None
+) -> Path:
+    """A GSPS over *sources* (headers), written as a workstation would, with
+    a text on source *annotate* when given."""
+    from jivex_core.imaging.gsps import build_presentation_state
+    from jivex_core.imaging.presentation import (
+        Annotation,
+        GraphicLayer,
+        ImageRef,
+        PresentationState,
+        TextLabel,
+    )
+
+    refs = [
+        ImageRef(str(s.SOPClassUID), str(s.SOPInstanceUID), str(s.SeriesInstanceUID))
+        for s in sources
+    ]
+    state = PresentationState(images=refs, label=label, rotation=90)
+    if annotate is not None:
+        state.layers = [GraphicLayer("NOTES", 1, grey=65535)]
+        state.annotations = [
+            Annotation(
+                "NOTES", (refs[annotate],), [], [TextLabel("Here", anchor=(20.0, 20.0))]
+            )
+        ]
+    return iod.write(build_presentation_state(state, sources), path)
+
+
+def _document_item(viewer: StudyViewer, label: str) -> Any:
+    for i in range(viewer.document_list.count()):
+        item = viewer.document_list.item(i)
+        if label in item.text():
+            return item
+    raise AssertionError(f"no document {label!r} listed")
+
+
+def _unchanged(viewport: SeriesViewer) -> tuple:
+    view = viewport.view
+    return (
+        viewport.series_uid,
+        viewport.stack.index,
+        len(viewport.refs),
+        viewport.display.state.rotation,
+        view.corner_text("bl"),
+        view.placeholder,
+    )
+
+
+def test_a_gsps_of_images_not_stored_or_colour_leaves_the_viewports_as_they_were(
+    qtbot: Any, open_study: Any, ct_files: Any, tmp_path: Path, send: Any
+) -> None:
+    colour = _colour_image(ct_files[0], tmp_path / "colour.dcm")
+    absent = _gsps_file(_fake_slices(ct_files, 3), tmp_path / "absent.dcm", "ABSENT")
+    # A GSPS repointed at the colour image (written for a grey copy of it).
+    grey_copy = pydicom.dcmread(ct_files[0], stop_before_pixels=True)
+    colour_ds = pydicom.dcmread(colour, stop_before_pixels=True)
+    grey_copy.SOPInstanceUID = colour_ds.SOPInstanceUID
+    grey_copy.SOPClassUID = colour_ds.SOPClassUID
+    on_colour = _gsps_file([grey_copy], tmp_path / "oncolour.dcm", "ONCOLOUR")
+    viewer = open_study([*ct_files, colour, absent, on_colour], "CT")
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 2, timeout=10000)
+    viewport = viewer.active
+    qtbot.keyClick(viewport.view, Qt.Key.Key_Down)
+    _wait_shown(qtbot, viewport, 1)
+    before = _unchanged(viewport)
+
+    viewer.document_list.itemClicked.emit(_document_item(viewer, "ABSENT"))
+    qtbot.waitUntil(lambda: "not applied" in viewer.message.text(), timeout=10000)
+    assert "none of the 3 images" in viewer.message.text()
+    assert _unchanged(viewport) == before
+
+    viewer.document_list.itemClicked.emit(_document_item(viewer, "ONCOLOUR"))
+    qtbot.waitUntil(lambda: "grey images only" in viewer.message.text(), timeout=10000)
+    assert "RGB" in viewer.message.text()
+    assert _unchanged(viewport) == before
+    assert viewport.display.state.label != "ONCOLOUR"
+
+
+def test_a_gsps_with_some_images_missing_applies_to_the_rest_on_its_annotated_slice(
+    qtbot: Any, open_study: Any, ct_files: Any, tmp_path: Path
+) -> None:
+    stored = [pydicom.dcmread(f, stop_before_pixels=True) for f in ct_files]
+    partial = _gsps_file(
+        [*stored, *_fake_slices(ct_files, 2)], tmp_path / "partial.dcm", "PARTIAL", 3
+    )
+    viewer = open_study([*ct_files, partial], "CT")
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 1, timeout=10000)
+    viewport = viewer.active
+    viewer.document_list.itemClicked.emit(viewer.document_list.item(0))
+    qtbot.waitUntil(lambda: viewport.display.state.label == "PARTIAL", timeout=10000)
+    assert "2 of the 7 images it references are not stored here" in (
+        viewer.message.text()
+    )
+    # The whole-series state goes to the slice its annotation is on.
+    _wait_shown(qtbot, viewport, 3)
+    assert viewport.current_ref().SOPInstanceUID == stored[3].SOPInstanceUID
+    assert [t.text for a in viewport.view.annotations() for t in a.texts] == ["Here"]
+    assert viewport.display.state.rotation == 90
+    assert len(viewport.display.state.images) == 5
+    # Moving on to another series clears the message.
+    viewer.thumbnails.itemClicked.emit(viewer.thumbnails.item(0))
+    qtbot.waitUntil(lambda: viewer.message.text() == "", timeout=10000)
+
+
+def test_save_presentation_leaves_out_colour_and_unreadable_images(
+    qtbot: Any, open_study: Any, ct_files: Any, tmp_path: Path
+) -> None:
+    foobar = pydicom.dcmread(ct_files[1])
+    foobar.PhotometricInterpretation = "FOOBAR"
+    foobar.SOPInstanceUID = new_uid()
+    foobar.InstanceNumber = 6
+    foobar.save_as(tmp_path / "foobar.dcm")
+    norows = pydicom.dcmread(ct_files[2])
+    del norows.Rows
+    norows.SOPInstanceUID = new_uid()
+    norows.InstanceNumber = 7
+    norows.save_as(tmp_path / "norows.dcm")
+    viewer = open_study(
+        [*ct_files, tmp_path / "foobar.dcm", tmp_path / "norows.dcm"], "CT"
+    )
+    viewport = viewer.active
+    assert viewport.stack.count == 7
+    _draw(viewer, viewport, ToolValues.DISTANCE, (60.0, 60.0), (120.0, 60.0))
+    reply = run_async_save(qtbot, viewer, "GOOD ONLY")
+    assert reply is not None, viewer.message.text()
+    text = viewer.message.text()
+    assert "saved for 5 of 7 images" in text and "left out: 2" in text
+    assert "FOOBAR" in text and "Rows" in text
+    iod.check_file(reply["path"])
+    saved = pydicom.dcmread(reply["path"])
+    referenced = {
+        item.ReferencedSOPInstanceUID
+        for series in saved.ReferencedSeriesSequence
+        for item in series.ReferencedImageSequence
+    }
+    good = {
+        pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in ct_files
+    }
+    assert referenced == good
+    assert len(saved.GraphicAnnotationSequence) == 1
+
+
+def run_async_save(qtbot: Any, viewer: StudyViewer, label: str) -> dict | None:
+    from tests.conftest_client import run
+
+    return run(qtbot, viewer.save_presentation(label, ""))
+
+
+def _ko_file(
+    sources: list[pydicom.Dataset],
+    path: Path,
+    text: str,
+    states: list[Any] | None = None,
+    extra: list[pydicom.Dataset] = (),
+) -> Path:
+    from jivex_core.imaging.ko import build_key_object_selection
+    from jivex_core.imaging.presentation import ImageRef, KeyObjectSelection
+
+    refs = [
+        ImageRef(str(s.SOPClassUID), str(s.SOPInstanceUID), str(s.SeriesInstanceUID))
+        for s in sources
+    ]
+    selection = KeyObjectSelection(
+        refs, text=text, presentation_states=states or [None] * len(refs)
+    )
+    return iod.write(build_key_object_selection(selection, [*sources, *extra]), path)
+
+
+def test_key_objects_partly_stored_or_unreadable_say_so(
+    qtbot: Any, open_study: Any, ct_files: Any, tmp_path: Path
+) -> None:
+    stored = [pydicom.dcmread(f, stop_before_pixels=True) for f in ct_files]
+    partial = _ko_file(
+        [stored[1], *_fake_slices(ct_files, 1), stored[3]],
+        tmp_path / "partial.dcm",
+        "PARTIAL KO",
+    )
+    broken = _ko_file([stored[2]], tmp_path / "broken.dcm", "BROKEN KO")
+    ds = pydicom.dcmread(broken)
+    for item in ds.ContentSequence:
+        if item.ValueType == "IMAGE":
+            del item.ReferencedSOPSequence
+    ds.save_as(broken)
+    viewer = open_study([*ct_files, partial, broken], "CT")
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 2, timeout=10000)
+    viewport = viewer.active
+    before = _unchanged(viewport)
+    # The archive lists it with why it cannot read it; opened, it says so.
+    viewer.document_list.itemClicked.emit(_document_item(viewer, "Cannot be read"))
+    qtbot.waitUntil(lambda: "cannot be shown" in viewer.message.text(), timeout=10000)
+    assert "Referenced SOP Sequence" in viewer.message.text()
+    assert _unchanged(viewport) == before
+    viewer.document_list.itemClicked.emit(_document_item(viewer, "PARTIAL KO"))
+    qtbot.waitUntil(lambda: len(viewport.refs) == 2, timeout=10000)
+    assert [r.SOPInstanceUID for r in viewport.refs] == [
+        stored[1].SOPInstanceUID,
+        stored[3].SOPInstanceUID,
+    ]
+    assert viewer.message.text() == "1 of 3 key images are not stored here."
+
+
+def test_key_images_are_saved_and_reopened_with_their_presentation(
+    qtbot: Any, open_study: Any, ct_files: Any, link: CoreLink, run_async: Any
+) -> None:
+    from jivex_core.imaging.presentation import KEY_OBJECT_TITLES
+
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    view = viewport.view
+    qtbot.keyClick(view, Qt.Key.Key_Down)
+    _wait_shown(qtbot, viewport, 1)
+    qtbot.keyClick(view, Qt.Key.Key_R)
+    qtbot.keyClick(view, Qt.Key.Key_1)  # lung
+    _draw(viewer, viewport, ToolValues.DISTANCE, (60.0, 60.0), (120.0, 60.0))
+    viewer.set_tool(ToolValues.POINTER)
+    qtbot.keyClick(view, Qt.Key.Key_K)
+    flagged = viewport.refs[1].SOPInstanceUID
+    reply = run_async(viewer.save_key_images(KEY_OBJECT_TITLES[0], "with the view"))
+    assert reply is not None, viewer.message.text()
+    assert "1 of them with the presentation" in viewer.message.text()
+    # The presentation was saved first, and the document names it.
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 2, timeout=10000)
+    gsps_item = _document_item(viewer, "KEY IMAGES")
+    gsps = gsps_item.data(Qt.ItemDataRole.UserRole + 1)
+    iod.check_file(reply["path"])
+    ko = pydicom.dcmread(reply["path"])
+    (image,) = [i for i in ko.ContentSequence if i.ValueType == "IMAGE"]
+    ref = image.ReferencedSOPSequence[0]
+    assert ref.ReferencedSOPInstanceUID == flagged
+    assert (
+        ref.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        == (gsps["SOPInstanceUID"])
+    )
+    # Flagged again with that state applied and unchanged: no second GSPS.
+    qtbot.keyClick(view, Qt.Key.Key_K)
+    again = run_async(viewer.save_key_images(KEY_OBJECT_TITLES[0], "again"))
+    assert again is not None
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 3, timeout=10000)
+    ko2 = pydicom.dcmread(again["path"])
+    (image,) = [i for i in ko2.ContentSequence if i.ValueType == "IMAGE"]
+    nested = image.ReferencedSOPSequence[0].ReferencedSOPSequence[0]
+    assert nested.ReferencedSOPInstanceUID == gsps["SOPInstanceUID"]
+    study = viewer.study
+    viewer.close_viewer()
+    viewer.close()
+
+    reopened = _reopen(qtbot, link, run_async, study)
+    qtbot.waitUntil(lambda: reopened.document_list.count() == 3, timeout=10000)
+    viewport = reopened.active
+    assert viewport.display.state.rotation == 0
+    reopened.document_list.itemClicked.emit(_document_item(reopened, "with the view"))
+    qtbot.waitUntil(lambda: len(viewport.refs) == 1, timeout=10000)
+    _wait_shown(qtbot, viewport, 0)
+    assert viewport.display.state.rotation == 90
+    assert viewport.effective_window() == Window(-600, 1500)
+    assert [a.texts[0].text for a in viewport.view.annotations()] != []
+    assert "Rot: 90°" in viewport.view.corner_text("br")
+
+
+def test_the_document_list_follows_the_archive_and_the_keyboard(
+    qtbot: Any, open_study: Any, ct_files: Any, tmp_path: Path, send: Any
+) -> None:
+    for path in ct_files:
+        ds = pydicom.dcmread(path)
+        ds.KVP = 120  # and no X-Ray Tube Current
+        ds.save_as(path)
+    viewer = open_study(ct_files, "CT")
+    viewport = viewer.active
+    assert viewport.view.corner_text("bl").splitlines()[-1] == "120 kV"
+    assert " mA" not in viewport.view.corner_text("bl")  # no tube current given
+    stored = [pydicom.dcmread(f, stop_before_pixels=True) for f in ct_files]
+    # A GSPS of the study stored from elsewhere is listed as it arrives.
+    send([_gsps_file(stored, tmp_path / "later.dcm", "FROM ELSEWHERE", 2)])
+    qtbot.waitUntil(lambda: viewer.document_list.count() == 1, timeout=10000)
+    assert "FROM ELSEWHERE" in viewer.document_list.item(0).text()
+    # Chosen with the keyboard: Enter applies it.
+    viewer.document_list.setFocus()
+    viewer.document_list.setCurrentRow(0)
+    qtbot.keyClick(viewer.document_list, Qt.Key.Key_Return)
+    qtbot.waitUntil(
+        lambda: viewport.display.state.label == "FROM ELSEWHERE", timeout=10000
+    )
+    _wait_shown(qtbot, viewport, 2)
+
+
+def test_thumbnails_skip_a_bad_image_and_their_captions_fit(
+    qtbot: Any, open_study: Any, tmp_path: Path
+) -> None:
+    study, frame = new_uid(), new_uid()
+    files = []
+    for number, description in ((1, "One bad slice"), (2, "All bad " * 6)):
+        files += write_series(
+            tmp_path / f"s{number}",
+            3,
+            lambda i: phantom(64, 64),
+            lambda i: (0.0, 0.0, 2.0 * i),
+            study=study,
+            series=new_uid(),
+            frame_of_reference=frame,
+            series_number=number,
+            description=description.strip(),
+        )
+    for path in [files[1], *files[3:]]:  # the middle of 1, all of 2
+        ds = pydicom.dcmread(path)
+        del ds.Rows
+        ds.save_as(path)
+    viewer = open_study(files, "CT")
+    strip = viewer.thumbnails
+    qtbot.waitUntil(lambda: strip.count() == 2, timeout=5000)
+    from jivex_client.viewer.widget import NoteRole
+
+    qtbot.waitUntil(lambda: strip.item(1).data(NoteRole) is not None, timeout=10000)
+    # One bad slice: the next one is the picture, and no note.
+    assert strip.item(0).data(NoteRole) is None
+    icon = strip.item(0).icon().pixmap(96, 96).toImage()
+    assert icon.pixelColor(48, 48).red() > 60  # the phantom's disc, not blank
+    # Nothing renders: said once, under a caption cut to the width.
+    assert strip.item(1).data(NoteRole) == "cannot render"
+    lines = strip.caption_lines(1)
+    assert lines[0] == "CT 2" and lines[-1] == "(cannot render)"
+    assert lines[1].endswith("…") and lines.count("3 obj") == 1
+    metrics = QFontMetrics(strip.item(1).font())
+    assert all(metrics.horizontalAdvance(x) <= strip.viewport().width() for x in lines)
+    assert "All bad All bad" in strip.item(1).toolTip()

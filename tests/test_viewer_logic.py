@@ -501,3 +501,222 @@ def test_frame_cache_stays_within_its_budget_and_reads_ahead_in_order() -> None:
     assert ahead(5, 10, 1, 3, 2) == [6, 7, 8, 4, 3]
     assert ahead(5, 10, -1, 3, 1) == [4, 3, 2, 6]
     assert ahead(9, 10, 1, 3, 1) == [8]
+
+
+def _slices(tmp_path: Path, count: int) -> list[Path]:
+    from tests.viewer_data import phantom, write_series
+
+    return write_series(
+        tmp_path,
+        count,
+        lambda i: phantom(32, 32),
+        lambda i: (0.0, 0.0, 2.0 * i),
+        study="1.2.3",
+        series="1.2.3.4",
+        frame_of_reference="1.2.3.5",
+    )
+
+
+def test_series_headers_are_read_paced_and_stop_when_asked(tmp_path: Path) -> None:
+    import threading
+
+    from jivex_client.viewer.loader import FrameRef, read_planes
+
+    files = _slices(tmp_path, 4)
+    refs = [FrameRef(str(f), 0, str(i)) for i, f in enumerate(files)]
+    paced = []
+    planes, headers = read_planes(refs, threading.Event(), lambda: paced.append(1))
+    assert len(paced) == 4  # the pace is asked before each file
+    assert [round(p.position[2]) for p in planes] == [0, 2, 4, 6]
+    assert headers[str(files[0])].PhotometricInterpretation == "MONOCHROME2"
+    stop = threading.Event()
+
+    def stop_after_two() -> None:
+        paced.append(1)
+        if len(paced) == 2:
+            stop.set()  # another series is shown while the second is read
+
+    paced.clear()
+    # Stopped: the files after it are not read.
+    assert read_planes(refs, stop, stop_after_two) is None
+    assert len(paced) == 2
+
+
+def test_a_series_thumbnail_skips_images_that_do_not_render(tmp_path: Path) -> None:
+    from jivex_client.viewer.loader import (
+        FrameRef,
+        series_thumbnail,
+        thumbnail_order,
+    )
+    from jivex_core.imaging.render import RenderError
+
+    assert thumbnail_order(5) == [2, 3, 4, 1, 0]
+    assert thumbnail_order(20, 4) == [10, 11, 12, 13]
+    assert thumbnail_order(0) == []
+    files = _slices(tmp_path, 5)
+    ds = pydicom.dcmread(files[2])
+    del ds.Rows  # the middle image cannot be rendered
+    ds.save_as(files[2])
+    refs = [FrameRef(str(f), 0, str(i)) for i, f in enumerate(files)]
+    pixels, index = series_thumbnail(refs, 16)
+    assert index == 3 and pixels.shape == (16, 16)
+    ds = pydicom.dcmread(files[3])
+    ds.BitsStored = 20
+    ds.save_as(files[3])
+    assert series_thumbnail(refs, 16)[1] == 4
+    for path in files:
+        path.write_bytes(b"not DICOM")
+    with pytest.raises(RenderError, match="cannot read"):
+        series_thumbnail(refs, 16)
+
+
+def test_patient_orientation_letters() -> None:
+    """PS3.3 C.7.6.1.1.1: rows then columns; the first letter predominates."""
+    chest = geometry.patient_orientation(["L", "F"])
+    assert (chest.label(1, 0), chest.label(-1, 0)) == ("L", "R")
+    assert (chest.label(0, 1), chest.label(0, -1)) == ("F", "H")
+    oblique = geometry.patient_orientation("LP\\FL")
+    assert oblique.label(1, 0) == "LP"
+    assert oblique.label(-1, 0) == "RA"
+    assert oblique.label(0, 1) == "FL"
+    for bad in (None, "", "L", ["L"], ["L", ""], ["CR", "D"], ["L", "F", "A"]):
+        assert geometry.patient_orientation(bad) is None, bad
+    ds = Dataset()
+    ds.PatientOrientation = ["A", "F"]
+    assert geometry.frame_orientation(ds).label(1, 0) == "A"
+    # A plane (Image Orientation (Patient)) wins over Patient Orientation.
+    plane = geometry.frame_orientation(ds, 0, AXIAL)
+    assert (plane.label(1, 0), plane.label(0, 1)) == ("L", "P")
+
+
+def test_a_view_past_the_top_left_edge_stores_the_part_shown_at_its_scale() -> None:
+    """Displayed Area corners stay at 1 or above (PS3.3 C.10.4): margin
+    beyond the image is stored as the visible part, MAGNIFY at the scale."""
+    display = DisplayState()
+    size, view = (100, 80), (400, 400)
+    t = display.transform("1", 1, size, view)
+    display.zoom_at(2.0, (200, 200), t, view)
+    t = display.transform("1", 1, size, view)
+    display.pan_by(300, 250, t, view)  # the image's top left corner moves in
+    shown = display.transform("1", 1, size, view)
+    assert shown.map(0, 0)[0] > 0 and shown.map(0, 0)[1] > 0  # margin shows
+    (area,) = display.state.displayed_areas
+    assert min(*area.top_left, *area.bottom_right) >= 1
+    assert area.size_mode == PresentationSizeModeValues.MAGNIFY
+    assert area.magnification == pytest.approx(shown.scale)
+    assert area.top_left == (1, 1)
+    # The visible part: up to where the viewport's right and bottom edges cut.
+    inverse = shown.inverse()
+    assert area.bottom_right[0] == pytest.approx(inverse.map(400, 0)[0], abs=1)
+    assert area.bottom_right[1] == pytest.approx(inverse.map(0, 400)[1], abs=1)
+    # The view itself does not move; a reader of the state sees the scale.
+    assert display.transform("1", 1, size, view) == shown
+    again = DisplayState()
+    again.adopt(display.state)
+    assert again.transform("1", 1, size, (300, 500)).scale == pytest.approx(shown.scale)
+    # Turned and flipped, the corners are still pixels of the image.
+    display.rotate(90)
+    display.flip_horizontal()
+    (area,) = display.state.displayed_areas
+    assert min(*area.top_left, *area.bottom_right) >= 1
+    # Panned so that nothing of the image is in view: one pixel, not less.
+    t = display.transform("1", 1, size, view)
+    display.pan_by(2000, 2000, t, view)
+    (area,) = display.state.displayed_areas
+    assert min(*area.top_left, *area.bottom_right) >= 1
+
+
+def test_labels_are_transliterated_and_texts_limited() -> None:
+    from jivex_client.viewer.dialogs import text_problem, transliterate_label
+
+    assert transliterate_label("chest review") == ("CHEST REVIEW", [])
+    assert transliterate_label("lösion befund") == ("LOSION BEFUND", ["ö → O"])
+    label, notes = transliterate_label("Région é ß Ω")
+    assert label == "REGION E SS _"
+    assert notes == ["é → E", "ß → SS", "Ω → _"]
+    label, notes = transliterate_label("abcdefghijklmnopqrstu")
+    assert label == "ABCDEFGHIJKLMNOP" and notes == ["cut to 16 characters"]
+    assert transliterate_label("  ") == ("UNNAMED", [])
+    assert text_problem("x" * 1024) == ""
+    assert "1025 characters" in text_problem("x" * 1025)
+
+
+def test_optional_parts_of_a_corner_line_go_with_their_fields() -> None:
+    line = "[{KVP} kV] [{XRayTubeCurrent} mA]"
+    assert overlay.render_line(line, {"KVP": "120", "XRayTubeCurrent": "200"}) == (
+        "120 kV 200 mA"
+    )
+    assert overlay.render_line(line, {"KVP": "120"}) == "120 kV"
+    assert overlay.render_line(line, {"XRayTubeCurrent": "200"}) == "200 mA"
+    assert overlay.render_line(line, {}) == ""
+    mr = "[TR {RepetitionTime}] [TE {EchoTime}]"
+    assert overlay.render_line(mr, {"EchoTime": "12"}) == "TE 12"
+    # The blanks inside values stay; a bracket without fields stays as text.
+    assert overlay.render_line("{image} [x{KVP}]", {"image": "Im: 1/2  Fr: 3/4"}) == (
+        "Im: 1/2  Fr: 3/4"
+    )
+    assert overlay.render_line("[note] {KVP}", {"KVP": "80"}) == "note 80"
+    ct = overlay.OverlayTemplates().template("CT")
+    texts = overlay.corner_texts(ct, {"KVP": "120", "image": "Im: 1/1"})
+    assert texts["bottom_left"].splitlines()[-1] == "120 kV"
+
+
+def test_which_images_a_grayscale_state_can_apply_to() -> None:
+    from jivex_client.viewer.references import (
+        check_images,
+        gsps_problem,
+        left_out_text,
+        restrict_state,
+    )
+    from jivex_core.imaging.presentation import (
+        Annotation,
+        DisplayedArea,
+        PresentationState,
+    )
+
+    def header(**values: object) -> Dataset:
+        ds = Dataset()
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.SamplesPerPixel = 1
+        ds.Rows = ds.Columns = 8
+        ds.BitsAllocated, ds.BitsStored = 16, 12
+        for keyword, value in values.items():
+            if value is None:
+                delattr(ds, keyword)
+            else:
+                setattr(ds, keyword, value)
+        return ds
+
+    assert gsps_problem(header()) == ""
+    assert gsps_problem(header(PhotometricInterpretation="MONOCHROME1")) == ""
+    assert "RGB" in gsps_problem(header(PhotometricInterpretation="RGB"))
+    assert "not grey" in gsps_problem(header(SamplesPerPixel=3))
+    assert "Rows" in gsps_problem(header(Rows=None))
+    assert "Bits Stored 20" in gsps_problem(header(BitsStored=20))
+    assert gsps_problem(None) == "cannot be read"
+    refs = [ImageRef("1.2", str(n), "9") for n in range(4)]
+    check = check_images(
+        refs,
+        {"0": "/a", "1": "/b", "2": "/c"},
+        {"/a": header(), "/b": header(PhotometricInterpretation="RGB"), "/c": header()},
+        {"2": "no decoder"},
+    )
+    assert [r.SOPInstanceUID for r in check.usable] == ["0"]
+    assert [(r.SOPInstanceUID, why[:3]) for r, why in check.left_out] == [
+        ("1", "RGB"),
+        ("2", "can"),
+    ]
+    assert [r.SOPInstanceUID for r in check.missing] == ["3"] and check.total == 4
+    assert left_out_text(check.left_out, 1).startswith("2 (RGB, not grey; and 1")
+    state = PresentationState(
+        images=refs,
+        voi=[VoiSetting((refs[1],), Window(1, 2)), VoiSetting((), Window(3, 4))],
+        displayed_areas=[DisplayedArea((1, 1), (8, 8), images=(refs[0], refs[1]))],
+        annotations=[Annotation("A", (refs[1],)), Annotation("A", (refs[0],))],
+    )
+    kept = restrict_state(state, [refs[0]])
+    assert kept.images == [refs[0]]
+    assert [v.window for v in kept.voi] == [Window(3, 4)]
+    assert kept.displayed_areas[0].images == (refs[0],)
+    assert [a.images for a in kept.annotations] == [(refs[0],)]
+    assert len(state.annotations) == 2  # the state itself is left as it was

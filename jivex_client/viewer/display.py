@@ -10,7 +10,11 @@ fills the viewport (SCALE TO FIT), or that is shown at a fixed number of
 screen pixels per image pixel (MAGNIFY, used for 1:1). The area stored in
 the state has integer corners, as the GSPS does; the viewport keeps the
 exact floating-point area next to it so that small pans and zooms do not
-drift.
+drift. A view that shows margin beyond the image's first row or column is
+stored as the part of the image it shows, at its scale (MAGNIFY): corners
+stay at 1 or above (Displayed Area corners are SL, but readers such as
+dicom3tools take negative ones for huge unsigned numbers), and the image
+comes back at the same size.
 
 Spatial transformation follows PS3.3 C.10.6: the image is rotated
 clockwise, then flipped horizontally. The buttons act on what the screen
@@ -104,6 +108,16 @@ def _rotation_matrix(rotation: int, flip: bool) -> np.ndarray:
     return f @ r
 
 
+def _clip_span(low: float, high: float, size: int) -> tuple[float, float]:
+    """[*low*, *high*] within [0, *size*], at least one pixel wide."""
+    low, high = max(low, 0.0), min(high, float(size))
+    if high - low < 1.0:
+        # Nothing of the image in view: the pixel nearest to it.
+        low = min(max(low, 0.0), size - 1.0)
+        high = low + 1.0
+    return low, high
+
+
 def fresh_state() -> PresentationState:
     """A state with the viewer's layers and nothing else."""
     return PresentationState(layers=[copy.copy(layer) for layer in DEFAULT_LAYERS])
@@ -125,6 +139,10 @@ class DisplayState:
         self._area: tuple[float, float, float, float] | None = None
         self._mode = PresentationSizeModeValues.SCALE_TO_FIT
         self._magnification = 1.0
+        #: Screen pixels per image pixel when the area was last stored, and
+        #: the size of the image it was stored for (columns, rows).
+        self._scale = 1.0
+        self._size = (0, 0)
         #: Whether the presentation shape still follows the images (no file
         #: and no user said otherwise).
         self.shape_from_images = state is None
@@ -286,6 +304,8 @@ class DisplayState:
         screen_mm_per_pixel : float, optional
             For TRUE SIZE areas: the size of a screen pixel.
         """
+        if size[0] > 0 and size[1] > 0:
+            self._size = (int(size[0]), int(size[1]))
         (x0, y0, x1, y1), item = self._state_area(sop_instance_uid, frame, size)
         mode, magnification = self._mode, self._magnification
         if item is not None:
@@ -318,15 +338,29 @@ class DisplayState:
         f = view[1] / 2 - (a[1, 0] * cx + a[1, 1] * cy)
         return Affine(a[0, 0], a[1, 0], a[0, 1], a[1, 1], e, f)
 
-    def _store(self, area: tuple[float, float, float, float]) -> None:
+    def _store(
+        self, area: tuple[float, float, float, float], scale: float | None = None
+    ) -> None:
         """Keep *area* exactly and write it to the state.
 
         The corners written are those shown top left and bottom right after
         the rotation and flip, as pixel positions of the unrotated image
-        (PS3.3 C.10.4, Displayed Area Top Left Hand Corner).
+        (PS3.3 C.10.4, Displayed Area Top Left Hand Corner). *scale* is the
+        screen pixels per image pixel the area is shown at.
         """
         self._area = area
+        if scale is not None:
+            self._scale = scale
+        mode, magnification = self._mode, self._magnification
         x0, y0, x1, y1 = area
+        columns_total, rows_total = self._size
+        if (x0 < -0.5 or y0 < -0.5) and columns_total > 0 and rows_total > 0:
+            # Margin beyond the first column or row: the part of the image
+            # shown, at the scale it is shown at.
+            x0, x1 = _clip_span(x0, x1, columns_total)
+            y0, y1 = _clip_span(y0, y1, rows_total)
+            mode = PresentationSizeModeValues.MAGNIFY
+            magnification = self._scale
         # Inclusive 1-based pixels inside the edges.
         columns = (round(x0) + 1, max(round(x1), round(x0) + 1))
         rows = (round(y0) + 1, max(round(y1), round(y0) + 1))
@@ -341,12 +375,10 @@ class DisplayState:
             DisplayedArea(
                 corners[0][1],
                 corners[-1][1],
-                self._mode,
+                mode,
                 None,
                 (1, 1),
-                self._magnification
-                if self._mode == PresentationSizeModeValues.MAGNIFY
-                else None,
+                magnification if mode == PresentationSizeModeValues.MAGNIFY else None,
                 (),
             )
         ]
@@ -386,7 +418,7 @@ class DisplayState:
         )
         if self._mode == PresentationSizeModeValues.MAGNIFY:
             self._magnification = scale * factor
-        self._store(area)
+        self._store(area, scale * factor)
 
     def pan_by(
         self, dx: float, dy: float, current: Affine, view: tuple[int, int]
@@ -397,7 +429,10 @@ class DisplayState:
         mx, my = inverse.map(dx, dy)
         x0, y0, x1, y1 = self._visible_area(current, view)
         shift = (mx - ox, my - oy)
-        self._store((x0 - shift[0], y0 - shift[1], x1 - shift[0], y1 - shift[1]))
+        self._store(
+            (x0 - shift[0], y0 - shift[1], x1 - shift[0], y1 - shift[1]),
+            current.scale,
+        )
 
     def fit(self) -> None:
         """Show the whole image, as large as the viewport allows."""
@@ -414,7 +449,7 @@ class DisplayState:
         half_w, half_h = view[0] / 2, view[1] / 2
         if self.state.rotation in (90, 270):
             half_w, half_h = half_h, half_w
-        self._store((cx - half_w, cy - half_h, cx + half_w, cy + half_h))
+        self._store((cx - half_w, cy - half_h, cx + half_w, cy + half_h), 1.0)
 
     @property
     def zoom_mode(self) -> PresentationSizeModeValues:

@@ -78,7 +78,7 @@ class WaveformPlot(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.group: WaveformGroup | None = None
-        self.setMinimumSize(300, 200)
+        self.setMinimumSize(160, 100)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def set_group(self, group: WaveformGroup | None) -> None:

@@ -317,3 +317,95 @@ def direction_label(vector: np.ndarray) -> str:
             positive, negative = _LETTERS[axis]
             letters.append(positive if v[axis] > 0 else negative)
     return "".join(letters)
+
+
+# -- orientation letters -------------------------------------------------------------
+
+#: Unit vectors of the patient orientation letters (PS3.3 C.7.6.1.1.1).
+_LETTER_VECTORS = {
+    "L": (1.0, 0.0, 0.0),
+    "R": (-1.0, 0.0, 0.0),
+    "P": (0.0, 1.0, 0.0),
+    "A": (0.0, -1.0, 0.0),
+    "H": (0.0, 0.0, 1.0),
+    "F": (0.0, 0.0, -1.0),
+}
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """Where the image's axes point in the patient: what the letters at the
+    edges of the viewport say.
+
+    Attributes
+    ----------
+    row_direction, column_direction : numpy.ndarray
+        Along a row (increasing column) and along a column (increasing
+        row), in the patient coordinate system, (3,).
+    spacing : tuple of float
+        (row spacing, column spacing): how long a step along each axis is.
+    """
+
+    row_direction: np.ndarray
+    column_direction: np.ndarray
+    spacing: tuple[float, float] = (1.0, 1.0)
+
+    def label(self, x: float, y: float) -> str:
+        """The letters of the direction of the image step (*x*, *y*)."""
+        vector = (
+            self.row_direction * x * self.spacing[1]
+            + self.column_direction * y * self.spacing[0]
+        )
+        return direction_label(vector)
+
+
+def letters_vector(text: str) -> np.ndarray | None:
+    """The direction one value of Patient Orientation names, or None when it
+    is not made of A, P, R, L, H and F (empty, or a quadruped's terms).
+
+    The first letter is the main direction (PS3.3 C.7.6.1.1.1: "the
+    direction listed first is the predominant one"); the others weigh a
+    little less each, so that :func:`direction_label` gives them back in
+    the same order.
+    """
+    text = str(text or "").strip().upper()
+    if not text or any(c not in _LETTER_VECTORS for c in text):
+        return None
+    vector = np.zeros(3)
+    for rank, letter in enumerate(text):
+        vector += np.asarray(_LETTER_VECTORS[letter]) * (1.0 - 0.1 * rank)
+    return vector if float(np.linalg.norm(vector)) > 1e-6 else None
+
+
+def patient_orientation(value: Any) -> Orientation | None:
+    """The orientation of Patient Orientation (0020,0020): the direction of
+    the rows (left to right) then of the columns (top to bottom), as
+    letters (``L\\\\F`` for a chest radiograph seen from the front); None
+    when it is absent or not two such values."""
+    if value is None or isinstance(value, str | bytes):
+        values = str(value or "").split("\\")
+    else:
+        try:
+            values = [str(v) for v in value]
+        except TypeError:
+            return None
+    if len(values) != 2:
+        return None
+    row, column = letters_vector(values[0]), letters_vector(values[1])
+    if row is None or column is None:
+        return None
+    return Orientation(row, column)
+
+
+def frame_orientation(
+    ds: Dataset, frame: int = 0, plane: ImagePlane | None = None
+) -> Orientation | None:
+    """What the letters of frame *frame* (0-based) say: from its plane
+    (Image Orientation (Patient)) when it has one, else from Patient
+    Orientation, of the frame's functional groups (Patient Orientation in
+    Frame, PS3.3 C.7.6.16.2.15) or the top level, as projection images
+    (CR, DX, MG, XA) give it."""
+    if plane is not None:
+        return Orientation(plane.row_direction, plane.column_direction, plane.spacing)
+    value = _find(ds, frame, "PatientOrientationInFrameSequence", "PatientOrientation")
+    return patient_orientation(value)

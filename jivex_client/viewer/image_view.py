@@ -27,13 +27,14 @@ from PySide6.QtGui import (
     QPaintEvent,
     QPen,
     QPolygonF,
+    QResizeEvent,
     QTransform,
     QWheelEvent,
 )
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from jivex_client.viewer.display import Affine, DisplayState
-from jivex_client.viewer.geometry import ImagePlane, direction_label
+from jivex_client.viewer.geometry import Orientation
 from jivex_client.viewer.measure import pick
 from jivex_client.viewer.tools import (
     DRAWING_TOOLS,
@@ -46,12 +47,24 @@ from jivex_core.imaging.presentation import (
     GraphicTypeValues,
     Point,
     Shutter,
+    TextLabel,
 )
 
 logger = logging.getLogger(__name__)
 
 #: Screen pixels within which a click selects an annotation.
 PICK_PIXELS = 6.0
+
+#: The key image star: its size and the height of its centre, under the
+#: top orientation letter (which takes the first 24 pixels).
+KEY_STAR_SIZE = 18.0
+KEY_STAR_Y = 34.0
+
+#: Frame warnings: their colour, how many lines at most, and how far below
+#: the top edge (under the top letter and the star).
+WARNING_COLOR = QColor(255, 90, 90)
+WARNING_LINES = 3
+TOP_BAND = 46.0
 
 
 def to_qimage(pixels: np.ndarray) -> QImage:
@@ -155,11 +168,13 @@ class ImageView(QWidget):
     annotations_changed = Signal()
     #: The user pressed a button in the view (it becomes the active one).
     pressed = Signal()
+    #: The widget changed size (a fitted image changed scale with it).
+    resized = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setMinimumSize(120, 120)
+        self.setMinimumSize(80, 80)
         self.setMouseTracking(True)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.display = DisplayState()
@@ -168,7 +183,9 @@ class ImageView(QWidget):
         self.selected: Annotation | None = None
         self.active = False
         self.key_image = False
-        self.plane: ImagePlane | None = None
+        #: What the edge letters say (from Image Orientation (Patient) or
+        #: Patient Orientation); None shows no letters.
+        self.orientation: Orientation | None = None
         self.reference_lines: list[tuple[tuple[Point, Point], QColor]] = []
         #: Overlay planes: (image, column, row of its top left pixel, 0-based).
         self.overlays: list[tuple[QImage, int, int]] = []
@@ -178,6 +195,7 @@ class ImageView(QWidget):
         self._size = (0, 0)
         self._aspect = 1.0
         self._placeholder = ""
+        self._warnings: list[str] = []
         self._corners = {"tl": "", "tr": "", "bl": "", "br": ""}
         self._drag_button: Qt.MouseButton | None = None
         self._drag_start = QPointF()
@@ -217,6 +235,20 @@ class ImageView(QWidget):
     def placeholder(self) -> str:
         """The text shown instead of an image, empty when there is one."""
         return self._placeholder if self._image is None else ""
+
+    def set_warnings(self, warnings: list[str]) -> None:
+        """What the pipeline tolerated in the frame shown (Pixel Data short,
+        a rescale or window that cannot be right), shown in red over the
+        image so that missing or doubtful pixels never pass for real ones."""
+        if warnings != self._warnings:
+            self._warnings = list(warnings)
+            self.setToolTip("\n".join(self._warnings))
+            self.update()
+
+    @property
+    def warnings(self) -> list[str]:
+        """The warnings painted over the frame shown."""
+        return list(self._warnings) if self._image is not None else []
 
     def set_corner_text(self, corner: str, text: str) -> None:
         """Set the overlay of a corner: ``tl``, ``tr``, ``bl`` or ``br``."""
@@ -297,6 +329,7 @@ class ImageView(QWidget):
             self._paint_drawing(painter, t)
             self._paint_reference_lines(painter, t)
             self._paint_orientation(painter)
+            self._paint_warnings(painter)
         elif self._placeholder:
             painter.fillRect(self.rect().adjusted(8, 8, -8, -8), QColor(40, 40, 44))
             painter.setPen(QColor(230, 200, 120))
@@ -330,11 +363,47 @@ class ImageView(QWidget):
         pen.setCosmetic(True)
         return pen
 
+    def label_boxes(self) -> list[tuple[Annotation, TextLabel, QRectF]]:
+        """Every text of the frame's annotations with the screen box it is
+        painted in (what a click on the text hits), in painting order."""
+        if self._image is None or self._size[0] <= 0:
+            return []
+        t = qtransform(self.transform())
+        metrics = QFontMetricsF(self._overlay_font())
+        out = []
+        for annotation in self.annotations():
+            for label in annotation.texts:
+                if label.box is not None:
+                    top_left = t.map(QPointF(*label.box[0]))
+                elif label.anchor is not None:
+                    top_left = t.map(QPointF(*label.anchor))
+                else:
+                    continue
+                lines = label.text.splitlines() or [""]
+                box = QRectF(
+                    top_left.x(),
+                    top_left.y(),
+                    max(metrics.horizontalAdvance(s) for s in lines) + 4,
+                    metrics.height() * len(lines) + 2,
+                )
+                out.append((annotation, label, box))
+        return out
+
+    def annotation_at(self, pos: QPointF) -> Annotation | None:
+        """The annotation a click at widget position *pos* selects: the one
+        whose text it falls on (the topmost), else the one whose outline is
+        within :data:`PICK_PIXELS` of it."""
+        margin = PICK_PIXELS / 2
+        for annotation, _label, box in reversed(self.label_boxes()):
+            if box.adjusted(-margin, -margin, margin, margin).contains(pos):
+                return annotation
+        return pick(self.to_image(pos), self.annotations(), self._tolerance())
+
     def _paint_annotations(self, painter: QPainter, t: QTransform) -> None:
-        font = QFont(self.font())
-        font.setPointSizeF(max(8.0, font.pointSizeF()))
-        painter.setFont(font)
-        metrics = QFontMetricsF(font)
+        painter.setFont(self._overlay_font())
+        boxes: dict[int, list[tuple[TextLabel, QRectF]]] = {}
+        for annotation, label, box in self.label_boxes():
+            boxes.setdefault(id(annotation), []).append((label, box))
         for annotation in self.annotations():
             r, g, b = self.display.layer_color(annotation.layer)
             color = QColor(r, g, b)
@@ -351,26 +420,15 @@ class ImageView(QWidget):
                     painter.setBrush(QBrush(color))
                 painter.drawPath(path)
             painter.setBrush(Qt.BrushStyle.NoBrush)
-            for label in annotation.texts:
-                if label.box is not None:
-                    top_left = t.map(QPointF(*label.box[0]))
-                elif label.anchor is not None:
-                    top_left = t.map(QPointF(*label.anchor))
-                else:
-                    continue
-                lines = label.text.splitlines() or [""]
-                height = metrics.height() * len(lines)
-                box = QRectF(
-                    top_left.x(),
-                    top_left.y(),
-                    max(metrics.horizontalAdvance(s) for s in lines) + 4,
-                    height + 2,
-                )
+            for label, box in boxes.get(id(annotation), []):
                 if label.box is not None and label.anchor is not None:
                     if label.anchor_visible:
                         painter.setPen(self._pen(color))
                         painter.drawLine(box.center(), t.map(QPointF(*label.anchor)))
                 painter.fillRect(box, QColor(0, 0, 0, 140))
+                if annotation is self.selected:
+                    painter.setPen(self._pen(color, 1.0))
+                    painter.drawRect(box)
                 painter.setPen(color)
                 painter.drawText(
                     box.adjusted(2, 1, 0, 0),
@@ -409,10 +467,13 @@ class ImageView(QWidget):
             painter.setPen(pen)
             painter.drawLine(t.map(QPointF(*p)), t.map(QPointF(*q)))
 
-    def _paint_orientation(self, painter: QPainter) -> None:
-        plane = self.plane
-        if plane is None:
-            return
+    def orientation_labels(self) -> dict[str, str]:
+        """The letters shown at the ``left``, ``right``, ``top`` and
+        ``bottom`` edges: the patient directions the screen points to there,
+        after zoom, rotation and flip; empty without an orientation."""
+        orientation = self.orientation
+        if orientation is None or self._image is None:
+            return {}
         inverse = self.transform().inverse()
         labels = {}
         for name, (dx, dy) in {
@@ -423,32 +484,82 @@ class ImageView(QWidget):
         }.items():
             ix = inverse.a * dx + inverse.c * dy
             iy = inverse.b * dx + inverse.d * dy
-            vector = (
-                plane.row_direction * ix * plane.spacing[1]
-                + plane.column_direction * iy * plane.spacing[0]
-            )
-            labels[name] = direction_label(vector)
-        painter.setPen(QColor(255, 255, 160))
-        w, h = self.width(), self.height()
-        painter.drawText(
-            QRectF(6, 0, 40, h), Qt.AlignmentFlag.AlignVCenter, labels["left"]
-        )
-        painter.drawText(
-            QRectF(w - 46, 0, 40, h),
-            Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
-            labels["right"],
-        )
-        painter.drawText(
-            QRectF(0, 4, w, 20), Qt.AlignmentFlag.AlignHCenter, labels["top"]
-        )
-        painter.drawText(
-            QRectF(0, h - 24, w, 20), Qt.AlignmentFlag.AlignHCenter, labels["bottom"]
-        )
+            labels[name] = orientation.label(ix, iy)
+        return labels
 
-    def _paint_key_marker(self, painter: QPainter) -> None:
-        size = 18.0
-        cx, cy = self.width() / 2 + 0.0, 14.0
-        star = QPolygonF(
+    def _orientation_boxes(self) -> dict[str, tuple[QRectF, Qt.AlignmentFlag]]:
+        w, h = float(self.width()), float(self.height())
+        return {
+            "left": (QRectF(6, 0, 40, h), Qt.AlignmentFlag.AlignVCenter),
+            "right": (
+                QRectF(w - 46, 0, 40, h),
+                Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+            ),
+            "top": (QRectF(0, 4, w, 20), Qt.AlignmentFlag.AlignHCenter),
+            "bottom": (QRectF(0, h - 24, w, 20), Qt.AlignmentFlag.AlignHCenter),
+        }
+
+    def orientation_rects(self) -> dict[str, QRectF]:
+        """Where each edge letter is painted (its text's bounding box)."""
+        metrics = QFontMetricsF(self._overlay_font())
+        labels = self.orientation_labels()
+        return {
+            name: metrics.boundingRect(rect, flags, labels.get(name, ""))
+            for name, (rect, flags) in self._orientation_boxes().items()
+        }
+
+    def _paint_orientation(self, painter: QPainter) -> None:
+        labels = self.orientation_labels()
+        if not labels:
+            return
+        painter.setFont(self._overlay_font())
+        painter.setPen(QColor(255, 255, 160))
+        for name, (rect, flags) in self._orientation_boxes().items():
+            painter.drawText(rect, flags, labels[name])
+
+    def _overlay_font(self) -> QFont:
+        font = QFont(self.font())
+        font.setPointSizeF(max(8.0, font.pointSizeF()))
+        return font
+
+    def warning_rect(self) -> QRectF:
+        """Where the warnings are painted: a band under the top letter."""
+        font = self._overlay_font()
+        font.setBold(True)
+        metrics = QFontMetricsF(font)
+        lines = min(len(self._warnings), WARNING_LINES)
+        width = min(self.width() - 16.0, max(200.0, self.width() * 0.6))
+        height = lines * metrics.lineSpacing() + 6
+        return QRectF((self.width() - width) / 2, TOP_BAND, width, height)
+
+    def _paint_warnings(self, painter: QPainter) -> None:
+        if not self._warnings:
+            return
+        font = self._overlay_font()
+        font.setBold(True)
+        painter.setFont(font)
+        metrics = QFontMetricsF(font)
+        box = self.warning_rect()
+        painter.fillRect(box, QColor(0, 0, 0, 190))
+        painter.setPen(WARNING_COLOR)
+        y = box.top() + 3
+        for text in self._warnings[:WARNING_LINES]:
+            line = metrics.elidedText(
+                f"\u26a0 {text}", Qt.TextElideMode.ElideRight, box.width() - 8
+            )
+            painter.drawText(
+                QRectF(box.left() + 4, y, box.width() - 8, metrics.lineSpacing()),
+                Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter,
+                line,
+            )
+            y += metrics.lineSpacing()
+
+    def key_marker_polygon(self) -> QPolygonF:
+        """The star of a key image: centred under the top orientation
+        letter, so that it covers neither the letter nor the corners."""
+        size = KEY_STAR_SIZE
+        cx, cy = self.width() / 2, KEY_STAR_Y
+        return QPolygonF(
             [
                 QPointF(
                     cx
@@ -463,9 +574,11 @@ class ImageView(QWidget):
                 for i in range(10)
             ]
         )
+
+    def _paint_key_marker(self, painter: QPainter) -> None:
         painter.setPen(QPen(QColor(0, 0, 0), 1))
         painter.setBrush(QColor(255, 200, 0))
-        painter.drawPolygon(star)
+        painter.drawPolygon(self.key_marker_polygon())
         painter.setBrush(Qt.BrushStyle.NoBrush)
 
     def _paint_overlays(self, painter: QPainter) -> None:
@@ -490,6 +603,10 @@ class ImageView(QWidget):
                 painter.drawText(area.translated(dx, dy), flags[corner], text)
             painter.setPen(QColor(255, 255, 160))
             painter.drawText(area, flags[corner], text)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.resized.emit()
 
     # -- mouse -----------------------------------------------------------
 
@@ -542,7 +659,7 @@ class ImageView(QWidget):
             event.accept()
             return
         if button == Qt.MouseButton.LeftButton and self.tool == ToolValues.POINTER:
-            hit = pick(self.to_image(pos), self.annotations(), self._tolerance())
+            hit = self.annotation_at(pos)
             if hit is not self.selected:
                 self.selected = hit
                 self.selection_changed.emit()

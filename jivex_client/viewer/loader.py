@@ -7,6 +7,13 @@ header) in a least-recently-used cache bounded in bytes, and
 :class:`Prefetcher` reads ahead in the direction the reader scrolls with a
 bounded number of reads in flight, so that fast scrolling never queues
 hundreds of stale reads.
+
+What can wait (the headers of a whole series for its geometry, thumbnails)
+runs in one :data:`background` worker of its own, started once the first
+image is painted, and gives way to frame reads
+(:meth:`FrameLoader.wait_idle`): Python threads share one interpreter lock,
+so a header parser running flat out slows the decoding of the frame the
+reader waits for.
 """
 
 from __future__ import annotations
@@ -24,8 +31,14 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from jivex_client.viewer.geometry import ImagePlane, frame_plane
+from jivex_client.viewer.geometry import (
+    ImagePlane,
+    Orientation,
+    frame_orientation,
+    frame_plane,
+)
 from jivex_client.viewer.measure import Spacing, modality_units, pixel_spacing
+from jivex_client.viewer.overlay import header_values
 from jivex_client.viewer.presets import WindowPreset, file_windows
 from jivex_core.imaging.render import (
     PreparedFrame,
@@ -42,6 +55,11 @@ CACHE_BYTES = 768 * 2**20
 HEADER_BYTES = 48 * 1024
 
 executor = ThreadPoolExecutor(max_workers=3, thread_name_prefix="jivex-image")
+#: One worker for what can wait (series geometry, thumbnails): it never holds
+#: a frame worker, and runs one job at a time.
+background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jivex-background")
+#: Longest a background job waits for frame reads to finish before each file.
+PACE_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -70,12 +88,20 @@ class LoadedFrame:
         presets, GSPS references).
     plane : ImagePlane or None
         Where the frame lies in the patient (reference lines, sync).
+    orientation : Orientation or None
+        What the edge letters say: from the plane, else from Patient
+        Orientation (projection images).
     spacing : Spacing
         What lengths are measured with.
     units : str
         Units of the modality values (``HU`` for CT).
     windows : list of WindowPreset
         The windows the file gives.
+    fields : dict of str
+        Readable text of the header's attributes by keyword, for the corner
+        texts (:func:`~jivex_client.viewer.overlay.header_values`), worked
+        out in the worker so that showing an image costs the GUI thread
+        nothing of the sort.
     """
 
     ref: FrameRef
@@ -84,9 +110,17 @@ class LoadedFrame:
     error: str = ""
     header: Dataset | None = None
     plane: ImagePlane | None = None
+    orientation: Orientation | None = None
     spacing: Spacing = field(default_factory=Spacing)
     units: str = ""
     windows: list[WindowPreset] = field(default_factory=list)
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the pipeline tolerated in this frame (Pixel Data short, a
+        rescale or window that cannot be right): the viewport shows it."""
+        return list(self.frame.warnings) if self.frame is not None else []
 
 
 class _DatasetCache:
@@ -118,8 +152,11 @@ _datasets = _DatasetCache()
 
 
 def _header_of(ds: Dataset) -> Dataset:
-    header = Dataset()
-    header.update({elem.tag: elem for elem in ds if elem.tag.group != 0x7FE0})
+    # The elements as read, not converted: values are decoded when asked for
+    # (a tenth of a millisecond instead of three for a CT header).
+    header = Dataset(
+        {tag: ds.get_item(tag) for tag in ds.keys() if tag.group != 0x7FE0}
+    )
     header.file_meta = getattr(ds, "file_meta", Dataset())
     return header
 
@@ -137,27 +174,52 @@ def load_frame(ref: FrameRef) -> LoadedFrame:
         ds = _datasets.read(ref.path)
         header = _header_of(ds)
         frame = prepare_frame(ds, ref.frame)
+        plane = frame_plane(ds, ref.frame)
         return LoadedFrame(
             ref,
             frame,
             frame.render(),
             header=header,
-            plane=frame_plane(ds, ref.frame),
+            plane=plane,
+            orientation=frame_orientation(ds, ref.frame, plane),
             spacing=pixel_spacing(ds, ref.frame),
             units=modality_units(ds),
             windows=file_windows(ds),
+            fields=_fields(header),
         )
     except RenderError as exc:
-        return LoadedFrame(ref, None, None, str(exc), header=header)
+        return LoadedFrame(
+            ref, None, None, str(exc), header=header, fields=_fields(header)
+        )
     except (OSError, pydicom.errors.InvalidDicomError) as exc:
         return LoadedFrame(
-            ref, None, None, f"cannot read '{Path(ref.path).name}': {exc}", header
+            ref,
+            None,
+            None,
+            f"cannot read '{Path(ref.path).name}': {exc}",
+            header,
+            fields=_fields(header),
         )
     except Exception as exc:
         logger.warning("Cannot show '%s': %s: %s", ref.path, type(exc).__name__, exc)
         return LoadedFrame(
-            ref, None, None, f"{type(exc).__name__}: {exc}", header=header
+            ref,
+            None,
+            None,
+            f"{type(exc).__name__}: {exc}",
+            header=header,
+            fields=_fields(header),
         )
+
+
+def _fields(header: Dataset | None) -> dict[str, str]:
+    if header is None:
+        return {}
+    try:
+        return header_values(header)
+    except Exception as exc:  # a header pydicom cannot walk: no corner fields
+        logger.info("No corner fields: %s", exc)
+        return {}
 
 
 class FrameCache:
@@ -218,6 +280,19 @@ class FrameLoader:
     def __init__(self, cache: FrameCache | None = None) -> None:
         self.cache = cache or FrameCache()
         self._inflight: dict[FrameRef, asyncio.Future[LoadedFrame]] = {}
+        # Set while no frame is being read; background jobs wait for it.
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def wait_idle(self, timeout: float = PACE_SECONDS) -> bool:
+        """Wait (in a background worker) until no frame is being read, at
+        most *timeout* seconds; True when idle."""
+        return self._idle.wait(timeout)
+
+    def _finished(self, ref: FrameRef) -> None:
+        self._inflight.pop(ref, None)
+        if not self._inflight:
+            self._idle.set()
 
     def cached(self, ref: FrameRef) -> LoadedFrame | None:
         """The frame when it is in memory already (no read)."""
@@ -239,7 +314,8 @@ class FrameLoader:
                 loop.run_in_executor(executor, load_frame, ref)
             )
             self._inflight[ref] = future
-            future.add_done_callback(lambda _f: self._inflight.pop(ref, None))
+            self._idle.clear()
+            future.add_done_callback(lambda _f: self._finished(ref))
         item = await asyncio.shield(future)
         self.cache.put(item)
         return item
@@ -311,23 +387,36 @@ _GEOMETRY_TAGS = [
     "WindowWidth",
     "WindowCenterWidthExplanation",
     "PhotometricInterpretation",
+    "SamplesPerPixel",
+    "BitsAllocated",
+    "BitsStored",
     "Modality",
+    "PatientOrientation",
 ]
 
 
 def read_planes(
     refs: list[FrameRef],
-) -> tuple[list[ImagePlane | None], dict[str, Dataset]]:
+    stop: threading.Event | None = None,
+    pace: Callable[[], object] | None = None,
+) -> tuple[list[ImagePlane | None], dict[str, Dataset]] | None:
     """The plane of every frame of *refs* and the header of every file.
 
-    Reads only the attributes geometry and windows need, each file once;
-    runs in a worker. A file that cannot be read has no plane.
+    Reads only the attributes geometry, windows and presentation states
+    need, each file once; runs in the :data:`background` worker. A file that
+    cannot be read has no plane (and an empty header). *pace* is called
+    before each file (to give way to frame reads); None comes back when
+    *stop* was set meanwhile (the viewport shows something else).
     """
     headers: dict[str, Dataset] = {}
     planes: list[ImagePlane | None] = []
     for ref in refs:
         ds = headers.get(ref.path)
         if ds is None:
+            if stop is not None and stop.is_set():
+                return None
+            if pace is not None:
+                pace()
             try:
                 ds = pydicom.dcmread(
                     ref.path, stop_before_pixels=True, specific_tags=_GEOMETRY_TAGS
@@ -376,3 +465,43 @@ def thumbnail(ref: FrameRef, size: int = 96) -> np.ndarray:
             image = cut.reshape(r // step, step, c // step, step, 3).mean(axis=(1, 3))
         image = np.clip(image + 0.5, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(image)
+
+
+#: Frames tried for a series' thumbnail before it is said to have none.
+THUMBNAIL_TRIES = 8
+
+
+def thumbnail_order(count: int, tries: int = THUMBNAIL_TRIES) -> list[int]:
+    """Indexes to try for a series thumbnail: the middle frame, then the
+    ones after it, then those before, at most *tries*."""
+    if count <= 0:
+        return []
+    middle = count // 2
+    order = list(range(middle, count)) + list(range(middle - 1, -1, -1))
+    return order[:tries]
+
+
+def series_thumbnail(
+    refs: list[FrameRef],
+    size: int = 96,
+    stop: threading.Event | None = None,
+    pace: Callable[[], object] | None = None,
+) -> tuple[np.ndarray, int] | None:
+    """The thumbnail of a series: its middle frame, else the next one that
+    renders (one bad image does not leave the series without a picture).
+
+    Returns the pixels and the index of the frame shown; None when *stop*
+    was set. Raises :class:`RenderError` with the first frame's reason when
+    none of those tried renders. Runs in the :data:`background` worker.
+    """
+    first_error = ""
+    for index in thumbnail_order(len(refs)):
+        if stop is not None and stop.is_set():
+            return None
+        if pace is not None:
+            pace()
+        try:
+            return thumbnail(refs[index], size), index
+        except RenderError as exc:
+            first_error = first_error or str(exc)
+    raise RenderError(first_error or "the series holds no image")

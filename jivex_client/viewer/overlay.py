@@ -13,14 +13,17 @@ names and dates made readable) and the viewer's own fields:
 ``{rotation}``   ``Rot: 90°`` / ``Flip`` when the image is turned
 
 A line whose fields are all empty is left out, so that one template serves
-objects with and without an attribute. The defaults are below; the
-configuration file overrides them per modality (``[viewer.overlay.CT]``,
+objects with and without an attribute; a part of a line in square brackets
+is left out when its fields are (``[{KVP} kV] [{XRayTubeCurrent} mA]``
+reads ``120 kV`` without a tube current, not ``120 kV  mA``). The defaults
+are below; the configuration file overrides them per modality (``[viewer.overlay.CT]``,
 see ``resources/jivex.toml``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -87,7 +90,7 @@ MODALITY_TEMPLATES: dict[str, CornerTemplate] = {
             "{image}",
             "{location}",
             "{thickness}",
-            "{KVP} kV {XRayTubeCurrent} mA",
+            "[{KVP} kV] [{XRayTubeCurrent} mA]",
         ),
         bottom_right=DEFAULT_TEMPLATE.bottom_right,
     ),
@@ -98,7 +101,7 @@ MODALITY_TEMPLATES: dict[str, CornerTemplate] = {
             "{image}",
             "{location}",
             "{thickness}",
-            "TR {RepetitionTime} TE {EchoTime}",
+            "[TR {RepetitionTime}] [TE {EchoTime}]",
         ),
         bottom_right=DEFAULT_TEMPLATE.bottom_right,
     ),
@@ -187,23 +190,57 @@ class _Formatter(string.Formatter):
 _FORMATTER = _Formatter()
 
 
+#: An optional part of a template line: text in square brackets.
+_OPTIONAL = re.compile(r"\[([^\[\]]*)\]")
+
+
+def _fields(text: str) -> list[str] | None:
+    """The field names of *text*; None when it does not parse."""
+    try:
+        return [name for _t, name, _s, _c in _FORMATTER.parse(text) if name]
+    except ValueError:
+        return None
+
+
+def _fill(text: str, values: Mapping[str, str]) -> str | None:
+    try:
+        return _FORMATTER.vformat(text, (), dict(values))
+    except (ValueError, IndexError, KeyError):
+        return None
+
+
 def render_line(line: str, values: Mapping[str, str]) -> str:
     """One template line filled from *values*; empty when all its fields are.
 
-    A malformed line (an unmatched brace) is shown as written, so that a
-    typo in the configuration is visible, not fatal.
+    A part in square brackets is left out when all its fields are empty
+    (and its brackets are dropped otherwise). A malformed line (an
+    unmatched brace) is shown as written, so that a typo in the
+    configuration is visible, not fatal.
     """
-    try:
-        parsed = list(_FORMATTER.parse(line))
-    except ValueError:
+    names = _fields(_OPTIONAL.sub(lambda m: m.group(1), line))
+    if names is None:
         return line
-    names = [name for _text_, name, _spec, _conv in parsed if name]
     if names and not any(values.get(name, "") for name in names):
         return ""
-    try:
-        return _FORMATTER.vformat(line, (), dict(values)).strip()
-    except (ValueError, IndexError, KeyError):
+
+    dropped = []
+
+    def optional(match: re.Match[str]) -> str:
+        inner = match.group(1)
+        fields = _fields(inner)
+        if fields and not any(values.get(name, "") for name in fields):
+            dropped.append(inner)
+            return ""
+        return inner
+
+    template = _OPTIONAL.sub(optional, line)
+    if dropped:
+        # The blanks around what was left out, not those of the values.
+        template = re.sub(r" {2,}", " ", template)
+    text = _fill(template, values)
+    if text is None:
         return line
+    return text.strip()
 
 
 def corner_texts(template: CornerTemplate, values: Mapping[str, str]) -> dict[str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,6 @@ from PySide6.QtCore import QMimeData, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QImage, QKeyEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
-    QInputDialog,
     QLabel,
     QScrollBar,
     QStackedWidget,
@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from jivex_client.tasks import spawn
 from jivex_client.text import format_date, format_person_name
 from jivex_client.viewer import documents
+from jivex_client.viewer.dialogs import AnnotationTextDialog, text_problem
 from jivex_client.viewer.display import DisplayState, render_grey
 from jivex_client.viewer.document_view import PdfView, ReportView, WaveformView
 from jivex_client.viewer.geometry import ImagePlane, slice_location
@@ -40,6 +41,7 @@ from jivex_client.viewer.loader import (
     LoadedFrame,
     Prefetcher,
     ahead,
+    background,
     executor,
     read_dataset,
     read_planes,
@@ -56,7 +58,6 @@ from jivex_client.viewer.measure import (
 from jivex_client.viewer.overlay import (
     OverlayTemplates,
     corner_texts,
-    header_values,
 )
 from jivex_client.viewer.presets import auto_window
 from jivex_client.viewer.state import (
@@ -82,6 +83,10 @@ PREFETCH_BEHIND = 2
 
 #: Default cine speed, frames per second.
 CINE_FPS = 15.0
+
+#: Seconds between the first image painted and the series' headers read
+#: (the paint goes first).
+GEOMETRY_DELAY = 0.1
 
 _CORNER_KEYS = {
     "top_left": "tl",
@@ -173,6 +178,8 @@ class SeriesViewer(QWidget):
     presentation_changed = Signal()
     #: Cine started or stopped.
     cine_changed = Signal(bool)
+    #: Something to tell the reader (a text refused, a document not shown).
+    message_changed = Signal(str)
 
     def __init__(
         self,
@@ -199,14 +206,29 @@ class SeriesViewer(QWidget):
         self._drag_sensitivity = 1.0
         self._scratch: np.ndarray | None = None
         self._modality_cache: tuple[Any, np.ndarray] | None = None
-        self._header_values: tuple[Any, dict[str, str]] | None = None
-        self._text_dialog: QInputDialog | None = None
+        #: Headers of the series' files (geometry, windows, photometric),
+        #: by path, once read in the background.
+        self.headers: dict[str, Any] = {}
+        #: The stored GSPS the display state is (applied from the list or
+        #: just saved) and the images it references; None once edited.
+        self.saved_state: tuple[ImageRef, frozenset[str]] | None = None
+        #: Whether the reader changed the presentation since the series (or
+        #: a state) was loaded.
+        self.edited = False
+        #: Key images shown with the presentation state their document names:
+        #: the display state of each, by SOP Instance UID.
+        self._image_displays: dict[str, DisplayState] = {}
+        self._plain_display: DisplayState | None = None
+        self._geometry_stop = threading.Event()
+        self._geometry_for = -1
+        self._text_dialog: AnnotationTextDialog | None = None
         self._generation = 0
 
         self.view = ImageView()
         self.view.display = self.display
         self.scrollbar = QScrollBar(Qt.Orientation.Vertical)
         self.scrollbar.setRange(0, 0)
+        self.scrollbar.setVisible(False)  # until a stack is shown
         self.pdf_view = PdfView()
         self.report_view = ReportView()
         self.waveform_view = WaveformView()
@@ -238,6 +260,8 @@ class SeriesViewer(QWidget):
         self.view.drawing_finished.connect(self._on_view_drawing_finished)
         self.view.annotations_changed.connect(self._on_view_annotations_changed)
         self.view.pressed.connect(self.activated)
+        self.view.resized.connect(self._update_corners)
+        self.presentation_changed.connect(self._on_presentation_changed)
         self.scrollbar.valueChanged.connect(self._on_scrollbar_value_changed)
         self.cine_timer.timeout.connect(self._on_cine_timer_timeout)
 
@@ -258,7 +282,7 @@ class SeriesViewer(QWidget):
         """Show the frames *refs* (a series, or the images of a key object
         document) under the title of *series*."""
         self.stop_cine()
-        self._generation += 1
+        self._new_generation()
         self.study = study
         self.series = series
         self.refs = refs
@@ -269,6 +293,10 @@ class SeriesViewer(QWidget):
         self.view.display = self.display
         self.view.selected = None
         self.display.set_images(self.image_refs())
+        self.saved_state = None
+        self.edited = False
+        self._image_displays = {}
+        self._plain_display = None
         self.scrollbar.blockSignals(True)
         self.scrollbar.setRange(0, max(len(refs) - 1, 0))
         self.scrollbar.setValue(0)
@@ -277,17 +305,18 @@ class SeriesViewer(QWidget):
         self.scrollbar.setVisible(len(refs) > 1)
         if refs:
             self.show_index(0)
-            spawn(self._read_geometry(self._generation), "Reading slice positions")
         else:
             self.pages.setCurrentWidget(self.view)
             self.view.set_frame(
                 None, placeholder=self.tr("This series holds no images.")
             )
+            self.view.set_warnings([])
+            self._update_corners()  # the series' own, not the last image's
 
     def clear(self) -> None:
         """Show nothing (an empty viewport of the layout)."""
         self.stop_cine()
-        self._generation += 1
+        self._new_generation()
         self.refs = []
         self.series = {}
         self.stack = StackState(0)
@@ -295,6 +324,19 @@ class SeriesViewer(QWidget):
         self.planes = []
         self.scrollbar.setVisible(False)
         self.pages.setCurrentWidget(self.empty)
+
+    def _new_generation(self) -> None:
+        # What was read for the frames shown before stops.
+        self._generation += 1
+        self._geometry_stop.set()
+        self._geometry_stop = threading.Event()
+        self.headers = {}
+
+    @property
+    def generation(self) -> int:
+        """Counts what the viewport showed: it changes with each series or
+        set of key images loaded."""
+        return self._generation
 
     @property
     def series_uid(self) -> str:
@@ -359,9 +401,10 @@ class SeriesViewer(QWidget):
         self.scrollbar.blockSignals(True)
         self.scrollbar.setValue(self.stack.index)
         self.scrollbar.blockSignals(False)
+        ref = self.refs[self.stack.index]
+        self._display_for(ref)
         self._update_corners()
         self.slice_changed.emit(self.stack.index)
-        ref = self.refs[self.stack.index]
         cached = self.loader.cached(ref)
         if cached is not None:
             # Shown at once: scrolling a cached stack costs no event loop turn.
@@ -395,6 +438,14 @@ class SeriesViewer(QWidget):
             self.paint_current()
         self.frame_shown.emit(index)
         self._prefetch(index)
+        if self._geometry_for != self._generation:
+            # The headers of the whole series are read once the first image
+            # is on screen, in the background, giving way to frame reads.
+            self._geometry_for = self._generation
+            spawn(
+                self._read_geometry(self._generation, self._geometry_stop),
+                "Reading slice positions",
+            )
 
     def _prefetch(self, index: int) -> None:
         wanted = ahead(
@@ -402,13 +453,20 @@ class SeriesViewer(QWidget):
         )
         self.prefetcher.want([self.refs[i] for i in wanted])
 
-    async def _read_geometry(self, generation: int) -> None:
+    async def _read_geometry(self, generation: int, stop: threading.Event) -> None:
+        await asyncio.sleep(GEOMETRY_DELAY)
+        if stop.is_set():
+            return
         refs = list(self.refs)
         loop = asyncio.get_running_loop()
-        planes, _headers = await loop.run_in_executor(executor, read_planes, refs)
-        if not shiboken6.isValid(self) or generation != self._generation:
+        result = await loop.run_in_executor(
+            background, read_planes, refs, stop, self.loader.wait_idle
+        )
+        if result is None or not shiboken6.isValid(self):
             return
-        self.planes = planes
+        if generation != self._generation:
+            return
+        self.planes, self.headers = result
         self.geometry_changed.emit()
 
     async def _show_document(
@@ -481,8 +539,9 @@ class SeriesViewer(QWidget):
         if item is None:
             return
         ref = item.ref
+        self.view.set_warnings(item.warnings)
         if item.frame is None:
-            self.view.plane = None
+            self.view.orientation = None
             self.view.set_frame(
                 None,
                 ref.SOPInstanceUID,
@@ -533,7 +592,7 @@ class SeriesViewer(QWidget):
                     frame.voi_function,
                     self._scratch,
                 )
-        self.view.plane = item.plane
+        self.view.orientation = item.orientation
         self.view.overlays = overlay_images(frame)
         self.view.key_image = self.key_images.contains(
             ref.SOPInstanceUID, ref.frame + 1
@@ -590,13 +649,10 @@ class SeriesViewer(QWidget):
         """The fields of the corner templates for the frame shown."""
         item = self.current
         values: dict[str, str] = {}
-        if item is not None and item.ref == self.current_ref() and item.header:
-            # The header's fields do not change; the corners are redrawn on
-            # every window step of a drag, so they are read once per image.
-            cached = self._header_values
-            if cached is None or cached[0] is not item.header:
-                cached = self._header_values = (item.header, header_values(item.header))
-            values.update(cached[1])
+        if item is not None and item.ref == self.current_ref() and item.fields:
+            # Read in the worker, once per image: the corners are redrawn on
+            # every step of a window drag.
+            values.update(item.fields)
         else:
             values["PatientName"] = format_person_name(
                 str(self.study.get("PatientName") or "")
@@ -716,14 +772,64 @@ class SeriesViewer(QWidget):
         self._update_corners()
         self.presentation_changed.emit()
 
-    def apply_presentation(self, state: PresentationState) -> None:
-        """Show the images with *state* (a GSPS read from a file)."""
+    def apply_presentation(
+        self, state: PresentationState, source: ImageRef | None = None
+    ) -> None:
+        """Show the images with *state* (a GSPS read from a file; *source*
+        is that file's object, for key images saved later)."""
         state.images = state.images or self.image_refs()
+        self._image_displays = {}
+        self._plain_display = None
         self.display.adopt(state)
         self.view.display = self.display
         self.view.selected = None
         self.paint_current()
         self.presentation_changed.emit()
+        self.mark_saved(source, state.images)
+
+    def mark_saved(self, source: ImageRef | None, images: list[ImageRef]) -> None:
+        """The display state is now the stored GSPS *source*, which applies
+        to *images* (after applying or saving it)."""
+        if source is None:
+            self.saved_state = None
+            return
+        self.saved_state = (source, frozenset(r.SOPInstanceUID for r in images))
+        self.edited = False
+
+    def apply_image_states(self, states: dict[str, PresentationState]) -> None:
+        """Show each image of *states* (by SOP Instance UID) with its own
+        presentation state, the others plain: the key images of a document
+        that names one per image (TID 2010)."""
+        displays: dict[int, DisplayState] = {}
+        self._image_displays = {}
+        for uid, state in states.items():
+            display = displays.get(id(state))
+            if display is None:
+                state.images = state.images or [
+                    r for r in self.image_refs() if r.SOPInstanceUID == uid
+                ]
+                display = displays[id(state)] = DisplayState()
+                display.adopt(state)
+            self._image_displays[uid] = display
+        self._plain_display = self.display
+        ref = self.current_ref()
+        if ref is not None:
+            self._display_for(ref)
+            self.paint_current()
+
+    def _display_for(self, ref: FrameRef) -> None:
+        if not self._image_displays:
+            return
+        display = self._image_displays.get(ref.SOPInstanceUID, self._plain_display)
+        if display is not None and display is not self.display:
+            self.display = display
+            self.view.display = display
+            self.view.selected = None
+
+    def state_of(self, sop_instance_uid: str) -> PresentationState:
+        """The presentation state an image of the viewport is shown with."""
+        display = self._image_displays.get(sop_instance_uid, self.display)
+        return display.state
 
     def set_tool(self, tool: ToolValues) -> None:
         """What the left button does in this viewport."""
@@ -823,31 +929,37 @@ class SeriesViewer(QWidget):
         self.presentation_changed.emit()
 
     def _ask_text(self, point: tuple[float, float], image: ImageRef) -> None:
-        dialog = QInputDialog(self)
-        dialog.setWindowTitle(self.tr("Text"))
-        dialog.setLabelText(self.tr("Text to show on the image:"))
-        dialog.setInputMode(QInputDialog.InputMode.TextInput)
+        dialog = AnnotationTextDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self._text_dialog = dialog
 
-        def accepted(text: str) -> None:
+        def accepted() -> None:
             self._text_dialog = None
-            self.add_text(text, point, image)
+            self.add_text(dialog.text(), point, image)
 
-        dialog.textValueSelected.connect(accepted)
+        dialog.accepted.connect(accepted)
         dialog.rejected.connect(lambda: setattr(self, "_text_dialog", None))
         dialog.open()
 
     def add_text(
         self, text: str, point: tuple[float, float], image: ImageRef | None = None
-    ) -> None:
-        """Put a free text on the frame shown (or on *image*)."""
+    ) -> bool:
+        """Put a free text on the frame shown (or on *image*); False (and a
+        message) when a GSPS could not hold it."""
         text = text.strip()
         image = image or self.current_image_ref()
         if not text or image is None:
-            return
+            return False
+        problem = text_problem(text)
+        if problem:
+            self.message_changed.emit(
+                self.tr("The text was not added: {problem}.").format(problem=problem)
+            )
+            return False
         self.display.add_annotation(text_annotation(text, point, image))
         self.view.update()
         self.presentation_changed.emit()
+        return True
 
     # -- slots -----------------------------------------------------------
 
@@ -864,6 +976,10 @@ class SeriesViewer(QWidget):
         # Re-windowing a cached frame is a few numpy passes (well under a
         # millisecond at 512x512), cheap enough to do while dragging.
         self.set_window(window_drag(self._drag_window, dx, dy, self._drag_sensitivity))
+
+    def _on_presentation_changed(self) -> None:
+        self.edited = True
+        self.saved_state = None
 
     def _on_view_transform_changed(self) -> None:
         self._update_corners()
