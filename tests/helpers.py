@@ -190,9 +190,11 @@ def findscu(
 
 
 class StoreSCP:
-    """A DCMTK storescp on a loopback port, writing into its own folder.
+    """A DCMTK storescp on a free port, writing into its own folder.
 
-    With -v its log has one line per C-STORE request, so a test can tell
+    DCMTK 3.6.7's tools cannot bind one address: the port is a free one
+    chosen by the test, the tests reach it on 127.0.0.1, and the caller stops
+    it. With -v its log has one line per C-STORE request, so a test can tell
     objects received twice from objects received once.
     """
 
